@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The maps. Every map the agent manages is pinned by name under the agent's
+ * bpffs directory, so that a restarted agent reuses them (and the sockets
+ * already in the sockhash keep being spliced). Capacities are placeholders:
+ * the loader sets the real ones before load.
+ */
+#ifndef KM_LIB_MAPS_H
+#define KM_LIB_MAPS_H
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct km_settings);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} km_settings_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KM_DEFAULT_MAX_WORKLOADS);
+	__type(key, struct km_capture_key);
+	__type(value, struct km_workload);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} km_capture_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KM_DEFAULT_MAX_EXCLUSIONS);
+	__type(key, struct km_port_key);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} km_xport_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, KM_DEFAULT_MAX_EXCLUSIONS);
+	__type(key, struct km_cidr4_key);
+	__type(value, __u8);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} km_xcidr4_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, KM_DEFAULT_MAX_EXCLUSIONS);
+	__type(key, struct km_cidr6_key);
+	__type(value, __u8);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} km_xcidr6_v1 SEC(".maps");
+
+/* LRU: an entry whose connect never completed ages out instead of leaking. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, KM_DEFAULT_MAX_CONNECTIONS);
+	__type(key, __u64);
+	__type(value, struct km_origdst);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} km_odst_ck_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, KM_DEFAULT_MAX_CONNECTIONS);
+	__type(key, struct km_sock_key);
+	__type(value, struct km_origdst);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} km_odst_tp_v1 SEC(".maps");
+
+/* Sockets leave the sockhash by themselves when they close. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, KM_DEFAULT_MAX_CONNECTIONS);
+	__type(key, struct km_sock_key);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} km_socks_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KM_STAT__MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} km_stats_v1 SEC(".maps");
+
+#endif

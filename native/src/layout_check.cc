@@ -1,0 +1,15 @@
+// SPDX-License-Identifier: Apache-2.0
+// The map layouts the BPF C, this addon and src/datapath/codec.ts agree on.
+// Must stay in sync with bpf/kernmesh.h and src/datapath/codec.ts: a size
+// change here is a layout change there (and a new _vN map name).
+#include "kernmesh.h"
+
+static_assert(sizeof(struct km_settings) == 40, "km_settings layout changed");
+static_assert(sizeof(struct km_capture_key) == 16, "km_capture_key layout changed");
+static_assert(sizeof(struct km_workload) == 8, "km_workload layout changed");
+static_assert(sizeof(struct km_port_key) == 8, "km_port_key layout changed");
+static_assert(sizeof(struct km_cidr4_key) == 12, "km_cidr4_key layout changed");
+static_assert(sizeof(struct km_cidr6_key) == 24, "km_cidr6_key layout changed");
+static_assert(sizeof(struct km_origdst) == 24, "km_origdst layout changed");
+static_assert(sizeof(struct km_sock_key) == 48, "km_sock_key layout changed");
+static_assert(KM_STAT__MAX == 19, "counter list changed: update STAT_NAMES in codec.ts");
