@@ -16,6 +16,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   km::Datapath::Init(env, exports);
   exports.Set("load", Napi::Function::New(env, km::Load, "load"));
   exports.Set("detachLink", Napi::Function::New(env, km::DetachLink, "detachLink"));
+  exports.Set("programExists", Napi::Function::New(env, km::ProgramExists, "programExists"));
   exports.Set("listenInNetns", Napi::Function::New(env, km::ListenInNetns, "listenInNetns"));
   exports.Set("netnsCookie", Napi::Function::New(env, km::NetnsCookie, "netnsCookie"));
   exports.Set("originalDst", Napi::Function::New(env, km::OriginalDst, "originalDst"));

@@ -317,6 +317,18 @@ Napi::Value Datapath::MapDelete(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, true);
 }
 
+// programExists(id) -> boolean: is a program with this id still loaded?
+Napi::Value ProgramExists(const Napi::CallbackInfo& info) {
+  uint32_t id = ArgU32(info, 0, "id");
+  int fd = bpf_prog_get_fd_by_id(id);
+  if (fd >= 0) {
+    close(fd);
+    return Napi::Boolean::New(info.Env(), true);
+  }
+  if (errno == ENOENT) return Napi::Boolean::New(info.Env(), false);
+  throw SystemError(info.Env(), errno, "bpf_prog_get_fd_by_id", HintFor(errno));
+}
+
 Napi::Value Datapath::MapDump(const Napi::CallbackInfo& info) {
   struct bpf_map* map = MapArg(info, 0);
   auto* worker = new DumpWorker(info.Env(), bpf_map__fd(map), bpf_map__key_size(map), UserValueSize(map),

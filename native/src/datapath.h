@@ -45,6 +45,8 @@ class Datapath : public Napi::ObjectWrap<Datapath> {
 
 // load(options) -> Promise<Datapath>
 Napi::Value Load(const Napi::CallbackInfo& info);
+// programExists(id) -> boolean
+Napi::Value ProgramExists(const Napi::CallbackInfo& info);
 // detachLink(pinPath) -> boolean
 Napi::Value DetachLink(const Napi::CallbackInfo& info);
 

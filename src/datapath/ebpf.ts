@@ -303,6 +303,19 @@ export function cleanupPins(pinDir: string): string[] {
   return removed;
 }
 
+/**
+ * Waits until none of the given programs is loaded any more (the kernel frees
+ * them shortly after their last link, map or fd goes); returns those left.
+ */
+export async function programsStillLoaded(ids: number[], timeoutMs = 3000): Promise<number[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const left = ids.filter((id) => addon().programExists(id));
+    if (left.length === 0 || Date.now() > deadline) return left;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
 function removeEmptyDir(dir: string): void {
   try {
     rmdirSync(dir);

@@ -70,6 +70,8 @@ export interface NativeAddon {
   load(options: NativeLoadOptions): Promise<NativeDatapath>;
   /** Detach the link pinned at pinPath and remove the pin; false if none. */
   detachLink(pinPath: string): boolean;
+  /** Whether a BPF program with this id is still loaded. */
+  programExists(id: number): boolean;
   /** A listening, non-blocking TCP socket created inside another netns. */
   listenInNetns(netnsPath: string, host: string, port: number, backlog?: number): number;
   netnsCookie(netnsPath: string): bigint;

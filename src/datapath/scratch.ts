@@ -7,8 +7,9 @@
  * only the processes it started, by pid.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { cleanupPins } from './ebpf.ts';
 import { cgroup2Root, ensureBpffs, ownCgroup } from './host.ts';
 
 let counter = 0;
@@ -144,6 +145,54 @@ export class Scratch {
     }
     return problems;
   }
+}
+
+const SCRATCH_NAME = /^kernmesh-[a-z]+-(\d+)-\d+$/;
+
+/**
+ * Removes what earlier scratch runs left behind when their process died
+ * before cleanup (a killed test run): only names of the scratch pattern whose
+ * owning pid is gone. Returns what it removed.
+ */
+export function sweepStaleScratch(): string[] {
+  const dead = (name: string) => {
+    const m = SCRATCH_NAME.exec(name);
+    return !!m && !existsSync(`/proc/${m[1]}`);
+  };
+  const removed: string[] = [];
+  const netns = existsSync('/run/netns') ? readdirSync('/run/netns') : [];
+  for (const name of netns.filter(dead)) {
+    execFileSync('ip', ['netns', 'del', name], { stdio: 'pipe' });
+    removed.push(`netns ${name}`);
+  }
+  const bpffs = ensureBpffs();
+  for (const name of readdirSync(bpffs).filter(dead)) {
+    removed.push(...cleanupPins(join(bpffs, name)).map((p) => `pin ${p}`));
+  }
+  const cg2 = cgroup2Root();
+  for (const name of readdirSync(cg2).filter(dead)) {
+    const root = join(cg2, name);
+    // Children first; a leftover process in them is not ours to kill (its owner is gone).
+    for (const child of readdirSync(root, { withFileTypes: true }).filter((e) => e.isDirectory())) {
+      try {
+        rmdirSync(join(root, child.name));
+      } catch {
+        /* still populated: reported by the rmdir of the root below */
+      }
+    }
+    try {
+      rmdirSync(root);
+      removed.push(`cgroup ${root}`);
+    } catch {
+      removed.push(`cgroup ${root} (busy, left)`);
+    }
+  }
+  if (existsSync('/run/kernmesh')) {
+    for (const name of readdirSync('/run/kernmesh').filter((n) => dead(n.replace(/\.lock$/, '')))) {
+      rmSync(join('/run/kernmesh', name), { force: true });
+    }
+  }
+  return removed;
 }
 
 /** rmdir, retrying while the kernel finishes emptying it (exiting tasks). */

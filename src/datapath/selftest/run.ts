@@ -5,13 +5,13 @@
  * connections through connect4, connect6, sockops, sk_msg and getsockopt,
  * reports one line per hook, and removes everything again.
  */
-import { type Server, createServer } from 'node:net';
+import { type Server, type Socket, createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { type Counters } from '../codec.ts';
-import { EbpfDatapath } from '../ebpf.ts';
+import { EbpfDatapath, programsStillLoaded } from '../ebpf.ts';
 import { type FeatureCheck, probeFeatures } from '../host.ts';
 import { addon } from '../native.ts';
-import { Scratch } from '../scratch.ts';
+import { Scratch, sweepStaleScratch } from '../scratch.ts';
 import { serveEcho, socketFd } from './echo.ts';
 
 export interface HookResult {
@@ -54,9 +54,17 @@ export async function runClient(scratch: Scratch, cgroup: string, args: object):
   return lines;
 }
 
+const openSockets = new WeakMap<Server, Set<Socket>>();
+
 export function listen(netnsPath: string, host: string, port: number, role: string, describe: Parameters<typeof serveEcho>[2]): Promise<Server> {
   const fd = addon().listenInNetns(netnsPath, host, port);
   const server = createServer();
+  const sockets = new Set<Socket>();
+  openSockets.set(server, sockets);
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  });
   serveEcho(server, role, describe);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -64,8 +72,14 @@ export function listen(netnsPath: string, host: string, port: number, role: stri
   });
 }
 
+/** Stops listening and ends every connection still open (close() alone waits for them). */
+export function closeServer(server: Server): Promise<void> {
+  for (const s of openSockets.get(server) ?? []) s.destroy();
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
 /** originalDst() of an accepted socket, as the proxy would ask. */
-export const describeOriginalDst = (socket: import('node:net').Socket) => addon().originalDst(socketFd(socket));
+export const describeOriginalDst = (socket: Socket) => addon().originalDst(socketFd(socket));
 
 function pick(c: Counters, ...names: Array<keyof Counters>) {
   return Object.fromEntries(names.map((n) => [n, c[n].toString()]));
@@ -79,9 +93,11 @@ export async function selftest(): Promise<SelftestReport> {
     return report;
   }
 
+  sweepStaleScratch();
   const scratch = new Scratch('selftest');
   const servers: Server[] = [];
   let dp: EbpfDatapath | undefined;
+  let programIds: number[] = [];
   try {
     scratch.setup();
     scratch.addVip(VIP4);
@@ -95,6 +111,7 @@ export async function selftest(): Promise<SelftestReport> {
       proxyCgroup: proxyCg,
       outboundPort: OUTBOUND_PORT,
     });
+    programIds = Object.values(dp.programIds());
     await dp.apply({ workloads: [{ name: 'selftest/app', netnsPath: scratch.netnsPath, cgroupPath: appCg }] });
 
     // The proxy's sockets must belong to a cgroup under the attach point for
@@ -140,9 +157,11 @@ export async function selftest(): Promise<SelftestReport> {
   } catch (err) {
     report.error = (err as Error).message;
   } finally {
-    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+    await Promise.all(servers.map(closeServer));
     if (dp) await dp.close({ detach: true });
     const problems = await scratch.cleanup();
+    const left = await programsStillLoaded(programIds);
+    if (left.length) problems.push(`programs still loaded: ids ${left.join(', ')}`);
     report.cleanup = { ok: problems.length === 0, problems };
   }
   report.ok = !report.error && report.hooks.length === 5 && report.hooks.every((h) => h.ok) && report.cleanup.ok;

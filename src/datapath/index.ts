@@ -1,0 +1,11 @@
+// SPDX-License-Identifier: Apache-2.0
+/** The datapath's public surface: everything else in kernmesh imports from here. */
+export * from './codec.ts';
+export * from './desired.ts';
+export { EbpfDatapath, type EbpfOptions, cleanupPins, programsStillLoaded } from './ebpf.ts';
+export * from './host.ts';
+export * from './interceptor.ts';
+export { IptablesDatapath, type IptablesOptions, renderRules } from './iptables.ts';
+export { type SocketAddress, addon as nativeAddon } from './native.ts';
+export { Scratch, sweepStaleScratch } from './scratch.ts';
+export { type HookResult, type SelftestReport, selftest } from './selftest/run.ts';

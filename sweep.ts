@@ -1,0 +1,2 @@
+import { sweepStaleScratch } from './src/datapath/index.ts';
+console.log(sweepStaleScratch());

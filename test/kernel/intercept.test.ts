@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: Apache-2.0
+// The eBPF path with real sockets: who the client reached, and what the maps
+// and counters say. See test/kernel/helpers/bed.ts for the topology.
+import { PROXY_PORT, VIP4, VIP4_OTHER, VIP6, withBed } from './helpers/bed.ts';
+import { kernelTest } from './helpers/kernel-test.ts';
+
+kernelTest('a captured client dialling a VIP lands on the proxy, which learns the VIP from originalDst', async (t) => {
+  await withBed(t, async (bed) => {
+    await bed.captureApp();
+    const v4 = await bed.client({ host: VIP4, port: 80 });
+    t.like(v4, { ok: true, role: 'PROXY', info: { family: 'IPv4', address: VIP4, port: 80 } });
+    const v6 = await bed.client({ host: VIP6, port: 80 });
+    t.like(v6, { ok: true, role: 'PROXY', info: { family: 'IPv6', address: VIP6, port: 80 } });
+    const c = bed.dp.counters();
+    t.is(c.connect4_redirected, 1n);
+    t.is(c.connect6_redirected, 1n);
+    t.is(c.getsockopt_answered, 2n);
+    t.is(c.sockops_active, 2n);
+    t.is(c.sockops_passive, 2n);
+  });
+});
+
+kernelTest('1 B, 64 KiB and 16 MiB arrive intact through the sk_msg splice and the counters rise', async (t) => {
+  await withBed(t, async (bed) => {
+    await bed.captureApp();
+    const before = bed.dp.counters();
+    const sizes = [1, 64 * 1024, 16 * 1024 * 1024];
+    const lines = await (await import('../../src/datapath/selftest/run.ts')).runClient(bed.scratch, 'app', { host: VIP4, port: 80, sizes });
+    t.is(lines.length, 3);
+    for (const [i, line] of lines.entries()) t.like(line, { ok: true, role: 'PROXY' }, `frame of ${sizes[i]} bytes`);
+    const after = bed.dp.counters();
+    const payload = BigInt(sizes.reduce((a, b) => a + b, 0));
+    // Both directions are spliced: the request and its echo.
+    t.true(after.bytes_redirected - before.bytes_redirected >= 2n * payload, `bytes_redirected rose by ${after.bytes_redirected - before.bytes_redirected}`);
+    t.true(after.msg_redirected > before.msg_redirected);
+    t.is(after.msg_miss, before.msg_miss);
+  });
+});
+
+kernelTest('an uncaptured workload is not redirected, and capture takes effect on its next connect', async (t) => {
+  await withBed(t, async (bed) => {
+    t.like(await bed.client({ host: VIP4, port: 80 }), { ok: true, role: 'BACKEND' });
+    t.true(bed.dp.counters().skip_not_captured > 0n);
+    await bed.captureApp();
+    t.like(await bed.client({ host: VIP4, port: 80 }), { ok: true, role: 'PROXY' });
+    await bed.dp.apply({ workloads: [] });
+    t.like(await bed.client({ host: VIP4, port: 80 }), { ok: true, role: 'BACKEND' });
+  });
+});
+
+kernelTest('excluded ports (per workload and global) and excluded CIDRs go straight to the backend', async (t) => {
+  await withBed(t, async (bed) => {
+    await bed.captureApp({ excludedPorts: [9999] }, { excludedCidrs: ['10.97.0.0/16'] });
+    t.like(await bed.client({ host: VIP4, port: 9999 }), { ok: true, role: 'BACKEND' });
+    t.like(await bed.client({ host: VIP4_OTHER, port: 80 }), { ok: true, role: 'BACKEND' });
+    t.like(await bed.client({ host: VIP4, port: 80 }), { ok: true, role: 'PROXY' });
+    let c = bed.dp.counters();
+    t.is(c.skip_excluded_port, 1n);
+    t.is(c.skip_excluded_cidr, 1n);
+
+    await bed.captureApp({}, { excludedPorts: [9999] });
+    t.like(await bed.client({ host: VIP4, port: 9999 }), { ok: true, role: 'BACKEND' });
+    t.like(await bed.client({ host: VIP4_OTHER, port: 80 }), { ok: true, role: 'PROXY' }, 'the CIDR exclusion was pruned');
+    c = bed.dp.counters();
+    t.is(c.skip_excluded_port, 2n);
+  });
+});
+
+kernelTest("the proxy's own connects are not redirected: by its cgroup and by SO_MARK", async (t) => {
+  await withBed(
+    t,
+    async (bed) => {
+      await bed.captureApp();
+      // From the proxy's cgroup, inside the captured netns.
+      t.like(await bed.client({ host: VIP4, port: 80 }, 'proxy'), { ok: true, role: 'BACKEND' });
+      // From the app's cgroup, but with the proxy's mark on the socket.
+      t.like(await bed.client({ host: VIP4, port: 80, mark: 0x539 }), { ok: true, role: 'BACKEND' });
+      t.like(await bed.client({ host: VIP4, port: 80, mark: 0x538 }), { ok: true, role: 'PROXY' }, 'another mark is redirected');
+      t.is(bed.dp.counters().skip_proxy, 2n);
+    },
+    { proxyMark: 0x539 },
+  );
+});
+
+kernelTest('loopback destinations are left alone', async (t) => {
+  await withBed(t, async (bed) => {
+    await bed.captureApp();
+    // 127.0.0.1:15001 is the proxy itself: reached directly, with nothing to answer for originalDst.
+    const r = await bed.client({ host: '127.0.0.1', port: PROXY_PORT });
+    t.like(r, { ok: true, role: 'PROXY' });
+    t.regex(r.info?.error ?? '', /not redirected/);
+    t.is(bed.dp.counters().skip_loopback, 1n);
+  });
+});
+
+kernelTest('with a stale heartbeat, fail-open connects straight through and fail-closed refuses', async (t) => {
+  await withBed(t, async (bed) => {
+    await bed.captureApp();
+    const stale = process.hrtime.bigint() - 60_000_000_000n;
+    bed.dp.heartbeat(stale);
+    t.like(await bed.client({ host: VIP4, port: 80 }), { ok: true, role: 'BACKEND' });
+    t.is(bed.dp.counters().fail_open, 1n);
+
+    await bed.captureApp({}, { failMode: 'closed' });
+    bed.dp.heartbeat(stale);
+    const refused = await bed.client({ host: VIP4, port: 80 });
+    t.like(refused, { ok: false, stage: 'connect', code: 'EPERM' });
+    t.is(bed.dp.counters().fail_closed, 1n);
+
+    bed.dp.heartbeat();
+    t.like(await bed.client({ host: VIP4, port: 80 }), { ok: true, role: 'PROXY' }, 'a fresh heartbeat redirects again');
+  });
+});

@@ -1,0 +1,36 @@
+// SPDX-License-Identifier: Apache-2.0
+import test from 'ava';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { ERROR_CODES, KmError } from '../../src/errors.ts';
+
+function sources(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
+  );
+}
+
+const root = new URL('../../', import.meta.url).pathname;
+const readme = readFileSync(join(root, 'README.md'), 'utf8');
+
+test('every error code is documented in the catalogue and in the README', (t) => {
+  for (const [code, text] of Object.entries(ERROR_CODES)) {
+    t.regex(code, /^KM_ERR_[A-Z0-9_]+$/);
+    t.true(text.length > 10, `${code} needs a description`);
+    t.true(readme.includes(code), `README.md does not document ${code}`);
+  }
+});
+
+test('every code raised in src/ is in the catalogue', (t) => {
+  const used = new Set(sources(join(root, 'src')).flatMap((f) => [...readFileSync(f, 'utf8').matchAll(/'(KM_ERR_[A-Z0-9_]+)'/g)].map((m) => m[1]!)));
+  t.true(used.size > 5);
+  for (const code of used) t.true(code in ERROR_CODES, `${code} is raised but not catalogued`);
+});
+
+test('KmError carries its code and cause', (t) => {
+  const cause = new Error('low level');
+  const e = new KmError('KM_ERR_MAP_FULL', 'full', { cause });
+  t.is(e.code, 'KM_ERR_MAP_FULL');
+  t.is(e.cause, cause);
+  t.true(e instanceof Error);
+});
