@@ -35,7 +35,7 @@ run() { # name, command...
 
 run typecheck npx tsc -p tsconfig.json
 run unit npx ava 'test/unit/**/*.test.ts'
-run kernel npx ava --serial 'test/kernel/**/*.test.ts'
+run kernel npx ava --concurrency 1 'test/kernel/**/*.test.ts'
 
 echo
 echo "kernmesh: $passed passed, $failed failed, $skipped skipped"

@@ -8,9 +8,7 @@
 
 export const ERROR_CODES = {
   KM_ERR_NATIVE_MISSING: 'the native addon is not built: run `npm run build` (or scripts/bootstrap.sh)',
-  KM_ERR_NOT_ROOT: 'the datapath needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN)',
   KM_ERR_NO_CGROUP2: 'cgroup v2 is not mounted',
-  KM_ERR_NO_BTF: 'the kernel has no BTF (/sys/kernel/btf/vmlinux)',
   KM_ERR_BPFFS: 'no bpf filesystem could be mounted for pins',
   KM_ERR_CGROUP_NOT_FOUND: 'a cgroup path does not exist',
   KM_ERR_CGROUP_OUTSIDE_ROOT: "a workload's cgroup is not under the cgroup the datapath is attached to",
@@ -21,8 +19,6 @@ export const ERROR_CODES = {
   KM_ERR_ATTACH: 'attaching a BPF program failed',
   KM_ERR_LOAD: 'loading the BPF programs failed',
   KM_ERR_IPTABLES: 'an iptables command failed',
-  KM_ERR_NO_ORIGINAL_DST: 'the connection has no original destination',
-  KM_ERR_SELFTEST: 'the datapath selftest failed',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

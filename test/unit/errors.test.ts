@@ -25,6 +25,7 @@ test('every code raised in src/ is in the catalogue', (t) => {
   const used = new Set(sources(join(root, 'src')).flatMap((f) => [...readFileSync(f, 'utf8').matchAll(/'(KM_ERR_[A-Z0-9_]+)'/g)].map((m) => m[1]!)));
   t.true(used.size > 5);
   for (const code of used) t.true(code in ERROR_CODES, `${code} is raised but not catalogued`);
+  for (const code of Object.keys(ERROR_CODES)) t.true(used.has(code), `${code} is catalogued but never raised`);
 });
 
 test('KmError carries its code and cause', (t) => {
