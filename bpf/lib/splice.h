@@ -25,6 +25,8 @@ static __always_inline void km_sockops_key(struct bpf_sock_ops *skops, struct km
 static __always_inline void km_splice_add(struct bpf_sock_ops *skops, struct km_sock_key *key,
 					  __u32 stat)
 {
+	if (!km_splice_enabled)
+		return;
 	if (bpf_sock_hash_update(skops, &km_socks_v1, key, BPF_ANY)) {
 		km_count(KM_STAT_SOCKHASH_FAILED, 1);
 		return;
@@ -63,7 +65,7 @@ static __always_inline void km_on_passive_established(struct bpf_sock_ops *skops
 	struct km_settings *s = bpf_map_lookup_elem(&km_settings_v1, &zero);
 	struct km_sock_key key;
 
-	if (!s || !s->outbound_port || skops->local_port != s->outbound_port)
+	if (!km_splice_enabled || !s || !s->outbound_port || skops->local_port != s->outbound_port)
 		return;
 	km_sockops_key(skops, &key);
 	if (!km_key_remote_is_loopback(&key))

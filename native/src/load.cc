@@ -32,6 +32,7 @@ struct LoadOptions {
   uint32_t max_workloads = KM_DEFAULT_MAX_WORKLOADS;
   uint32_t max_exclusions = KM_DEFAULT_MAX_EXCLUSIONS;
   uint32_t max_connections = KM_DEFAULT_MAX_CONNECTIONS;
+  bool splice = true;
 };
 
 class LoadWorker : public Napi::AsyncWorker {
@@ -90,6 +91,8 @@ class LoadWorker : public Napi::AsyncWorker {
       if (rc) return Fail(-rc, "bpf_map__set_max_entries", bpf_map__name(s.map));
     }
 
+    skel_->rodata->km_splice_enabled = opts_.splice;
+
     int rc = kernmesh__load(skel_);
     if (rc) {
       int err = -rc;
@@ -135,6 +138,11 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
   opts.max_workloads = OptU32(o, "maxWorkloads", opts.max_workloads);
   opts.max_exclusions = OptU32(o, "maxExclusions", opts.max_exclusions);
   opts.max_connections = OptU32(o, "maxConnections", opts.max_connections);
+  Napi::Value splice = o.Get("splice");
+  if (!splice.IsUndefined()) {
+    if (!splice.IsBoolean()) throw Napi::TypeError::New(env, "options.splice must be a boolean");
+    opts.splice = splice.As<Napi::Boolean>().Value();
+  }
   static bool print_hooked = false;
   if (!print_hooked) {
     libbpf_set_print(CaptureLibbpfLog);

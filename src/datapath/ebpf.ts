@@ -41,6 +41,8 @@ export interface EbpfOptions {
   maxWorkloads?: number;
   maxExclusions?: number;
   maxConnections?: number;
+  /** Splice app<->proxy socket pairs with sockops+sk_msg (default true). */
+  splice?: boolean;
 }
 
 const CGROUP_PROGRAMS: ProgramName[] = ['km_connect4', 'km_connect6', 'km_sockops', 'km_getsockopt'];
@@ -71,6 +73,9 @@ export class EbpfDatapath implements Interceptor {
     const attachCgroup = resolve(options.attachCgroup);
     checkAttachCgroup(attachCgroup);
     checkPinDir(pinDir);
+    const proxyCgroupId = cgroupId(options.proxyCgroup ?? ownCgroup());
+    // A fresh start (nothing pinned yet) is undone whole if it fails half-way.
+    const fresh = !existsSync(join(pinDir, 'km_settings_v1'));
     mkdirSync(join(pinDir, 'links'), { recursive: true });
 
     const lockPath = options.lockPath ?? `/run/kernmesh/${pinDir.split('/').pop()}.lock`;
@@ -90,11 +95,32 @@ export class EbpfDatapath implements Interceptor {
         ...(options.maxWorkloads ? { maxWorkloads: options.maxWorkloads } : {}),
         ...(options.maxExclusions ? { maxExclusions: options.maxExclusions } : {}),
         ...(options.maxConnections ? { maxConnections: options.maxConnections } : {}),
+        splice: options.splice ?? true,
       });
     } catch (err) {
       closeSync(lockFd);
+      if (fresh) {
+        removeEmptyDir(join(pinDir, 'links'));
+        removeEmptyDir(pinDir);
+      }
       throw new KmError('KM_ERR_LOAD', `loading the BPF programs failed: ${(err as Error).message}`, { cause: err });
     }
+
+    const previous = native.mapLookup('km_settings_v1', Buffer.alloc(4));
+    // Fail mode and cgroup captures belong to the applied state: a restart keeps them.
+    const kept = previous ? decodeSettings(previous) : undefined;
+    const settings: Settings = {
+      failMode: kept?.failMode ?? 'open',
+      cgroupCaptures: kept?.cgroupCaptures ?? 0,
+      heartbeatNs: process.hrtime.bigint(),
+      heartbeatTimeoutNs: BigInt(options.heartbeatTimeoutMs ?? 5000) * 1_000_000n,
+      proxyCgroupId,
+      proxyMark: options.proxyMark ?? 0,
+      outboundPort: options.outboundPort ?? 15001,
+      inboundPort: options.inboundPort ?? 15006,
+    };
+    // Settings first: the programs must never run on a half-configured map.
+    native.mapUpdate('km_settings_v1', Buffer.alloc(4), encodeSettings(settings));
 
     const reused: ProgramName[] = [];
     try {
@@ -103,26 +129,19 @@ export class EbpfDatapath implements Interceptor {
       }
       native.attachSkMsg();
     } catch (err) {
-      // Leave no half-attached state behind, unless it was a previous agent's.
-      if (reused.length === 0) for (const prog of CGROUP_PROGRAMS) addon().detachLink(join(pinDir, 'links', prog));
+      // Leave no half-attached state behind; a previous agent's pins stay as they were.
+      if (fresh) {
+        for (const prog of CGROUP_PROGRAMS) addon().detachLink(join(pinDir, 'links', prog));
+        native.unpinMaps();
+        removeEmptyDir(join(pinDir, 'links'));
+        removeEmptyDir(pinDir);
+      }
       native.close();
       closeSync(lockFd);
       throw new KmError('KM_ERR_ATTACH', `attaching to ${attachCgroup} failed: ${(err as Error).message}`, { cause: err });
     }
 
-    const previous = native.mapLookup('km_settings_v1', Buffer.alloc(4));
-    const settings: Settings = {
-      ...(previous ? decodeSettings(previous) : { failMode: 'open', cgroupCaptures: 0 }),
-      heartbeatNs: process.hrtime.bigint(),
-      heartbeatTimeoutNs: BigInt(options.heartbeatTimeoutMs ?? 5000) * 1_000_000n,
-      proxyCgroupId: cgroupId(options.proxyCgroup ?? ownCgroup()),
-      proxyMark: options.proxyMark ?? 0,
-      outboundPort: options.outboundPort ?? 15001,
-      inboundPort: options.inboundPort ?? 15006,
-    } as Settings;
-    const dp = new EbpfDatapath(native, { pinDir, attachCgroup }, settings, lockFd, reused);
-    dp.writeSettings();
-    return dp;
+    return new EbpfDatapath(native, { pinDir, attachCgroup }, settings, lockFd, reused);
   }
 
   private get nat(): NativeDatapath {

@@ -15,6 +15,8 @@ export interface NativeLoadOptions {
   maxWorkloads?: number;
   maxExclusions?: number;
   maxConnections?: number;
+  /** sockops+sk_msg splicing of app<->proxy pairs (default true); off = connect-time redirect only. */
+  splice?: boolean;
 }
 
 export interface NativeMapInfo {

@@ -41,6 +41,13 @@ kernelTest('an uncaptured workload is not redirected, and capture takes effect o
   await withBed(t, async (bed) => {
     t.like(await bed.client({ host: VIP4, port: 80 }), { ok: true, role: 'BACKEND' });
     t.true(bed.dp.counters().skip_not_captured > 0n);
+    const dry = await bed.dp.apply(
+      { workloads: [{ name: 'test/app', netnsPath: bed.scratch.netnsPath, cgroupPath: bed.appCgroup }] },
+      { dryRun: true },
+    );
+    t.false(dry.applied);
+    t.regex(dry.plan.join('\n'), /\+ km_capture_v1: capture test\/app \(netns \d+\) as #1/);
+    t.deepEqual(await bed.dp.dump('km_capture_v1'), [], 'a dry run writes nothing');
     await bed.captureApp();
     t.like(await bed.client({ host: VIP4, port: 80 }), { ok: true, role: 'PROXY' });
     await bed.dp.apply({ workloads: [] });
@@ -109,5 +116,44 @@ kernelTest('with a stale heartbeat, fail-open connects straight through and fail
 
     bed.dp.heartbeat();
     t.like(await bed.client({ host: VIP4, port: 80 }), { ok: true, role: 'PROXY' }, 'a fresh heartbeat redirects again');
+  });
+});
+
+kernelTest('a v4-mapped IPv6 connect is redirected as IPv4 and spliced with the IPv4 listener', async (t) => {
+  await withBed(t, async (bed) => {
+    await bed.captureApp();
+    const r = await bed.client({ host: `::ffff:${VIP4}`, port: 80, sizes: [65536] });
+    t.like(r, { ok: true, role: 'PROXY', info: { family: 'IPv4', address: VIP4, port: 80 } });
+    const c = bed.dp.counters();
+    t.is(c.connect6_redirected, 1n);
+    t.is(c.sockops_active, 1n);
+    t.is(c.sockops_passive, 1n);
+    t.true(c.bytes_redirected >= 2n * 65536n);
+  });
+});
+
+kernelTest('with splicing off, connects are still redirected but bytes take the normal stack', async (t) => {
+  await withBed(
+    t,
+    async (bed) => {
+      await bed.captureApp();
+      const r = await bed.client({ host: VIP4, port: 80, sizes: [65536] });
+      t.like(r, { ok: true, role: 'PROXY', info: { address: VIP4, port: 80 } });
+      const c = bed.dp.counters();
+      t.is(c.connect4_redirected, 1n);
+      t.is(c.getsockopt_answered, 1n);
+      t.is(c.sockops_active + c.sockops_passive + c.msg_redirected, 0n);
+    },
+    { splice: false },
+  );
+});
+
+kernelTest('a workload captured by cgroup (a host process tree) is redirected; its neighbours in the netns are not', async (t) => {
+  await withBed(t, async (bed) => {
+    await bed.dp.apply({ workloads: [{ name: 'host/app', captureBy: 'cgroup', cgroupPath: bed.appCgroup }] });
+    t.is(bed.dp.currentSettings().cgroupCaptures, 1);
+    t.like(await bed.client({ host: VIP4, port: 80 }), { ok: true, role: 'PROXY', info: { address: VIP4 } });
+    bed.scratch.cgroup('other');
+    t.like(await bed.client({ host: VIP4, port: 80 }, 'other'), { ok: true, role: 'BACKEND' });
   });
 });
