@@ -19,6 +19,10 @@ export const ERROR_CODES = {
   KM_ERR_ATTACH: 'attaching a BPF program failed',
   KM_ERR_LOAD: 'loading the BPF programs failed',
   KM_ERR_IPTABLES: 'an iptables command failed',
+  KM_ERR_INVALID_CONFIG: 'a mesh configuration document is invalid (each problem named by file, document and path)',
+  KM_ERR_NOT_FOUND: 'the named mesh object does not exist',
+  KM_ERR_REDIS: 'Redis is unreachable or answered with an error',
+  KM_ERR_RESYNC: 'the change stream cannot be followed from where the agent was (trimmed, gap, or Redis went back in time)',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: Apache-2.0
+/** Building blocks shared by every kind's schema. */
+import { z } from 'zod';
+
+/** A DNS-1123 label (Kubernetes object names and namespaces). */
+export const dnsLabel = z
+  .string()
+  .min(1)
+  .max(63)
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be lowercase letters, digits and "-", starting and ending with a letter or digit');
+
+/** A DNS-1123 subdomain (Kubernetes object names may contain dots). */
+export const dnsName = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be lowercase letters, digits, "-" and ".", starting and ending with a letter or digit');
+
+/** "250ms", "5s", "1m", "1h". */
+export const duration = z
+  .string()
+  .regex(/^\d+(\.\d+)?(ms|s|m|h)$/, 'must be a duration like 250ms, 5s, 1m or 1h')
+  .describe('a duration: a number followed by ms, s, m or h');
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+export function durationMs(d: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(d);
+  if (!m) throw new Error(`not a duration: ${d}`);
+  return Number(m[1]) * UNIT_MS[m[2]!]!;
+}
+
+export const port = z.number().int().min(1).max(65535);
+export const percent = z.number().min(0).max(100).describe('0 to 100');
+export const labels = z.record(z.string(), z.string());
+
+/** "name" (same namespace) or "namespace/name". */
+export const serviceRef = z
+  .string()
+  .regex(/^([a-z0-9]([-a-z0-9]*[a-z0-9])?\/)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a service name or namespace/name')
+  .describe('a Service in this namespace ("reviews") or another ("shop/reviews")');
+
+export const ipAddress = z.union([z.ipv4(), z.ipv6()]);
+export const cidr = z.union([z.cidrv4(), z.cidrv6()]);
+
+export const protocol = z.enum(['http', 'http2', 'grpc', 'tcp', 'tls']);
+
+/** Matches a string: exactly one of exact, prefix or regex. */
+export const stringMatch = z.union([
+  z.object({ exact: z.string() }).strict(),
+  z.object({ prefix: z.string() }).strict(),
+  z.object({ regex: z.string().refine(validRegex, 'must be a valid regular expression') }).strict(),
+]);
+
+function validRegex(s: string): boolean {
+  try {
+    new RegExp(s);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Resolves a serviceRef against the namespace it was written in. */
+export function resolveServiceRef(ref: string, namespace: string): string {
+  return ref.includes('/') ? ref : `${namespace}/${ref}`;
+}

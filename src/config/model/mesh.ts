@@ -1,0 +1,24 @@
+// SPDX-License-Identifier: Apache-2.0
+/** Mesh-wide settings: one object, named "mesh". */
+import { z } from 'zod';
+import { cidr, duration, port } from './common.ts';
+
+export const MeshSettingsSpec = z
+  .object({
+    capture: z
+      .object({
+        namespaceLabel: z.string().default('kernmesh.io/capture'),
+        excludedPorts: z.array(port).default([]),
+        excludedCidrs: z.array(cidr).default([]),
+        inboundPorts: z.array(port).default([]).describe('empty: every port'),
+      })
+      .strict()
+      .default({ namespaceLabel: 'kernmesh.io/capture', excludedPorts: [], excludedCidrs: [], inboundPorts: [] }),
+    failMode: z.enum(['open', 'closed']).default('open').describe('when the proxy is down: leave connects alone, or refuse them'),
+    accessLog: z
+      .object({ sampling: z.number().min(0).max(1).default(1) })
+      .strict()
+      .default({ sampling: 1 }),
+    defaultTimeouts: z.object({ connect: duration.default('1s'), request: duration.default('15s') }).strict().default({ connect: '1s', request: '15s' }),
+  })
+  .strict();

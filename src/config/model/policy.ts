@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: Apache-2.0
+/** Who may call what, and how often. */
+import { z } from 'zod';
+import { duration, port, serviceRef, stringMatch } from './common.ts';
+
+export const AuthorizationRule = z
+  .object({
+    from: z
+      .object({
+        workloads: z.array(z.string()).optional(),
+        namespaces: z.array(z.string()).optional(),
+        identities: z.array(z.string()).optional(),
+      })
+      .strict()
+      .optional(),
+    to: z
+      .object({
+        paths: z.array(stringMatch).optional(),
+        methods: z.array(z.string()).optional(),
+        ports: z.array(port).optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+export const AuthorizationPolicySpec = z
+  .object({
+    service: serviceRef.optional().describe('the service it protects; default: every service in the namespace'),
+    action: z.enum(['ALLOW', 'DENY']),
+    rules: z.array(AuthorizationRule).min(1).describe('the action applies when any rule matches'),
+  })
+  .strict();
+
+export const RateLimitSpec = z
+  .object({
+    service: serviceRef,
+    route: z.string().optional().describe('a Route name: limit only that route'),
+    maxTokens: z.number().int().min(1),
+    tokensPerFill: z.number().int().min(1).default(1),
+    fillInterval: duration,
+    perSource: z.boolean().default(false).describe('one bucket per calling workload'),
+    quotas: z.record(z.string(), z.number().int().min(0)).optional().describe('per-caller request quotas per fill interval, by workload'),
+  })
+  .strict();

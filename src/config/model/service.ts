@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: Apache-2.0
+/** Where traffic goes: services, their endpoints, and workloads outside Kubernetes. */
+import { z } from 'zod';
+import { dnsName, ipAddress, labels, port, protocol, serviceRef } from './common.ts';
+
+export const ServicePort = z
+  .object({
+    name: z.string().optional(),
+    port,
+    targetPort: port.optional().describe('the port endpoints listen on; default: port'),
+    protocol: protocol.default('http').describe('overrides protocol detection on this port'),
+  })
+  .strict();
+
+export const ServiceSpec = z
+  .object({
+    hosts: z.array(dnsName).default([]).describe('DNS names this service answers to'),
+    addresses: z.array(ipAddress).default([]).describe('virtual IPs (a Kubernetes ClusterIP)'),
+    ports: z.array(ServicePort).min(1),
+    selector: labels.optional().describe('workloads whose labels match are its endpoints'),
+  })
+  .strict();
+
+export const Endpoint = z
+  .object({
+    address: ipAddress,
+    port: port.optional().describe('default: the service port\'s targetPort'),
+    node: z.string().optional(),
+    zone: z.string().optional(),
+    labels: labels.default({}),
+    weight: z.number().int().min(1).max(128).default(1),
+    ready: z.boolean().default(true),
+  })
+  .strict();
+
+/** The endpoints of the Service with the same namespace and name. */
+export const EndpointsSpec = z
+  .object({
+    endpoints: z.array(Endpoint).default([]),
+  })
+  .strict();
+
+/** A process or VM outside Kubernetes that joins the mesh by registering itself. */
+export const WorkloadSpec = z
+  .object({
+    address: ipAddress,
+    ports: z.array(port).default([]),
+    labels: labels.default({}),
+    service: serviceRef.optional().describe('the service it serves, if any'),
+    node: z.string().optional(),
+    zone: z.string().optional(),
+    identity: z.string().optional().describe('the identity authorization policies match'),
+  })
+  .strict();

@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: Apache-2.0
+/** How traffic is routed, balanced and made resilient. */
+import { z } from 'zod';
+import { duration, labels, percent, port, serviceRef, stringMatch } from './common.ts';
+
+export const RetryOn = z.enum(['connect-failure', 'reset', '5xx', 'gateway-error', 'retriable-status-codes']);
+
+export const RetryPolicy = z
+  .object({
+    attempts: z.number().int().min(0).max(10).default(2),
+    perTryTimeout: duration.optional(),
+    retryOn: z.array(RetryOn).default(['connect-failure', 'reset', 'gateway-error']),
+    retriableStatusCodes: z.array(z.number().int().min(100).max(599)).default([]),
+    backoff: z.object({ base: duration.default('25ms'), max: duration.default('250ms') }).strict().default({ base: '25ms', max: '250ms' }),
+  })
+  .strict();
+
+export const FaultInjection = z
+  .object({
+    delay: z.object({ percent, fixed: duration }).strict().optional(),
+    abort: z.object({ percent, status: z.number().int().min(200).max(599) }).strict().optional(),
+  })
+  .strict();
+
+export const Mirror = z.object({ service: serviceRef, percent: percent.default(100) }).strict();
+
+export const RouteMatch = z
+  .object({
+    path: stringMatch.optional(),
+    method: z.string().regex(/^[A-Z]+$/).optional(),
+    headers: z.record(z.string(), z.union([stringMatch, z.object({ present: z.boolean() }).strict()])).optional(),
+    query: z.record(z.string(), stringMatch).optional(),
+    host: stringMatch.optional(),
+  })
+  .strict();
+
+export const Destination = z
+  .object({
+    service: serviceRef.optional().describe("default: the route's service"),
+    subset: z.string().optional().describe('a subset defined by the destination ClusterPolicy'),
+    port: port.optional(),
+    weight: z.number().int().min(0).max(1_000_000).default(1),
+  })
+  .strict();
+
+export const RouteAction = z.union([
+  z.object({ split: z.array(Destination).min(1) }).strict(),
+  z.object({ redirect: z.object({ host: z.string().optional(), path: z.string().optional(), code: z.union([z.literal(301), z.literal(302), z.literal(307), z.literal(308)]).default(302) }).strict() }).strict(),
+  z.object({ directResponse: z.object({ status: z.number().int().min(100).max(599), body: z.string().default('') }).strict() }).strict(),
+]);
+
+export const RouteRule = z
+  .object({
+    name: z.string().optional(),
+    match: z.array(RouteMatch).default([]).describe('any one matching selects the rule; empty matches everything'),
+    action: RouteAction,
+    rewrite: z.object({ prefix: z.string().optional(), host: z.string().optional() }).strict().optional(),
+    timeout: duration.optional(),
+    retries: RetryPolicy.optional(),
+    fault: FaultInjection.optional(),
+    mirror: Mirror.optional(),
+  })
+  .strict();
+
+export const RouteSpec = z
+  .object({
+    service: serviceRef.describe('whose traffic this routes'),
+    port: port.optional(),
+    rules: z.array(RouteRule).min(1).describe('first match wins'),
+  })
+  .strict();
+
+export const ClusterPolicySpec = z
+  .object({
+    service: serviceRef,
+    subsets: z.array(z.object({ name: z.string().min(1), labels }).strict()).default([]),
+    loadBalancer: z
+      .object({
+        type: z.enum(['round_robin', 'least_request', 'random', 'ring_hash', 'maglev']).default('round_robin'),
+        hashOn: z.union([z.object({ header: z.string() }).strict(), z.object({ cookie: z.string() }).strict(), z.object({ sourceIp: z.literal(true) }).strict()]).optional(),
+        locality: z.object({ enabled: z.boolean().default(true), failover: z.array(z.object({ from: z.string(), to: z.string() }).strict()).default([]) }).strict().optional(),
+      })
+      .strict()
+      .default({ type: 'round_robin' }),
+    connectionPool: z
+      .object({
+        maxConnections: z.number().int().min(1).default(1024),
+        maxPendingRequests: z.number().int().min(1).default(1024),
+        maxRequests: z.number().int().min(1).default(1024),
+        maxRetries: z.number().int().min(0).default(3),
+        idleTimeout: duration.default('60s'),
+      })
+      .strict()
+      .optional(),
+    outlierDetection: z
+      .object({
+        consecutive5xx: z.number().int().min(1).default(5),
+        consecutiveGatewayErrors: z.number().int().min(1).default(5),
+        interval: duration.default('10s'),
+        baseEjectionTime: duration.default('30s'),
+        maxEjectionPercent: percent.default(10),
+      })
+      .strict()
+      .optional(),
+    timeouts: z.object({ connect: duration.default('1s'), request: duration.optional(), idle: duration.optional() }).strict().optional(),
+    retries: RetryPolicy.optional(),
+    retryBudget: z.object({ percent: percent.default(20), minRetriesPerSecond: z.number().int().min(0).default(3) }).strict().optional(),
+  })
+  .strict();

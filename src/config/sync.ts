@@ -1,0 +1,329 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * An agent's view of the mesh, kept in step with Redis: a consistent
+ * snapshot, then the change stream from the last applied entry, on its own
+ * connection. Anything that breaks the chain (a trimmed stream, a version
+ * gap, a version that goes backwards) triggers a full resync. Bursts are
+ * coalesced into one 'change' event per few milliseconds; the last applied
+ * view is kept on disk and served while Redis is away.
+ */
+import { EventEmitter } from 'node:events';
+import type { Redis } from 'ioredis';
+import { type Logger, silentLogger } from '../log.ts';
+import { readCache, writeCache } from './cache.ts';
+import { field } from './keys.ts';
+import type { Kind } from './model/kinds.ts';
+import { type RedisConfig, connectRedis } from './redis.ts';
+import { type ChangeEntry, MeshStore, type StoredObject, parseEntries } from './store.ts';
+
+export interface AgentSyncOptions {
+  node: string;
+  mode?: string;
+  redis: RedisConfig;
+  /** Where the last applied snapshot is kept; none = no disk cache. */
+  cachePath?: string;
+  /** Keep only objects asked for with want() (memory follows use, not mesh size). */
+  lazy?: boolean;
+  coalesceMs?: number;
+  blockMs?: number;
+  reportIntervalMs?: number;
+  aliveTtlMs?: number;
+  persistIntervalMs?: number;
+  logger?: Logger;
+}
+
+export type SyncState = 'starting' | 'cached' | 'synced' | 'offline' | 'stopped';
+
+export interface SyncCounters {
+  fullSyncs: number;
+  entriesApplied: number;
+  entriesSkipped: number;
+  resyncGap: number;
+  resyncBackwards: number;
+  errors: number;
+}
+
+export interface MeshView {
+  version: number;
+  objects: ReadonlyMap<string, StoredObject>;
+}
+
+export class AgentSync extends EventEmitter {
+  readonly node: string;
+  readonly mode: string;
+  state: SyncState = 'starting';
+  appliedVersion = 0;
+  lastId = '0-0';
+  lastError: string | undefined;
+  /** The applied version the last successful report carried. */
+  reportedVersion = -1;
+  readonly counters: SyncCounters = { fullSyncs: 0, entriesApplied: 0, entriesSkipped: 0, resyncGap: 0, resyncBackwards: 0, errors: 0 };
+
+  private readonly opts: Required<Omit<AgentSyncOptions, 'cachePath' | 'logger' | 'redis'>> & Pick<AgentSyncOptions, 'cachePath'>;
+  private readonly log: Logger;
+  private readonly cmd: Redis;
+  private readonly stream: Redis;
+  private readonly store: MeshStore;
+  private readonly mesh: string;
+  private view = new Map<string, StoredObject>();
+  /** Lazy mode: the fields this agent uses. */
+  private readonly warm = new Set<string>();
+  private needFull = true;
+  private stopped = false;
+  private loop: Promise<void> | undefined;
+  private coalesceTimer: NodeJS.Timeout | undefined;
+  private persistTimer: NodeJS.Timeout | undefined;
+  private reportTimer: NodeJS.Timeout | undefined;
+  private readonly startedAt = Date.now();
+
+  constructor(options: AgentSyncOptions) {
+    super();
+    this.node = options.node;
+    this.mode = options.mode ?? 'ebpf';
+    this.opts = {
+      node: options.node,
+      mode: this.mode,
+      lazy: options.lazy ?? false,
+      coalesceMs: options.coalesceMs ?? 5,
+      blockMs: options.blockMs ?? 2000,
+      reportIntervalMs: options.reportIntervalMs ?? 2000,
+      aliveTtlMs: options.aliveTtlMs ?? 10_000,
+      persistIntervalMs: options.persistIntervalMs ?? 1000,
+      cachePath: options.cachePath,
+    };
+    this.log = options.logger ?? silentLogger;
+    this.mesh = options.redis.mesh ?? 'mesh';
+    this.cmd = connectRedis(options.redis, `kernmesh-agent-${this.node}`);
+    // The stream connection blocks in XREAD: it never shares a socket with anything else.
+    this.stream = connectRedis(options.redis, `kernmesh-agent-${this.node}-stream`);
+    for (const c of [this.cmd, this.stream]) c.on('error', (err: Error) => this.noteError(err));
+    this.store = new MeshStore(this.cmd, { ...(options.redis.prefix ? { prefix: options.redis.prefix } : {}), mesh: this.mesh });
+  }
+
+  /** The current view. Treat it as read-only; it changes between 'change' events. */
+  current(): MeshView {
+    return { version: this.appliedVersion, objects: this.view };
+  }
+
+  get(kind: Kind, key: string): StoredObject | undefined {
+    return this.view.get(field(kind, key));
+  }
+
+  /**
+   * Lazy mode: the object, fetched from Redis on first use and kept in step
+   * from then on. (Eager mode already holds everything.)
+   */
+  async want(kind: Kind, key: string): Promise<StoredObject | undefined> {
+    const f = field(kind, key);
+    this.warm.add(f);
+    const have = this.view.get(f);
+    if (have || !this.opts.lazy) return have;
+    const fetched = await this.store.get(kind, key);
+    // A stream entry may have brought it (or a newer one) in meanwhile.
+    const now = this.view.get(f);
+    if (fetched && (!now || now.version < fetched.version)) this.view.set(f, fetched);
+    return this.view.get(f);
+  }
+
+  /**
+   * Starts: serves the disk snapshot at once if there is one, then follows
+   * Redis in the background. Resolves when there is a view to serve: from
+   * Redis, from disk, or (neither) empty but trying.
+   */
+  async start(): Promise<void> {
+    const cached = this.opts.cachePath ? readCache(this.opts.cachePath, this.mesh) : undefined;
+    if (cached) {
+      this.view = cached.objects;
+      this.appliedVersion = cached.version;
+      this.lastId = cached.lastId;
+      this.needFull = false;
+      this.state = 'cached';
+      this.log.info({ version: cached.version }, 'serving the mesh snapshot from disk until Redis answers');
+      this.emitChange();
+    }
+    const firstSync = new Promise<void>((resolve) => {
+      this.once('synced', () => resolve());
+      this.once('offline', () => resolve());
+    });
+    this.loop = this.run();
+    this.reportTimer = setInterval(() => void this.report(), this.opts.reportIntervalMs);
+    this.reportTimer.unref();
+    await firstSync;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.state = 'stopped';
+    clearInterval(this.reportTimer);
+    clearTimeout(this.coalesceTimer);
+    clearTimeout(this.persistTimer);
+    this.stream.disconnect();
+    await this.loop?.catch(() => {});
+    // Whatever was applied is what the next start serves from, pending timers or not.
+    this.persistNow();
+    this.cmd.disconnect();
+  }
+
+  private noteError(err: Error): void {
+    this.lastError = err.message;
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    while (!this.stopped) {
+      try {
+        if (this.stream.status === 'wait' || this.stream.status === 'end') await this.stream.connect();
+        if (this.cmd.status === 'wait' || this.cmd.status === 'end') await this.cmd.connect();
+        if (this.needFull) await this.fullSync();
+        const reply = (await this.stream.xread('COUNT', 1000, 'BLOCK', this.opts.blockMs, 'STREAMS', this.store.keys.stream, this.lastId)) as Array<[string, Array<[string, string[]]>]> | null;
+        if (this.state !== 'synced') this.markSynced();
+        failures = 0;
+        if (!reply) await this.probe();
+        else this.applyEntries(parseEntries(reply[0]![1]));
+      } catch (err) {
+        if (this.stopped) break;
+        failures++;
+        this.counters.errors++;
+        this.noteError(err as Error);
+        if (this.state !== 'offline') {
+          this.state = 'offline';
+          this.log.warn({ err }, 'Redis unreachable: serving the last applied mesh version');
+          this.emit('offline');
+        }
+        await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** Math.min(failures, 6), 2000)));
+      }
+    }
+  }
+
+  private markSynced(): void {
+    this.state = 'synced';
+    this.lastError = undefined;
+    this.emit('synced');
+    void this.report();
+  }
+
+  private async fullSync(): Promise<void> {
+    const snap = await this.store.snapshot({ objects: !this.opts.lazy });
+    if (snap.version < this.appliedVersion) this.log.warn({ from: this.appliedVersion, to: snap.version }, 'the mesh version went backwards (Redis restored?): following Redis');
+    let objects = snap.objects;
+    if (this.opts.lazy) {
+      objects = new Map();
+      for (const f of this.warm) {
+        const slash = f.indexOf('/');
+        const got = await this.store.get(f.slice(0, slash) as Kind, f.slice(slash + 1));
+        if (got && got.version <= snap.version) objects.set(f, got);
+      }
+    }
+    this.view = objects;
+    this.appliedVersion = snap.version;
+    this.lastId = snap.lastId;
+    this.needFull = false;
+    this.counters.fullSyncs++;
+    this.log.info({ version: snap.version, objects: objects.size }, 'full sync');
+    this.scheduleChange();
+    this.emit('applied', this.appliedVersion, []);
+  }
+
+  /** An idle stream: make sure Redis has not moved on (or back) without us. */
+  private async probe(): Promise<void> {
+    const head = await this.store.snapshot({ objects: false });
+    if (head.version < this.appliedVersion) {
+      this.counters.resyncBackwards++;
+      this.needFull = true;
+    } else if (head.version > this.appliedVersion && head.lastId === this.lastId) {
+      this.counters.resyncGap++;
+      this.needFull = true;
+    }
+  }
+
+  private applyEntries(entries: ChangeEntry[]): void {
+    const applied: ChangeEntry[] = [];
+    for (const e of entries) {
+      if (e.version <= this.appliedVersion) {
+        // Stream ids only grow, so an old version after our position means Redis went back in time.
+        this.counters.resyncBackwards++;
+        this.needFull = true;
+        break;
+      }
+      if (e.version !== this.appliedVersion + 1) {
+        // Entries we never saw were trimmed away (or the stream was replaced).
+        this.counters.resyncGap++;
+        this.needFull = true;
+        break;
+      }
+      const f = field(e.kind, e.key);
+      if (!this.opts.lazy || this.warm.has(f)) {
+        if (e.op === 'put' && e.object) this.view.set(f, { version: e.version, object: e.object });
+        else this.view.delete(f);
+        this.counters.entriesApplied++;
+      } else {
+        this.counters.entriesSkipped++;
+      }
+      this.appliedVersion = e.version;
+      this.lastId = e.id;
+      applied.push(e);
+    }
+    if (applied.length) {
+      this.scheduleChange();
+      this.emit('applied', this.appliedVersion, applied);
+    }
+  }
+
+  /** Many entries in a burst become one 'change' a few milliseconds later. */
+  private scheduleChange(): void {
+    if (this.coalesceTimer) return;
+    this.coalesceTimer = setTimeout(() => {
+      this.coalesceTimer = undefined;
+      this.emitChange();
+    }, this.opts.coalesceMs);
+  }
+
+  private emitChange(): void {
+    this.emit('change', this.current());
+    this.schedulePersist();
+    void this.report();
+  }
+
+  private schedulePersist(): void {
+    if (!this.opts.cachePath || this.persistTimer) return;
+    this.persistTimer = setTimeout(() => {
+      this.persistTimer = undefined;
+      this.persistNow();
+    }, this.opts.persistIntervalMs);
+    this.persistTimer.unref();
+  }
+
+  private persistNow(): void {
+    if (!this.opts.cachePath) return;
+    try {
+      writeCache(this.opts.cachePath, { mesh: this.mesh, version: this.appliedVersion, lastId: this.lastId, objects: this.view });
+    } catch (err) {
+      this.noteError(err as Error);
+      this.log.error({ err }, 'could not write the mesh snapshot to disk');
+    }
+  }
+
+  /** Tells `kernmesh status` how this agent is doing; a missing alive key = NOT CONNECTED. */
+  async report(extra: Record<string, unknown> = {}): Promise<void> {
+    if (this.cmd.status !== 'ready') return;
+    const body = JSON.stringify({
+      node: this.node,
+      mode: this.mode,
+      appliedVersion: this.appliedVersion,
+      state: this.state,
+      lastError: this.lastError ?? null,
+      counters: this.counters,
+      startedAt: this.startedAt,
+      reportedAt: Date.now(),
+      ...extra,
+    });
+    try {
+      const version = this.appliedVersion;
+      await this.cmd.multi().hset(this.store.keys.agents, this.node, body).set(this.store.keys.alive(this.node), '1', 'PX', this.opts.aliveTtlMs).exec();
+      this.reportedVersion = version;
+      this.emit('reported', version);
+    } catch (err) {
+      this.noteError(err as Error);
+    }
+  }
+}

@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * From user text to validated objects: multi-document YAML or JSON, every
+ * problem named by source, document and path, and cross-references checked
+ * against what the mesh (plus this batch) will hold.
+ */
+import { parseAllDocuments } from 'yaml';
+import type { z } from 'zod';
+import { KmError } from '../errors.ts';
+import { KINDS, type Ref } from './model/kinds.ts';
+import { Envelope, type MeshObject, keyOf, referencesOf, refString } from './objects.ts';
+
+export interface Issue {
+  source: string;
+  /** 1-based document index within the source. */
+  document: number;
+  path: string;
+  message: string;
+}
+
+export function formatIssue(i: Issue): string {
+  return `${i.source}: document ${i.document}${i.path ? ` at ${i.path}` : ''}: ${i.message}`;
+}
+
+export class InvalidConfigError extends KmError {
+  readonly issues: Issue[];
+  constructor(issues: Issue[]) {
+    super('KM_ERR_INVALID_CONFIG', `invalid configuration; nothing was written:\n${issues.map((i) => `  ${formatIssue(i)}`).join('\n')}`);
+    this.issues = issues;
+  }
+}
+
+export interface SourcedObject {
+  object: MeshObject;
+  source: string;
+  document: number;
+}
+
+function zodIssues(err: z.ZodError, source: string, document: number, prefix: string): Issue[] {
+  return err.issues.map((i) => ({ source, document, path: [prefix, ...i.path.map(String)].filter(Boolean).join('.'), message: i.message }));
+}
+
+/** Parses and validates every document of one source; collects all issues. */
+export function parseSource(text: string, source: string): { objects: SourcedObject[]; issues: Issue[] } {
+  const objects: SourcedObject[] = [];
+  const issues: Issue[] = [];
+  const docs = parseAllDocuments(text);
+  const list = Array.isArray(docs) ? docs : [docs];
+  list.forEach((doc, i) => {
+    const document = i + 1;
+    if (doc.errors.length) {
+      for (const e of doc.errors) issues.push({ source, document, path: '', message: `not valid YAML/JSON: ${e.message.split('\n')[0]}` });
+      return;
+    }
+    const raw: unknown = doc.toJS();
+    if (raw === null || raw === undefined) return; // an empty document (a trailing ---)
+    const env = Envelope.safeParse(raw);
+    if (!env.success) {
+      issues.push(...zodIssues(env.error, source, document, ''));
+      return;
+    }
+    const info = KINDS[env.data.kind];
+    const spec = info.spec.safeParse(env.data.spec ?? {});
+    if (!spec.success) {
+      issues.push(...zodIssues(spec.error, source, document, 'spec'));
+      return;
+    }
+    if (!info.namespaced && env.data.metadata.name !== 'mesh') {
+      issues.push({ source, document, path: 'metadata.name', message: `${env.data.kind} is one object per mesh and must be named "mesh"` });
+      return;
+    }
+    const object: MeshObject = {
+      apiVersion: env.data.apiVersion,
+      kind: env.data.kind,
+      metadata: info.namespaced ? { ...env.data.metadata, namespace: env.data.metadata.namespace ?? 'default' } : { name: env.data.metadata.name },
+      spec: spec.data as Record<string, unknown>,
+    };
+    objects.push({ object, source, document });
+  });
+  const seen = new Map<string, SourcedObject>();
+  for (const o of objects) {
+    const id = `${o.object.kind}/${keyOf(o.object)}`;
+    const first = seen.get(id);
+    if (first) issues.push({ source: o.source, document: o.document, path: 'metadata.name', message: `${id} is also defined in ${first.source} document ${first.document}` });
+    else seen.set(id, o);
+  }
+  return { objects, issues };
+}
+
+/**
+ * Every reference of the batch must resolve to an object that exists once
+ * the batch is applied (in the batch, or already in the mesh).
+ */
+export async function checkReferences(batch: SourcedObject[], exists: (ref: Ref) => Promise<boolean>): Promise<Issue[]> {
+  const inBatch = new Set(batch.map((b) => refString({ kind: b.object.kind, key: keyOf(b.object) })));
+  const issues: Issue[] = [];
+  for (const b of batch) {
+    for (const ref of referencesOf(b.object)) {
+      if (inBatch.has(refString(ref)) || (await exists(ref))) continue;
+      issues.push({ source: b.source, document: b.document, path: 'spec', message: `refers to ${refString(ref)}, which does not exist` });
+    }
+  }
+  return issues;
+}
