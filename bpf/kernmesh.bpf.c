@@ -167,7 +167,9 @@ int km_getsockopt(struct bpf_sockopt *ctx)
 	 * first PAGE_SIZE bytes of a larger value; optlen 0 tells the kernel to
 	 * hand the caller its own untruncated answer.
 	 */
-	if (ctx->optlen > PAGE_SIZE)
+	if (ctx->optlen > PAGE_SIZE) {
 		ctx->optlen = 0;
+		km_count(KM_STAT_GETSOCKOPT_LARGE_PASSED, 1);
+	}
 	return KM_ALLOW;
 }

@@ -16,13 +16,14 @@ export const ERROR_CODES = {
   KM_ERR_INVALID_SPEC: 'a desired-state value is invalid',
   KM_ERR_MAP_FULL: 'a BPF map is full',
   KM_ERR_AGENT_RUNNING: 'another kernmesh agent already owns this datapath',
+  KM_ERR_LOCK: 'the agent lock file could not be created or locked',
+  KM_ERR_MAP_UPDATE: 'a BPF map write failed (every earlier write of the same apply was undone)',
   KM_ERR_ATTACH: 'attaching a BPF program failed',
   KM_ERR_LOAD: 'loading the BPF programs failed',
   KM_ERR_IPTABLES: 'an iptables command failed',
   KM_ERR_INVALID_CONFIG: 'a mesh configuration document is invalid (each problem named by file, document and path)',
   KM_ERR_NOT_FOUND: 'the named mesh object does not exist',
   KM_ERR_REDIS: 'Redis is unreachable or answered with an error',
-  KM_ERR_RESYNC: 'the change stream cannot be followed from where the agent was (trimmed, gap, or Redis went back in time)',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

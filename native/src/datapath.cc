@@ -20,8 +20,6 @@
 
 namespace km {
 
-Napi::FunctionReference Datapath::constructor_;
-
 namespace {
 
 // Closes a file descriptor on every path out of a scope.
@@ -66,6 +64,8 @@ class DumpWorker : public Napi::AsyncWorker {
     }
     if (errno != ENOENT) err_ = errno;
   }
+
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
   void OnOK() override {
     Napi::Env env = Env();
@@ -123,7 +123,8 @@ Napi::Object Datapath::Init(Napi::Env env, Napi::Object exports) {
                                       InstanceMethod("unpinMaps", &Datapath::UnpinMaps),
                                       InstanceMethod("close", &Datapath::Close),
                                   });
-  constructor_ = Napi::Persistent(fn);
+  // Per environment (worker threads each load the addon), freed with it.
+  env.SetInstanceData<Napi::FunctionReference>(new Napi::FunctionReference(Napi::Persistent(fn)));
   exports.Set("Datapath", fn);
   return exports;
 }
@@ -139,7 +140,7 @@ Datapath::~Datapath() {
 }
 
 Napi::Value Datapath::Wrap(Napi::Env env, struct kernmesh* skel) {
-  return constructor_.New({Napi::External<struct kernmesh>::New(env, skel)});
+  return env.GetInstanceData<Napi::FunctionReference>()->New({Napi::External<struct kernmesh>::New(env, skel)});
 }
 
 void Datapath::EnsureOpen(Napi::Env env) {

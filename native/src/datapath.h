@@ -21,8 +21,6 @@ class Datapath : public Napi::ObjectWrap<Datapath> {
   static Napi::Value Wrap(Napi::Env env, struct kernmesh* skel);
 
  private:
-  static Napi::FunctionReference constructor_;
-
   Napi::Value AttachCgroup(const Napi::CallbackInfo& info);
   Napi::Value AttachSkMsg(const Napi::CallbackInfo& info);
   Napi::Value DetachSkMsg(const Napi::CallbackInfo& info);

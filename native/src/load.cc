@@ -48,6 +48,8 @@ class LoadWorker : public Napi::AsyncWorker {
     tl_log = nullptr;
   }
 
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
   void OnOK() override {
     Napi::Env env = Env();
     if (err_) {

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /** `kernmesh datapath selftest|cleanup`. */
 import type { Command } from 'commander';
-import { type SelftestReport, cleanupPins, selftest } from '../datapath/index.ts';
+import { closeSync } from 'node:fs';
+import { type SelftestReport, cleanupPins, defaultLockPath, selftest, takeLock } from '../datapath/index.ts';
 import { mark } from './output.ts';
 
 export function printSelftest(r: SelftestReport): void {
@@ -32,7 +33,14 @@ export function registerDatapath(program: Command): void {
     .description('detach and unpin everything an agent left under a pin directory (the uninstall path)')
     .option('--pin-dir <dir>', 'the agent pin directory', '/sys/fs/bpf/kernmesh')
     .action((opts: { pinDir: string }) => {
-      const removed = cleanupPins(opts.pinDir);
+      // The same lock a running agent holds: never pull the pins from under a live agent.
+      const lock = takeLock(defaultLockPath(opts.pinDir), opts.pinDir);
+      let removed: string[];
+      try {
+        removed = cleanupPins(opts.pinDir);
+      } finally {
+        closeSync(lock);
+      }
       console.log(removed.length ? removed.map((p) => `removed ${p}`).join('\n') : `nothing pinned under ${opts.pinDir}`);
     });
 }

@@ -40,6 +40,7 @@ export const STAT_NAMES = [
   'msg_miss',
   'getsockopt_answered',
   'getsockopt_miss',
+  'getsockopt_large_passed',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 export type Counters = Record<StatName, bigint>;

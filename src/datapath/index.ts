@@ -2,7 +2,9 @@
 /** The datapath's public surface: everything else in kernmesh imports from here. */
 export * from './codec.ts';
 export * from './desired.ts';
-export { EbpfDatapath, type EbpfOptions, cleanupPins, programsStillLoaded } from './ebpf.ts';
+export { EbpfDatapath, type EbpfOptions } from './ebpf.ts';
+export { cleanupPins, programsStillLoaded } from './pins.ts';
+export { defaultLockPath, takeLock } from './lock.ts';
 export * from './host.ts';
 export * from './interceptor.ts';
 export { IptablesDatapath, type IptablesOptions, renderRules } from './iptables.ts';

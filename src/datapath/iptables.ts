@@ -122,8 +122,19 @@ export class IptablesDatapath implements Interceptor {
     if (options.dryRun) return { plan, applied: false };
 
     for (const [ns, w] of want) {
-      this.install(ns, desired, w);
+      // A new namespace that fails half-way is cleaned up; one that had rules keeps its record
+      // (iptables-restore replaces a family's chain whole, so its rules are the old or the new).
+      const had = this.installed.has(ns);
       this.installed.set(ns, w.name);
+      try {
+        this.install(ns, desired, w);
+      } catch (err) {
+        if (!had) {
+          this.uninstall(ns);
+          this.installed.delete(ns);
+        }
+        throw err;
+      }
     }
     for (const ns of stale) {
       this.uninstall(ns);

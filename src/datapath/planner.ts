@@ -41,6 +41,8 @@ export interface Plan {
   ids: Map<string, number>;
   /** Entries each map holds once the plan is applied. */
   sizes: Record<PlannedMap, number>;
+  /** The most entries each map holds at any moment while the plan is applied. */
+  peak: Record<PlannedMap, number>;
 }
 
 const EXCLUSION_VALUE = Buffer.from([1]);
@@ -73,6 +75,7 @@ export function assignIds(current: MapContents, workloads: ResolvedWorkload[]): 
  * Order matters to the kernel reading these maps mid-plan: exclusions are
  * added before the capture entry that makes them matter and removed after
  * it, so no connect ever sees a captured workload without its exclusions.
+ * Released workloads go first, so a full capture map can still churn.
  */
 export function planMaps(
   current: MapContents,
@@ -115,16 +118,20 @@ export function planMaps(
 
   const exclusionMaps: PlannedMap[] = ['km_xport_v1', 'km_xcidr4_v1', 'km_xcidr6_v1'];
   const ops = [
+    ...deletes('km_capture_v1'),
     ...exclusionMaps.flatMap(upserts),
     ...upserts('km_capture_v1'),
-    ...deletes('km_capture_v1'),
     ...exclusionMaps.flatMap(deletes),
   ];
   const sizes = {} as Record<PlannedMap, number>;
+  const peak = {} as Record<PlannedMap, number>;
   for (const map of Object.keys(want) as PlannedMap[]) {
-    sizes[map] = options.prune ? want[map].size : new Set([...want[map].keys(), ...current[map].keys()]).size;
+    const union = new Set([...want[map].keys(), ...current[map].keys()]).size;
+    sizes[map] = options.prune ? want[map].size : union;
+    // Capture entries are deleted before any is added; exclusions only after all adds.
+    peak[map] = map === 'km_capture_v1' ? sizes[map] : union;
   }
-  return { ops, ids, sizes };
+  return { ops, ids, sizes, peak };
 }
 
 function describeStale(map: PlannedMap, hex: string): string {

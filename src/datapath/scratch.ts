@@ -5,12 +5,18 @@
  * network namespace whose only routes are its own loopback, and a per-run
  * pin directory. cleanup() removes all of it, also after a failure, and ends
  * only the processes it started, by pid.
+ *
+ * Each scratch area holds a lock for its lifetime, so a later run can tell
+ * an abandoned one (lock free) from a live one (lock held) and sweep only
+ * the abandoned.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanupPins } from './ebpf.ts';
+import { errnoCode } from '../errors.ts';
 import { cgroup2Root, ensureBpffs, ownCgroup } from './host.ts';
+import { LOCK_DIR, lockHeld, takeLock } from './lock.ts';
+import { cleanupPins } from './pins.ts';
 
 let counter = 0;
 
@@ -20,31 +26,37 @@ export interface RunResult {
   stderr: string;
 }
 
+const SCRATCH_NAME = /^kernmesh-[a-z]+-\d+-\d+$/;
+const scratchLock = (id: string) => join(LOCK_DIR, `${id}.scratch.lock`);
+
 export class Scratch {
   readonly id: string;
   readonly cgroupRoot: string;
   readonly netnsName: string;
   readonly netnsPath: string;
   readonly pinDir: string;
+  /** The datapath's own lock for pinDir (separate from the scratch lock). */
   readonly lockPath: string;
   private readonly cgroups: string[] = [];
   private readonly children = new Set<ChildProcess>();
   private restoreCgroup: string | undefined;
+  private scratchLockFd: number | undefined;
 
   constructor(purpose: string) {
     this.id = `kernmesh-${purpose}-${process.pid}-${++counter}`;
     this.cgroupRoot = join(cgroup2Root(), this.id);
-    this.netnsName = this.id.slice(0, 60);
+    this.netnsName = this.id;
     this.netnsPath = `/run/netns/${this.netnsName}`;
     this.pinDir = join(ensureBpffs(), this.id);
-    this.lockPath = `/run/kernmesh/${this.id}.lock`;
+    this.lockPath = join(LOCK_DIR, `${this.id}.lock`);
   }
 
   /** Creates the cgroup root and the network namespace (lo up). */
   setup(): this {
+    this.scratchLockFd = takeLock(scratchLock(this.id), this.id);
     mkdirSync(this.cgroupRoot);
     this.cgroups.push(this.cgroupRoot);
-    execFileSync('ip', ['netns', 'add', this.netnsName]);
+    execFileSync('ip', ['netns', 'add', this.netnsName], { stdio: 'pipe' });
     this.ip('link', 'set', 'lo', 'up');
     return this;
   }
@@ -83,10 +95,10 @@ export class Scratch {
    */
   spawn(cgroupName: string, cmd: string, args: string[], options: { netns?: boolean } = {}): ChildProcess {
     const cg = this.cgroup(cgroupName);
-    const inNetns = options.netns ?? true;
-    const script = inNetns
-      ? 'cg=$1; ns=$2; shift 2; echo $$ > "$cg/cgroup.procs" && exec nsenter --net="$ns" "$@"'
-      : 'cg=$1; shift 2; echo $$ > "$cg/cgroup.procs" && exec "$@"';
+    const script =
+      (options.netns ?? true)
+        ? 'cg=$1; ns=$2; shift 2; echo $$ > "$cg/cgroup.procs" && exec nsenter --net="$ns" "$@"'
+        : 'cg=$1; shift 2; echo $$ > "$cg/cgroup.procs" && exec "$@"';
     const child = spawn('sh', ['-c', script, 'sh', cg, this.netnsPath, cmd, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     this.children.add(child);
     child.once('exit', () => this.children.delete(child));
@@ -110,87 +122,87 @@ export class Scratch {
     });
   }
 
-  /** Removes everything; safe to call twice, and after a partial setup. */
+  /** Removes everything; every step runs even if an earlier one fails. Safe to call twice. */
   async cleanup(): Promise<string[]> {
     const problems: string[] = [];
-    await Promise.all(
-      [...this.children].map(
-        (child) =>
-          new Promise<void>((resolve) => {
-            if (child.exitCode !== null || child.signalCode !== null) return resolve();
-            child.once('exit', () => resolve());
-            child.kill('SIGKILL');
-          }),
-      ),
-    );
-    if (this.restoreCgroup) {
-      writeFileSync(join(this.restoreCgroup, 'cgroup.procs'), String(process.pid));
-      this.restoreCgroup = undefined;
-    }
-    for (const cg of this.cgroups.splice(0).reverse()) {
-      if (!(await removeCgroup(cg))) problems.push(`cgroup ${cg} could not be removed`);
-    }
-    if (existsSync(this.netnsPath)) {
+    const step = async (what: string, fn: () => unknown) => {
       try {
-        execFileSync('ip', ['netns', 'del', this.netnsName], { stdio: 'pipe' });
+        await fn();
       } catch (err) {
-        problems.push(`netns ${this.netnsName}: ${(err as Error).message}`);
+        problems.push(`${what}: ${(err as Error).message}`);
       }
+    };
+    await step('stopping children', () => Promise.all([...this.children].map(killAndWait)));
+    await step('leaving the scratch cgroup', () => {
+      if (this.restoreCgroup) writeFileSync(join(this.restoreCgroup, 'cgroup.procs'), String(process.pid));
+      this.restoreCgroup = undefined;
+    });
+    for (const cg of this.cgroups.splice(0).reverse()) {
+      await step(`removing cgroup ${cg}`, async () => {
+        if (!(await removeCgroup(cg))) throw new Error('still busy');
+      });
     }
+    await step(`removing netns ${this.netnsName}`, () => {
+      if (existsSync(this.netnsPath)) execFileSync('ip', ['netns', 'del', this.netnsName], { stdio: 'pipe' });
+    });
+    await step('removing pins', () => {
+      if (!existsSync(this.pinDir)) return;
+      // Left only when the datapath was not closed with detach: remove them too, and say so.
+      cleanupPins(this.pinDir);
+      throw new Error(`pins were left under ${this.pinDir}`);
+    });
     rmSync(this.lockPath, { force: true });
-    if (existsSync(this.pinDir)) {
-      // Pins left only if the datapath was not closed with detach: remove them too.
-      rmSync(this.pinDir, { recursive: true, force: true });
-      problems.push(`pins were left under ${this.pinDir}`);
+    if (this.scratchLockFd !== undefined) {
+      rmSync(scratchLock(this.id), { force: true });
+      closeSync(this.scratchLockFd);
+      this.scratchLockFd = undefined;
     }
     return problems;
   }
 }
 
-const SCRATCH_NAME = /^kernmesh-[a-z]+-(\d+)-\d+$/;
+function killAndWait(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.kill('SIGKILL');
+  });
+}
 
 /**
  * Removes what earlier scratch runs left behind when their process died
- * before cleanup (a killed test run): only names of the scratch pattern whose
- * owning pid is gone. Returns what it removed.
+ * before cleanup (a killed test run): only scratch areas whose lock file
+ * exists and is free. Returns what it removed.
  */
 export function sweepStaleScratch(): string[] {
-  const dead = (name: string) => {
-    const m = SCRATCH_NAME.exec(name);
-    return !!m && !existsSync(`/proc/${m[1]}`);
-  };
+  if (!existsSync(LOCK_DIR)) return [];
   const removed: string[] = [];
-  const netns = existsSync('/run/netns') ? readdirSync('/run/netns') : [];
-  for (const name of netns.filter(dead)) {
-    execFileSync('ip', ['netns', 'del', name], { stdio: 'pipe' });
-    removed.push(`netns ${name}`);
-  }
-  const bpffs = ensureBpffs();
-  for (const name of readdirSync(bpffs).filter(dead)) {
-    removed.push(...cleanupPins(join(bpffs, name)).map((p) => `pin ${p}`));
-  }
-  const cg2 = cgroup2Root();
-  for (const name of readdirSync(cg2).filter(dead)) {
-    const root = join(cg2, name);
-    // Children first; a leftover process in them is not ours to kill (its owner is gone).
-    for (const child of readdirSync(root, { withFileTypes: true }).filter((e) => e.isDirectory())) {
+  const abandoned = readdirSync(LOCK_DIR)
+    .filter((f) => f.endsWith('.scratch.lock'))
+    .map((f) => f.slice(0, -'.scratch.lock'.length))
+    .filter((id) => SCRATCH_NAME.test(id) && !lockHeld(scratchLock(id)));
+  for (const id of abandoned) {
+    const attempt = (what: string, fn: () => void) => {
       try {
-        rmdirSync(join(root, child.name));
-      } catch {
-        /* still populated: reported by the rmdir of the root below */
+        fn();
+        removed.push(what);
+      } catch (err) {
+        if (errnoCode(err) !== 'ENOENT') removed.push(`${what} (failed: ${(err as Error).message})`);
       }
+    };
+    if (existsSync(`/run/netns/${id}`)) attempt(`netns ${id}`, () => execFileSync('ip', ['netns', 'del', id], { stdio: 'pipe' }));
+    const pins = join(ensureBpffs(), id);
+    if (existsSync(pins)) attempt(`pins ${pins}`, () => cleanupPins(pins));
+    const root = join(cgroup2Root(), id);
+    if (existsSync(root)) {
+      attempt(`cgroup ${root}`, () => {
+        // Children first; a process still in them is not ours to kill: the rmdir fails and says so.
+        for (const e of readdirSync(root, { withFileTypes: true })) if (e.isDirectory()) rmdirSync(join(root, e.name));
+        rmdirSync(root);
+      });
     }
-    try {
-      rmdirSync(root);
-      removed.push(`cgroup ${root}`);
-    } catch {
-      removed.push(`cgroup ${root} (busy, left)`);
-    }
-  }
-  if (existsSync('/run/kernmesh')) {
-    for (const name of readdirSync('/run/kernmesh').filter((n) => dead(n.replace(/\.lock$/, '')))) {
-      rmSync(join('/run/kernmesh', name), { force: true });
-    }
+    rmSync(join(LOCK_DIR, `${id}.lock`), { force: true });
+    rmSync(scratchLock(id), { force: true });
   }
   return removed;
 }
@@ -202,7 +214,7 @@ async function removeCgroup(path: string): Promise<boolean> {
       rmdirSync(path);
       return true;
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
+      const code = errnoCode(err);
       if (code === 'ENOENT') return true;
       if (code !== 'EBUSY') return false;
       // Still populated by a child that has been killed but not yet freed.

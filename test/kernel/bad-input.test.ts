@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Bad input gets a clear error and leaves the kernel as it was.
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { EbpfDatapath, cgroup2Root, nativeAddon } from '../../src/datapath/index.ts';
 import type { KmError } from '../../src/errors.ts';
@@ -31,6 +31,7 @@ kernelTest('a missing cgroup, a missing netns and a cgroup outside the attach po
     await rejects(t, bed.dp.apply({ workloads: [{ name: 'z', netnsPath: '/proc/self/status', cgroupPath: bed.appCgroup }] }), 'KM_ERR_NETNS_NOT_FOUND', /not a network namespace/);
     await rejects(t, bed.dp.apply({ workloads: [{ ...good, cgroupPath: cgroup2Root() }] }), 'KM_ERR_CGROUP_OUTSIDE_ROOT', /not under/);
     await rejects(t, bed.dp.apply({ workloads: [{ ...good, excludedPorts: [0] }] }), 'KM_ERR_INVALID_SPEC', /excludedPorts/);
+    await rejects(t, bed.dp.apply({ workloads: [good, { ...good, name: 'test/twin' }] }), 'KM_ERR_INVALID_SPEC', /are the same netns/);
     t.is(await snapshot(bed), before);
     t.like(await bed.client({ host: VIP4, port: 80 }), { ok: true, role: 'PROXY' }, 'the working state still works');
   });
@@ -66,14 +67,19 @@ kernelTest('a second agent on the same pins is refused while the first keeps wor
   });
 });
 
-kernelTest('attaching to the cgroup2 root or a missing cgroup is refused before anything is loaded', async (t) => {
+kernelTest('bad options (cgroup2 root, missing cgroup, non-bpffs pins, proxy outside, bad port) are refused before anything is loaded', async (t) => {
   const bed = new Bed('badattach');
   try {
     bed.scratch.setup();
+    bed.proxyCgroup = bed.scratch.cgroup('proxy');
     await rejects(t, EbpfDatapath.open({ ...bed.options(), attachCgroup: cgroup2Root() }), 'KM_ERR_CGROUP_OUTSIDE_ROOT', /never its root/);
     await rejects(t, EbpfDatapath.open({ ...bed.options(), attachCgroup: join(bed.scratch.cgroupRoot, 'missing') }), 'KM_ERR_CGROUP_NOT_FOUND', /does not exist/);
     mkdirSync(join('/tmp', bed.scratch.id), { recursive: true });
     await rejects(t, EbpfDatapath.open({ ...bed.options(), pinDir: join('/tmp', bed.scratch.id) }), 'KM_ERR_BPFFS', /not on a bpf filesystem/);
+    rmSync(join('/tmp', bed.scratch.id), { recursive: true, force: true });
+    await rejects(t, EbpfDatapath.open({ ...bed.options(), proxyCgroup: cgroup2Root() }), 'KM_ERR_CGROUP_OUTSIDE_ROOT', /the proxy's cgroup .* is not under/);
+    await rejects(t, EbpfDatapath.open({ ...bed.options(), outboundPort: 70000 }), 'KM_ERR_INVALID_SPEC', /outboundPort/);
+    t.false(existsSync(bed.scratch.pinDir), 'nothing was pinned');
   } finally {
     t.deepEqual(await bed.stop(), []);
   }

@@ -101,22 +101,27 @@ kernelTest('loopback destinations are left alone', async (t) => {
 });
 
 kernelTest('with a stale heartbeat, fail-open connects straight through and fail-closed refuses', async (t) => {
-  await withBed(t, async (bed) => {
-    await bed.captureApp();
-    const stale = process.hrtime.bigint() - 60_000_000_000n;
-    bed.dp.heartbeat(stale);
-    t.like(await bed.client({ host: VIP4, port: 80 }), { ok: true, role: 'BACKEND' });
-    t.is(bed.dp.counters().fail_open, 1n);
+  await withBed(
+    t,
+    async (bed) => {
+      await bed.captureApp();
+      // Ten seconds old with a two-second timeout (0, "never", if the machine booted less than 10 s ago).
+      const now = process.hrtime.bigint();
+      const stale = now > 10_000_000_000n ? now - 10_000_000_000n : 0n;
+      bed.dp.heartbeat(stale);
+      t.like(await bed.client({ host: VIP4, port: 80 }), { ok: true, role: 'BACKEND' });
+      t.is(bed.dp.counters().fail_open, 1n);
 
-    await bed.captureApp({}, { failMode: 'closed' });
-    bed.dp.heartbeat(stale);
-    const refused = await bed.client({ host: VIP4, port: 80 });
-    t.like(refused, { ok: false, stage: 'connect', code: 'EPERM' });
-    t.is(bed.dp.counters().fail_closed, 1n);
+      await bed.captureApp({}, { failMode: 'closed' });
+      const refused = await bed.client({ host: VIP4, port: 80 });
+      t.like(refused, { ok: false, stage: 'connect', code: 'EPERM' });
+      t.is(bed.dp.counters().fail_closed, 1n);
 
-    bed.dp.heartbeat();
-    t.like(await bed.client({ host: VIP4, port: 80 }), { ok: true, role: 'PROXY' }, 'a fresh heartbeat redirects again');
-  });
+      bed.dp.startHeartbeat(200);
+      t.like(await bed.client({ host: VIP4, port: 80 }), { ok: true, role: 'PROXY' }, 'a live heartbeat redirects again');
+    },
+    { heartbeatTimeoutMs: 2000 },
+  );
 });
 
 kernelTest('a v4-mapped IPv6 connect is redirected as IPv4 and spliced with the IPv4 listener', async (t) => {
@@ -155,5 +160,20 @@ kernelTest('a workload captured by cgroup (a host process tree) is redirected; i
     t.like(await bed.client({ host: VIP4, port: 80 }), { ok: true, role: 'PROXY', info: { address: VIP4 } });
     bed.scratch.cgroup('other');
     t.like(await bed.client({ host: VIP4, port: 80 }, 'other'), { ok: true, role: 'BACKEND' });
+  });
+});
+
+kernelTest('per-workload IPv4 CIDRs, IPv6 CIDRs and v4-mapped destinations are excluded by the right trie', async (t) => {
+  await withBed(t, async (bed) => {
+    await bed.captureApp({ excludedCidrs: ['10.97.0.0/16'] }, { excludedCidrs: ['fd00:96::/64'] });
+    t.like(await bed.client({ host: VIP4_OTHER, port: 80 }), { ok: true, role: 'BACKEND' }, "the workload's own IPv4 CIDR");
+    t.like(await bed.client({ host: `::ffff:${VIP4_OTHER}`, port: 80 }), { ok: true, role: 'BACKEND' }, 'the same, dialled v4-mapped');
+    t.like(await bed.client({ host: VIP6, port: 80 }), { ok: true, role: 'BACKEND' }, 'the global IPv6 CIDR');
+    t.like(await bed.client({ host: VIP4, port: 80 }), { ok: true, role: 'PROXY' }, 'outside every CIDR');
+    t.is(bed.dp.counters().skip_excluded_cidr, 3n);
+    // Moved from the workload to the mesh: the per-workload entry is pruned, the global one applies.
+    await bed.captureApp({}, { excludedCidrs: ['10.97.0.0/16'] });
+    t.like(await bed.client({ host: VIP4_OTHER, port: 80 }), { ok: true, role: 'BACKEND' });
+    t.like(await bed.client({ host: VIP6, port: 80 }), { ok: true, role: 'PROXY' });
   });
 });

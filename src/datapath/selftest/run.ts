@@ -8,7 +8,8 @@
 import { type Server, type Socket, createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { type Counters } from '../codec.ts';
-import { EbpfDatapath, programsStillLoaded } from '../ebpf.ts';
+import { EbpfDatapath } from '../ebpf.ts';
+import { programsStillLoaded } from '../pins.ts';
 import { type FeatureCheck, probeFeatures } from '../host.ts';
 import { addon } from '../native.ts';
 import { Scratch, sweepStaleScratch } from '../scratch.ts';
@@ -119,6 +120,7 @@ export async function selftest(): Promise<SelftestReport> {
     scratch.enter('proxy');
     servers.push(await listen(scratch.netnsPath, '127.0.0.1', OUTBOUND_PORT, 'PROXY', describeOriginalDst));
     servers.push(await listen(scratch.netnsPath, '::1', OUTBOUND_PORT, 'PROXY', describeOriginalDst));
+    dp.heartbeat(); // the proxy is listening: connects may now be redirected to it
 
     const v4 = await runClient(scratch, 'app', { host: VIP4, port: 80, sizes: [65536] });
     const v6 = await runClient(scratch, 'app', { host: VIP6, port: 80, sizes: [65536] });
@@ -157,9 +159,15 @@ export async function selftest(): Promise<SelftestReport> {
   } catch (err) {
     report.error = (err as Error).message;
   } finally {
-    await Promise.all(servers.map(closeServer));
-    if (dp) await dp.close({ detach: true });
-    const problems = await scratch.cleanup();
+    const problems: string[] = [];
+    try {
+      await Promise.all(servers.map(closeServer));
+      if (dp) await dp.close({ detach: true });
+    } catch (err) {
+      problems.push(`closing the datapath: ${(err as Error).message}`);
+    } finally {
+      problems.push(...(await scratch.cleanup()));
+    }
     const left = await programsStillLoaded(programIds);
     if (left.length) problems.push(`programs still loaded: ids ${left.join(', ')}`);
     report.cleanup = { ok: problems.length === 0, problems };

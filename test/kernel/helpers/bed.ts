@@ -45,6 +45,8 @@ export class Bed {
       lockPath: this.scratch.lockPath,
       proxyCgroup: this.proxyCgroup,
       outboundPort: PROXY_PORT,
+      // Generous: a busy shared machine must not make the proxy look dead mid-test.
+      heartbeatTimeoutMs: 600_000,
       ...extra,
     };
   }
@@ -66,6 +68,7 @@ export class Bed {
       await listen(ns, VIP4, 9999, 'BACKEND', () => ({})),
       await listen(ns, VIP4_OTHER, 80, 'BACKEND', () => ({})),
     );
+    this.dp.heartbeat();
     return this;
   }
 
@@ -85,9 +88,15 @@ export class Bed {
 
   /** Tears everything down; returns what was left behind (should be nothing). */
   async stop(): Promise<string[]> {
-    await Promise.all(this.servers.splice(0).map(closeServer));
-    if (this.dp) await this.dp.close({ detach: true });
-    const problems = await this.scratch.cleanup();
+    const problems: string[] = [];
+    try {
+      await Promise.all(this.servers.splice(0).map(closeServer));
+      if (this.dp) await this.dp.close({ detach: true });
+    } catch (err) {
+      problems.push(`closing: ${(err as Error).message}`);
+    } finally {
+      problems.push(...(await this.scratch.cleanup()));
+    }
     const left = await programsStillLoaded(this.programIds);
     if (left.length) problems.push(`BPF programs still loaded: ${left.join(', ')}`);
     return problems;
