@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // SPDX-License-Identifier: Apache-2.0
 /** The `kernmesh` command: wiring only; each command lives in its own file. */
-import { Command } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { KmError } from '../errors.ts';
 import { registerCheck } from './check.ts';
+import { registerConfigCommands } from './config-commands.ts';
+import { EXIT, exitCodeFor } from './exit-codes.ts';
 import { registerDatapath } from './datapath.ts';
 import { registerDemo } from './demo.ts';
 import { VERSION } from './version.ts';
@@ -12,7 +14,8 @@ const program = new Command()
   .name('kernmesh')
   .description('An eBPF-accelerated transparent interception service mesh')
   .version(VERSION, '-v, --version')
-  .showHelpAfterError();
+  .showHelpAfterError()
+  .exitOverride();
 
 program
   .command('version')
@@ -21,11 +24,17 @@ program
 registerCheck(program);
 registerDatapath(program);
 registerDemo(program);
+registerConfigCommands(program);
 
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
-  const code = err instanceof KmError ? ` [${err.code}]` : '';
-  console.error(`kernmesh: ${(err as Error).message}${code}`);
-  process.exitCode = err instanceof KmError ? 2 : 1;
+  if (err instanceof CommanderError) {
+    // Commander has printed the problem (or the help/version asked for).
+    process.exitCode = err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+  } else {
+    const code = err instanceof KmError ? ` [${err.code}]` : '';
+    console.error(`kernmesh: ${(err as Error).message}${code}`);
+    process.exitCode = exitCodeFor(err);
+  }
 }

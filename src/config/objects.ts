@@ -17,7 +17,7 @@ export const Envelope = z
         labels: labels.optional(),
       })
       .strict(),
-    spec: z.unknown(),
+    spec: z.unknown().optional(),
   })
   .strict();
 

@@ -7,7 +7,7 @@
 import { parseAllDocuments } from 'yaml';
 import type { z } from 'zod';
 import { KmError } from '../errors.ts';
-import { KINDS, type Ref } from './model/kinds.ts';
+import { KINDS, type Ref, isKind } from './model/kinds.ts';
 import { Envelope, type MeshObject, keyOf, referencesOf, refString } from './objects.ts';
 
 export interface Issue {
@@ -55,16 +55,13 @@ export function parseSource(text: string, source: string): { objects: SourcedObj
     const raw: unknown = doc.toJS();
     if (raw === null || raw === undefined) return; // an empty document (a trailing ---)
     const env = Envelope.safeParse(raw);
-    if (!env.success) {
-      issues.push(...zodIssues(env.error, source, document, ''));
-      return;
-    }
-    const info = KINDS[env.data.kind];
-    const spec = info.spec.safeParse(env.data.spec ?? {});
-    if (!spec.success) {
-      issues.push(...zodIssues(spec.error, source, document, 'spec'));
-      return;
-    }
+    // The spec is checked whenever the kind is known, so one pass names every problem.
+    const kindName = (raw as { kind?: unknown }).kind;
+    const info = typeof kindName === 'string' && isKind(kindName) ? KINDS[kindName] : undefined;
+    const spec = info?.spec.safeParse((raw as { spec?: unknown }).spec ?? {});
+    if (!env.success) issues.push(...zodIssues(env.error, source, document, ''));
+    if (spec && !spec.success) issues.push(...zodIssues(spec.error, source, document, 'spec'));
+    if (!env.success || !info || !spec?.success) return;
     if (!info.namespaced && env.data.metadata.name !== 'mesh') {
       issues.push({ source, document, path: 'metadata.name', message: `${env.data.kind} is one object per mesh and must be named "mesh"` });
       return;

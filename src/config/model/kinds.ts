@@ -127,8 +127,12 @@ export function isKind(s: string): s is Kind {
   return (KIND_NAMES as readonly string[]).includes(s);
 }
 
-/** Accepts "route", "routes", "Route" and the like. */
+const SHORT_NAMES: Record<string, Kind> = { svc: 'Service', ep: 'Endpoints', wl: 'Workload', cp: 'ClusterPolicy', authz: 'AuthorizationPolicy', rl: 'RateLimit', mesh: 'MeshSettings' };
+
+/** Accepts "route", "routes", "Route", short names like "svc", and the like. */
 export function kindFromUser(s: string): Kind | undefined {
+  const short = SHORT_NAMES[s.toLowerCase()];
+  if (short) return short;
   const want = s.toLowerCase().replace(/s$/, '').replace(/ie$/, 'y');
   return KIND_NAMES.find((k) => k.toLowerCase() === want || k.toLowerCase() === s.toLowerCase());
 }

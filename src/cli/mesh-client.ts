@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: Apache-2.0
+/** The Redis connection the config commands share: --redis, or REDIS_URL and friends. */
+import type { Command } from 'commander';
+import { type RedisConfig, connectRedis, describeRedis, redisConfigFromEnv } from '../config/redis.ts';
+import { MeshStore, redisError } from '../config/store.ts';
+
+export interface RedisFlags {
+  redis?: string;
+  mesh?: string;
+}
+
+export function addRedisFlags(cmd: Command): Command {
+  return cmd
+    .option('--redis <url>', 'Redis URL (redis://, rediss://, unix:///path); default $REDIS_URL or redis://127.0.0.1:6379')
+    .option('--mesh <name>', 'mesh name (several meshes can share one Redis); default $KERNMESH_MESH or "mesh"');
+}
+
+export function redisConfig(flags: RedisFlags): RedisConfig {
+  const cfg = redisConfigFromEnv();
+  if (flags.redis) cfg.url = flags.redis;
+  if (flags.mesh) cfg.mesh = flags.mesh;
+  return cfg;
+}
+
+/** Runs fn with a connected store, and always disconnects. */
+export async function withStore<T>(flags: RedisFlags, fn: (store: MeshStore) => Promise<T>): Promise<T> {
+  const cfg = redisConfig(flags);
+  const redis = connectRedis(cfg, 'kernmesh-cli', { retryStrategy: () => null });
+  redis.on('error', () => {}); // surfaced by the command that fails
+  try {
+    try {
+      await redis.connect();
+    } catch (err) {
+      throw redisError(err, `cannot reach Redis at ${describeRedis(cfg)}`);
+    }
+    return await fn(new MeshStore(redis, { ...(cfg.prefix ? { prefix: cfg.prefix } : {}), ...(cfg.mesh ? { mesh: cfg.mesh } : {}) }));
+  } finally {
+    redis.disconnect();
+  }
+}
