@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: Apache-2.0
+// `kernmesh apply/get/delete` as a script would run them: exit codes and output.
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { exampleObject } from '../../src/config/docs.ts';
+import { MeshStore } from '../../src/config/store.ts';
+import { RedisServer } from './helpers/redis-server.ts';
+
+const cli = new URL('../../src/cli/main.ts', import.meta.url).pathname;
+
+function kernmesh(url: string, args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = execFile(process.execPath, [cli, ...args], { env: { ...process.env, REDIS_URL: url } }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+    if (input !== undefined) child.stdin!.end(input);
+  });
+}
+
+test('apply, get, dry run, delete: output and exit codes', async (t) => {
+  const server = await new RedisServer().start();
+  t.teardown(() => server.stop());
+  const store = new MeshStore(server.client());
+  const dir = mkdtempSync(join(tmpdir(), 'kernmesh-cli-'));
+  writeFileSync(join(dir, '1-service.yaml'), stringify(exampleObject('Service')));
+  writeFileSync(join(dir, '2-route.yaml'), stringify(exampleObject('Route')));
+  writeFileSync(join(dir, 'README.txt'), 'not config');
+
+  const applied = await kernmesh(server.url, ['apply', '-f', dir]);
+  t.is(applied.code, 0, applied.stderr);
+  t.regex(applied.stdout, /Service\/shop\/reviews created \(version 1\)\nRoute\/shop\/reviews-canary created \(version 2\)/);
+
+  const again = await kernmesh(server.url, ['apply', '-f', dir]);
+  t.regex(again.stdout, /unchanged.*\n.*unchanged/);
+  t.is(await store.version(), 2, 'an unchanged apply writes nothing');
+
+  const changed = stringify(exampleObject('Service')).replace('port: 80', 'port: 8080');
+  const dry = await kernmesh(server.url, ['apply', '-f', '-', '--dry-run'], changed);
+  t.is(dry.code, 0);
+  t.regex(dry.stdout, /configured \(dry run\)[\s\S]*-    - port: 80\n\+    - port: 8080/);
+  t.is(await store.version(), 2, 'a dry run writes nothing');
+
+  const got = await kernmesh(server.url, ['get', 'routes', '-o', 'json']);
+  t.is(got.code, 0);
+  t.is((JSON.parse(got.stdout) as { metadata: { name: string } }).metadata.name, 'reviews-canary');
+  const table = await kernmesh(server.url, ['get', 'svc']);
+  t.regex(table.stdout, /^KIND +NAMESPACE +NAME +VERSION +SUMMARY\nService +shop +reviews +1 +ports 80\/http vip 10\.96\.0\.20$/m);
+
+  t.is((await kernmesh(server.url, ['get', 'route', 'nope', '-n', 'shop'])).code, 4);
+  t.is((await kernmesh(server.url, ['delete', 'route', 'reviews-canary', '-n', 'shop'])).code, 0);
+  const missing = await kernmesh(server.url, ['delete', 'route', 'reviews-canary', '-n', 'shop']);
+  t.is(missing.code, 4);
+  t.regex(missing.stderr, /does not exist; nothing was deleted/);
+  t.is((await kernmesh(server.url, ['get', 'frobs'])).code, 3);
+  t.is((await kernmesh(server.url, ['frobnicate'])).code, 2);
+});
+
+test('invalid documents are rejected with every problem named, and nothing is written', async (t) => {
+  const server = await new RedisServer().start();
+  t.teardown(() => server.stop());
+  const store = new MeshStore(server.client());
+  const bad = [stringify(exampleObject('Service')), 'kind: Route\nmetadata: {name: r, namespace: shop}\nspec: {service: ghost, rules: [{action: {split: [{}]}}]}', 'kind: Service\nmetadata: {name: x}\nspec: {ports: []}'].join('\n---\n');
+  const r = await kernmesh(server.url, ['apply', '-f', '-'], bad);
+  t.is(r.code, 3);
+  t.regex(r.stderr, /<stdin>: document 3 at spec\.ports: /);
+  t.regex(r.stderr, /<stdin>: document 2 at spec: refers to Service\/shop\/ghost, which does not exist/);
+  t.is(await store.version(), 0, 'the valid document in the batch was not written either');
+});
+
+test('Redis unreachable: a clear message and exit code 5', async (t) => {
+  const r = await kernmesh('unix:///nonexistent/kernmesh.sock', ['get', 'services']);
+  t.is(r.code, 5);
+  t.regex(r.stderr, /cannot reach Redis at unix:\/\/\/nonexistent\/kernmesh\.sock/);
+});
