@@ -28,7 +28,12 @@ export interface ChangeEntry {
   kind: Kind;
   key: string;
   op: 'put' | 'delete';
-  object?: MeshObject;
+  /** The object's JSON as written; parsed only by the agents that keep it. */
+  json?: string;
+}
+
+export function entryObject(e: ChangeEntry): MeshObject | undefined {
+  return e.json ? { ...(JSON.parse(e.json) as MeshObject), version: e.version } : undefined;
 }
 
 export type WriteOp = { op: 'put'; object: MeshObject } | { op: 'delete'; ref: Ref };
@@ -149,7 +154,7 @@ export function parseEntries(reply: Array<[string, string[]]>): ChangeEntry[] {
     for (let i = 0; i + 1 < flat.length; i += 2) f[flat[i]!] = flat[i + 1]!;
     const version = Number(f.version);
     const entry: ChangeEntry = { id, version, kind: f.kind as Kind, key: f.key!, op: f.op === 'delete' ? 'delete' : 'put' };
-    if (entry.op === 'put' && f.obj) entry.object = { ...(JSON.parse(f.obj) as MeshObject), version };
+    if (entry.op === 'put' && f.obj) entry.json = f.obj;
     return entry;
   });
 }

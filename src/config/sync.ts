@@ -14,7 +14,7 @@ import { readCache, writeCache } from './cache.ts';
 import { field } from './keys.ts';
 import type { Kind } from './model/kinds.ts';
 import { type RedisConfig, connectRedis } from './redis.ts';
-import { type ChangeEntry, MeshStore, type StoredObject, parseEntries } from './store.ts';
+import { type ChangeEntry, MeshStore, type StoredObject, entryObject, parseEntries } from './store.ts';
 
 export interface AgentSyncOptions {
   node: string;
@@ -27,6 +27,8 @@ export interface AgentSyncOptions {
   coalesceMs?: number;
   blockMs?: number;
   reportIntervalMs?: number;
+  /** Reports after changes are at least this far apart. */
+  reportMinGapMs?: number;
   aliveTtlMs?: number;
   persistIntervalMs?: number;
   logger?: Logger;
@@ -74,6 +76,8 @@ export class AgentSync extends EventEmitter {
   private coalesceTimer: NodeJS.Timeout | undefined;
   private persistTimer: NodeJS.Timeout | undefined;
   private reportTimer: NodeJS.Timeout | undefined;
+  private reportSoon: NodeJS.Timeout | undefined;
+  private lastReportAt = 0;
   private readonly startedAt = Date.now();
 
   constructor(options: AgentSyncOptions) {
@@ -87,6 +91,7 @@ export class AgentSync extends EventEmitter {
       coalesceMs: options.coalesceMs ?? 5,
       blockMs: options.blockMs ?? 2000,
       reportIntervalMs: options.reportIntervalMs ?? 2000,
+      reportMinGapMs: options.reportMinGapMs ?? 500,
       aliveTtlMs: options.aliveTtlMs ?? 10_000,
       persistIntervalMs: options.persistIntervalMs ?? 1000,
       cachePath: options.cachePath,
@@ -157,6 +162,7 @@ export class AgentSync extends EventEmitter {
     clearInterval(this.reportTimer);
     clearTimeout(this.coalesceTimer);
     clearTimeout(this.persistTimer);
+    clearTimeout(this.reportSoon);
     this.stream.disconnect();
     await this.loop?.catch(() => {});
     // Whatever was applied is what the next start serves from, pending timers or not.
@@ -175,11 +181,19 @@ export class AgentSync extends EventEmitter {
         if (this.stream.status === 'wait' || this.stream.status === 'end') await this.stream.connect();
         if (this.cmd.status === 'wait' || this.cmd.status === 'end') await this.cmd.connect();
         if (this.needFull) await this.fullSync();
-        const reply = (await this.stream.xread('COUNT', 1000, 'BLOCK', this.opts.blockMs, 'STREAMS', this.store.keys.stream, this.lastId)) as Array<[string, Array<[string, string[]]>]> | null;
-        if (this.state !== 'synced') this.markSynced();
+        // Catching up (after a start from disk, or a reconnect) reads without blocking,
+        // so that "synced" means caught up now, not after the next change.
+        const catchingUp = this.state !== 'synced';
+        const reply = (
+          catchingUp
+            ? await this.stream.xread('COUNT', 1000, 'STREAMS', this.store.keys.stream, this.lastId)
+            : await this.stream.xread('COUNT', 1000, 'BLOCK', this.opts.blockMs, 'STREAMS', this.store.keys.stream, this.lastId)
+        ) as Array<[string, Array<[string, string[]]>]> | null;
         failures = 0;
-        if (!reply) await this.probe();
-        else this.applyEntries(parseEntries(reply[0]![1]));
+        const entries = reply ? parseEntries(reply[0]![1]) : [];
+        if (entries.length) this.applyEntries(entries);
+        else if (!catchingUp) await this.probe();
+        if (catchingUp && entries.length < 1000 && !this.needFull) this.markSynced();
       } catch (err) {
         if (this.stopped) break;
         failures++;
@@ -238,6 +252,7 @@ export class AgentSync extends EventEmitter {
 
   private applyEntries(entries: ChangeEntry[]): void {
     const applied: ChangeEntry[] = [];
+    let viewChanged = false;
     for (const e of entries) {
       if (e.version <= this.appliedVersion) {
         // Stream ids only grow, so an old version after our position means Redis went back in time.
@@ -253,9 +268,11 @@ export class AgentSync extends EventEmitter {
       }
       const f = field(e.kind, e.key);
       if (!this.opts.lazy || this.warm.has(f)) {
-        if (e.op === 'put' && e.object) this.view.set(f, { version: e.version, object: e.object });
+        const object = e.op === 'put' ? entryObject(e) : undefined;
+        if (object) this.view.set(f, { version: e.version, object });
         else this.view.delete(f);
         this.counters.entriesApplied++;
+        viewChanged = true;
       } else {
         this.counters.entriesSkipped++;
       }
@@ -263,10 +280,11 @@ export class AgentSync extends EventEmitter {
       this.lastId = e.id;
       applied.push(e);
     }
-    if (applied.length) {
-      this.scheduleChange();
-      this.emit('applied', this.appliedVersion, applied);
-    }
+    if (applied.length === 0) return;
+    // A lazy agent that only moved its version past others' changes has nothing to rebuild.
+    if (viewChanged) this.scheduleChange();
+    else this.schedulePersist();
+    this.emit('applied', this.appliedVersion, applied);
   }
 
   /** Many entries in a burst become one 'change' a few milliseconds later. */
@@ -281,7 +299,21 @@ export class AgentSync extends EventEmitter {
   private emitChange(): void {
     this.emit('change', this.current());
     this.schedulePersist();
-    void this.report();
+    this.scheduleReport();
+  }
+
+  /**
+   * A change is reported soon, but at most once per reportMinGapMs: with
+   * thousands of agents, a report per change would double Redis's load.
+   */
+  private scheduleReport(): void {
+    if (this.reportSoon) return;
+    const wait = Math.max(0, this.lastReportAt + this.opts.reportMinGapMs - Date.now());
+    this.reportSoon = setTimeout(() => {
+      this.reportSoon = undefined;
+      void this.report();
+    }, wait);
+    this.reportSoon.unref();
   }
 
   private schedulePersist(): void {
@@ -306,6 +338,7 @@ export class AgentSync extends EventEmitter {
   /** Tells `kernmesh status` how this agent is doing; a missing alive key = NOT CONNECTED. */
   async report(extra: Record<string, unknown> = {}): Promise<void> {
     if (this.cmd.status !== 'ready') return;
+    this.lastReportAt = Date.now();
     const body = JSON.stringify({
       node: this.node,
       mode: this.mode,
