@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { KmError } from '../errors.ts';
 import { parseCidr } from './codec.ts';
+import { parseSpec } from './parse.ts';
 
 const port = z.number().int().min(1).max(65535);
 const cidr = z.string().refine(
@@ -45,21 +46,14 @@ export type DesiredStateInput = z.input<typeof DesiredStateSchema>;
 export type DesiredState = z.output<typeof DesiredStateSchema>;
 
 export function parseDesired(input: DesiredStateInput): DesiredState {
-  const r = DesiredStateSchema.safeParse(input);
-  if (!r.success) {
-    const first = r.error.issues[0];
-    const where = first?.path.join('.') || '(root)';
-    throw new KmError('KM_ERR_INVALID_SPEC', `invalid datapath state at ${where}: ${first?.message ?? 'invalid'}`, {
-      cause: r.error,
-    });
-  }
+  const data = parseSpec(DesiredStateSchema, input, 'datapath state');
   const names = new Set<string>();
-  for (const w of r.data.workloads) {
+  for (const w of data.workloads) {
     if (names.has(w.name)) throw new KmError('KM_ERR_INVALID_SPEC', `workload ${w.name} is listed twice`);
     names.add(w.name);
     if (w.captureBy === 'netns' && !w.netnsPath) {
       throw new KmError('KM_ERR_INVALID_SPEC', `workload ${w.name} is captured by netns but has no netnsPath`);
     }
   }
-  return r.data;
+  return data;
 }

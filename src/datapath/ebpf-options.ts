@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /** The eBPF datapath's options, checked before anything is loaded or locked. */
 import { z } from 'zod';
-import { KmError } from '../errors.ts';
+import { parseSpec } from './parse.ts';
 
 const capacity = z.number().int().min(1).max(1 << 24);
 
@@ -35,10 +35,5 @@ export type EbpfOptions = z.input<typeof EbpfOptionsSchema>;
 export type EbpfConfig = z.output<typeof EbpfOptionsSchema>;
 
 export function parseEbpfOptions(input: EbpfOptions): EbpfConfig {
-  const r = EbpfOptionsSchema.safeParse(input);
-  if (!r.success) {
-    const i = r.error.issues[0];
-    throw new KmError('KM_ERR_INVALID_SPEC', `invalid eBPF datapath option ${i?.path.join('.') ?? ''}: ${i?.message ?? 'invalid'}`, { cause: r.error });
-  }
-  return r.data;
+  return parseSpec(EbpfOptionsSchema, input, 'eBPF datapath option');
 }
