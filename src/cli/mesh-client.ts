@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /** The Redis connection the config commands share: --redis, or REDIS_URL and friends. */
 import type { Command } from 'commander';
-import { type RedisConfig, connectRedis, describeRedis, redisConfigFromEnv } from '../config/redis.ts';
+import { type RedisConfig, connectExplained, connectRedis, describeRedis, redisConfigFromEnv } from '../config/redis.ts';
 import { MeshStore, redisError } from '../config/store.ts';
 
 export interface RedisFlags {
@@ -29,7 +29,7 @@ export async function withStore<T>(flags: RedisFlags, fn: (store: MeshStore) => 
   redis.on('error', () => {}); // surfaced by the command that fails
   try {
     try {
-      await redis.connect();
+      await connectExplained(redis);
     } catch (err) {
       throw redisError(err, `cannot reach Redis at ${describeRedis(cfg)}`);
     }

@@ -44,7 +44,29 @@ export function describeRedis(cfg: RedisConfig): string {
   return (cfg.url ?? DEFAULT_REDIS_URL).replace(/\/\/[^@/]*@/, '//***@');
 }
 
+const lastErrors = new WeakMap<Redis, Error>();
+
+/**
+ * Connects, or throws with the reason Redis gave: ioredis reports a refused
+ * password or certificate as an 'error' event and then only says
+ * "Connection is closed", which tells a person nothing.
+ */
+export async function connectExplained(client: Redis): Promise<void> {
+  try {
+    await client.connect();
+  } catch (err) {
+    const why = lastErrors.get(client);
+    throw why && why.message !== (err as Error).message ? new Error(`${why.message}`, { cause: err }) : err;
+  }
+}
+
 export function connectRedis(cfg: RedisConfig, name: string, extra: RedisOptions = {}): Redis {
+  const client = newClient(cfg, name, extra);
+  client.on('error', (err: Error) => lastErrors.set(client, err));
+  return client;
+}
+
+function newClient(cfg: RedisConfig, name: string, extra: RedisOptions): Redis {
   const base: RedisOptions = {
     connectionName: name,
     lazyConnect: true,

@@ -13,7 +13,7 @@ import { type Logger, silentLogger } from '../log.ts';
 import { readCache, writeCache } from './cache.ts';
 import { field } from './keys.ts';
 import type { Kind } from './model/kinds.ts';
-import { type RedisConfig, connectRedis } from './redis.ts';
+import { type RedisConfig, connectExplained, connectRedis } from './redis.ts';
 import { type ChangeEntry, MeshStore, type StoredObject, entryObject, parseEntries } from './store.ts';
 
 export interface AgentSyncOptions {
@@ -178,8 +178,8 @@ export class AgentSync extends EventEmitter {
     let failures = 0;
     while (!this.stopped) {
       try {
-        if (this.stream.status === 'wait' || this.stream.status === 'end') await this.stream.connect();
-        if (this.cmd.status === 'wait' || this.cmd.status === 'end') await this.cmd.connect();
+        if (this.stream.status === 'wait' || this.stream.status === 'end') await connectExplained(this.stream);
+        if (this.cmd.status === 'wait' || this.cmd.status === 'end') await connectExplained(this.cmd);
         if (this.needFull) await this.fullSync();
         // Catching up (after a start from disk, or a reconnect) reads without blocking,
         // so that "synced" means caught up now, not after the next change.
