@@ -1,0 +1,16 @@
+// SPDX-License-Identifier: Apache-2.0
+/** What every connection of one proxy process shares: the routing table, the upstream pool, load balancers. */
+import { type RoutingTable, emptyTable } from './routing/table.ts';
+import { UpstreamPool } from './upstream/pool.ts';
+import { RoundRobin } from './upstream/round-robin.ts';
+
+export class ProxyCore {
+  /** Swapped whole on each config change; a request uses the table it started with. */
+  table: RoutingTable = emptyTable();
+  readonly pool = new UpstreamPool();
+  readonly rr = new RoundRobin();
+
+  setTable(t: RoutingTable): void {
+    this.table = t;
+  }
+}

@@ -1,0 +1,205 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * A strict HTTP/1.1 head parser over raw bytes (RFC 9112). Strict where
+ * leniency lets one request be read as two (request smuggling): only CRLF
+ * line ends, no whitespace before a colon, no obsolete line folding, no
+ * control characters, one Content-Length (or identical repeats), never both
+ * Content-Length and Transfer-Encoding, Transfer-Encoding only "chunked".
+ *
+ * Hand-written rather than Node's http parser: the proxy forwards bytes it
+ * has not copied, and the per-request objects of the http module cost most of
+ * its throughput (see shared/BENCHMARKING.md).
+ */
+
+export class HttpParseError extends Error {
+  readonly status: number;
+  constructor(status: number, message: string) {
+    super(message);
+    this.status = status;
+  }
+}
+
+export interface Head {
+  /** Request: method; response: '' */
+  method: string;
+  /** Request: request-target; response: reason phrase. */
+  target: string;
+  /** Response status (0 for requests). */
+  status: number;
+  /** 0 for HTTP/1.0, 1 for HTTP/1.1. */
+  minor: number;
+  /** Flat [name, value, name, value, ...] as received (names keep their case). */
+  headers: string[];
+  /** -1 when there is none. */
+  contentLength: number;
+  chunked: boolean;
+  /** The connection must close after this message. */
+  close: boolean;
+  /** Upgrade token (lower case) when Connection: upgrade asks for one. */
+  upgrade: string | null;
+  expectContinue: boolean;
+  host: string | null;
+  /** Bytes taken by the head, CRLFCRLF included. */
+  size: number;
+}
+
+const CR = 13;
+const LF = 10;
+const TOKEN = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~") TOKEN[c.charCodeAt(0)] = 1;
+for (let c = 48; c <= 57; c++) TOKEN[c] = 1;
+for (let c = 65; c <= 90; c++) TOKEN[c] = 1;
+for (let c = 97; c <= 122; c++) TOKEN[c] = 1;
+
+/** Field value bytes: visible ASCII, obs-text, SP and HTAB. */
+function validValueByte(c: number): boolean {
+  return c === 9 || (c >= 32 && c !== 127);
+}
+
+/**
+ * Finds the end of a head in buf (from `from`, to resume a scan); returns the
+ * index just past CRLFCRLF, or -1.
+ */
+export function headEnd(buf: Buffer, from = 0): number {
+  const i = buf.indexOf('\r\n\r\n', Math.max(0, from - 3), 'latin1');
+  return i < 0 ? -1 : i + 4;
+}
+
+/**
+ * Parses a complete head (buf[0, end)). kind 'request' checks what a server
+ * must; 'response' what a client must.
+ */
+export function parseHead(buf: Buffer, end: number, kind: 'request' | 'response'): Head {
+  const head: Head = { method: '', target: '', status: 0, minor: 1, headers: [], contentLength: -1, chunked: false, close: false, upgrade: null, expectContinue: false, host: null, size: end };
+  // The start line.
+  let eol = buf.indexOf(LF, 0);
+  if (eol < 1 || buf[eol - 1] !== CR) throw new HttpParseError(400, 'the start line must end with CRLF');
+  const line = buf.toString('latin1', 0, eol - 1);
+  if (kind === 'request') parseRequestLine(line, head);
+  else parseStatusLine(line, head);
+
+  let connectionTokens = '';
+  let sawHost = 0;
+  let te: string | null = null;
+  let pos = eol + 1;
+  while (pos < end - 2) {
+    eol = buf.indexOf(LF, pos);
+    if (eol < 0 || eol >= end || buf[eol - 1] !== CR) throw new HttpParseError(400, 'header lines must end with CRLF');
+    const first = buf[pos]!;
+    if (first === 32 || first === 9) throw new HttpParseError(400, 'obsolete header line folding is not accepted');
+    // name
+    let i = pos;
+    while (i < eol && TOKEN[buf[i]!] === 1) i++;
+    if (i === pos || buf[i] !== 58 /* : */) throw new HttpParseError(400, 'a header name must be a token followed directly by ":"');
+    const name = buf.toString('latin1', pos, i);
+    // value, without surrounding whitespace
+    let vs = i + 1;
+    let ve = eol - 1;
+    while (vs < ve && (buf[vs] === 32 || buf[vs] === 9)) vs++;
+    while (ve > vs && (buf[ve - 1] === 32 || buf[ve - 1] === 9)) ve--;
+    for (let j = vs; j < ve; j++) if (!validValueByte(buf[j]!)) throw new HttpParseError(400, `header ${name} has a control character`);
+    const value = buf.toString('latin1', vs, ve);
+    head.headers.push(name, value);
+    switch (name.length) {
+      case 4:
+        if (name.toLowerCase() === 'host') {
+          sawHost++;
+          head.host = value;
+        }
+        break;
+      case 6:
+        if (name.toLowerCase() === 'expect' && value.toLowerCase() === '100-continue') head.expectContinue = true;
+        break;
+      case 7:
+        if (name.toLowerCase() === 'upgrade') head.upgrade = value.toLowerCase();
+        break;
+      case 10:
+        if (name.toLowerCase() === 'connection') connectionTokens += `,${value.toLowerCase()}`;
+        break;
+      case 14:
+        if (name.toLowerCase() === 'content-length') {
+          if (!/^\d{1,15}$/.test(value)) throw new HttpParseError(400, 'Content-Length must be a decimal number');
+          const n = Number(value);
+          if (head.contentLength !== -1 && head.contentLength !== n) throw new HttpParseError(400, 'differing Content-Length headers');
+          head.contentLength = n;
+        }
+        break;
+      case 17:
+        if (name.toLowerCase() === 'transfer-encoding') te = te === null ? value.toLowerCase() : `${te},${value.toLowerCase()}`;
+        break;
+    }
+    pos = eol + 1;
+  }
+
+  if (te !== null) {
+    if (head.contentLength !== -1) throw new HttpParseError(400, 'both Content-Length and Transfer-Encoding');
+    if (te.trim() !== 'chunked') throw new HttpParseError(kind === 'request' ? 501 : 502, `Transfer-Encoding "${te}" is not supported (only chunked)`);
+    if (head.minor === 0 && kind === 'request') throw new HttpParseError(400, 'Transfer-Encoding in an HTTP/1.0 request');
+    head.chunked = true;
+  }
+  const tokens = connectionTokens ? connectionTokens.split(',').map((t) => t.trim()) : [];
+  head.close = head.minor === 0 ? !tokens.includes('keep-alive') : tokens.includes('close');
+  if (head.upgrade !== null && !tokens.includes('upgrade')) head.upgrade = null;
+  if (kind === 'request' && head.minor === 1 && sawHost !== 1) throw new HttpParseError(400, sawHost === 0 ? 'HTTP/1.1 request without Host' : 'more than one Host header');
+  return head;
+}
+
+function parseRequestLine(line: string, head: Head): void {
+  const sp1 = line.indexOf(' ');
+  const sp2 = line.lastIndexOf(' ');
+  if (sp1 <= 0 || sp2 === sp1) throw new HttpParseError(400, 'malformed request line');
+  const method = line.slice(0, sp1);
+  for (let i = 0; i < method.length; i++) if (TOKEN[method.charCodeAt(i)] !== 1) throw new HttpParseError(400, 'malformed method');
+  const target = line.slice(sp1 + 1, sp2);
+  if (target.length === 0 || /[\s\x00-\x1f\x7f]/.test(target)) throw new HttpParseError(400, 'malformed request target');
+  const version = line.slice(sp2 + 1);
+  if (version === 'HTTP/1.1') head.minor = 1;
+  else if (version === 'HTTP/1.0') head.minor = 0;
+  else throw new HttpParseError(version.startsWith('HTTP/') ? 505 : 400, `unsupported version ${JSON.stringify(version.slice(0, 16))}`);
+  head.method = method;
+  head.target = target;
+}
+
+function parseStatusLine(line: string, head: Head): void {
+  // "HTTP/1.x NNN reason", checked by hand: this runs once per response.
+  const d = (i: number) => line.charCodeAt(i) - 48;
+  const ok =
+    line.length >= 12 &&
+    line.startsWith('HTTP/1.') &&
+    (d(7) === 0 || d(7) === 1) &&
+    line.charCodeAt(8) === 32 &&
+    d(9) >= 1 && d(9) <= 5 && d(10) >= 0 && d(10) <= 9 && d(11) >= 0 && d(11) <= 9 &&
+    (line.length === 12 || line.charCodeAt(12) === 32);
+  if (!ok) throw new HttpParseError(502, 'malformed upstream status line');
+  head.minor = d(7);
+  head.status = d(9) * 100 + d(10) * 10 + d(11);
+  head.target = line.slice(13);
+}
+
+/** The value of a header (first occurrence), by lower-case name. */
+export function header(head: Head, lower: string): string | undefined {
+  const h = head.headers;
+  for (let i = 0; i < h.length; i += 2) if (h[i]!.length === lower.length && h[i]!.toLowerCase() === lower) return h[i + 1];
+  return undefined;
+}
+
+/** Hop-by-hop headers a proxy must not forward (RFC 9110 7.6.1), plus those named in Connection. */
+const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'content-length', 'host']);
+
+/**
+ * The headers to forward, as "Name: value\r\n" lines: hop-by-hop ones dropped
+ * (framing and Host are written by the caller).
+ */
+export function forwardHeaders(head: Head): string {
+  const h = head.headers;
+  let named: string[] | null = null;
+  const conn = header(head, 'connection');
+  if (conn) named = conn.toLowerCase().split(',').map((t) => t.trim());
+  let out = '';
+  for (let i = 0; i < h.length; i += 2) {
+    const lower = h[i]!.toLowerCase();
+    if (HOP.has(lower) || (named !== null && named.includes(lower))) continue;
+    out += `${h[i]}: ${h[i + 1]}\r\n`;
+  }
+  return out;
+}

@@ -1,0 +1,342 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * One downstream HTTP/1.1 connection: parses requests strictly, routes each,
+ * forwards it over a pooled upstream connection, and streams the response
+ * back. Requests are handled one at a time, so pipelined requests are
+ * answered in order; bytes that arrive meanwhile wait (with backpressure).
+ */
+import { randomUUID } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { ChunkedScanner } from './chunked.ts';
+import { type Head, HttpParseError, forwardHeaders, header, headEnd, parseHead } from './parse.ts';
+import type { ResponseSink, UpstreamConn } from '../upstream/conn.ts';
+import type { ProxyCore } from '../core.ts';
+import { type Target, route } from '../route.ts';
+
+const MAX_HEAD = 64 * 1024;
+/** Pipelined bytes held before the socket is paused. */
+const MAX_PENDING = 256 * 1024;
+
+const S_HEAD = 0;
+const S_BODY = 1;
+const S_WAIT = 2;
+const S_TUNNEL = 3;
+const S_CLOSED = 4;
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  403: 'Forbidden',
+  404: 'Not Found',
+  413: 'Content Too Large',
+  429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
+  501: 'Not Implemented',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+  505: 'HTTP Version Not Supported',
+};
+
+export interface SessionContext {
+  core: ProxyCore;
+  /** Where the client meant to go (from originalDst), when intercepted. */
+  origDst: { address: string; port: number } | null;
+  /** A fixed service for this listener (bound mode). */
+  service: string | null;
+}
+
+export class Http1Session implements ResponseSink {
+  private readonly socket: Socket;
+  private readonly ctx: SessionContext;
+  private pending: Buffer | null = null;
+  private scanFrom = 0;
+  private state = S_HEAD;
+  private req: Head | null = null;
+  private upstream: UpstreamConn | null = null;
+  /** Request body still to forward: bytes (length framing) or a chunk scanner. */
+  private bodyLeft = 0;
+  private bodyScanner: ChunkedScanner | null = null;
+  private responseStarted = false;
+  private closeAfter = false;
+  private readonly peer: string;
+
+  constructor(socket: Socket, ctx: SessionContext, initial: Buffer | null) {
+    this.socket = socket;
+    this.ctx = ctx;
+    this.peer = socket.remoteAddress ?? '';
+    socket.setNoDelay(true);
+    socket.on('data', (c: Buffer) => this.onData(c));
+    socket.on('error', () => this.abort());
+    socket.on('close', () => this.abort());
+    socket.on('drain', () => this.upstream?.resume());
+    if (initial) this.onData(initial);
+    // Detection paused the socket; reading resumes here unless backpressure says otherwise.
+    if (this.state !== S_CLOSED && !(this.pending && this.pending.length > MAX_PENDING)) socket.resume();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.state === S_TUNNEL) {
+      this.upstream?.socket.write(chunk);
+      return;
+    }
+    if (this.state === S_CLOSED) return;
+    this.pending = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
+    try {
+      if (this.state === S_BODY) this.forwardBody();
+      if (this.state === S_HEAD) this.nextRequest();
+    } catch (err) {
+      this.protocolError(err);
+    }
+    if (this.pending && this.pending.length > MAX_PENDING) this.socket.pause();
+  }
+
+  /** Parses and dispatches the next request, if a whole head is buffered. */
+  private nextRequest(): void {
+    const buf = this.pending;
+    if (!buf || buf.length === 0) return;
+    const end = headEnd(buf, this.scanFrom);
+    if (end < 0) {
+      if (buf.length > MAX_HEAD) throw new HttpParseError(431, 'request head too large');
+      this.scanFrom = buf.length;
+      return;
+    }
+    this.scanFrom = 0;
+    const head = parseHead(buf, end, 'request');
+    this.pending = end === buf.length ? null : buf.subarray(end);
+    this.socket.resume();
+    this.req = head;
+    this.responseStarted = false;
+    this.closeAfter = head.close;
+    this.dispatch(head, route(this.ctx.core.table, this.ctx.origDst, this.ctx.service, head, this.ctx.core));
+  }
+
+  private dispatch(head: Head, target: Target): void {
+    if (target.kind === 'local') {
+      // Answered here: a request body we did not read would be taken for the next request.
+      if (head.contentLength > 0 || head.chunked) this.closeAfter = true;
+      this.state = S_WAIT;
+      this.writeLocal(target.status, target.body, target.headers);
+      this.finishExchange();
+      return;
+    }
+    this.state = S_WAIT;
+    // The common case, a pooled connection, stays synchronous (no callback per request).
+    const pooled = this.ctx.core.pool.take(target.address, target.port);
+    if (pooled) return this.send(pooled, head, target);
+    this.ctx.core.pool.connect(target.address, target.port, (err, conn) => {
+      if (this.state === S_CLOSED) {
+        if (conn) this.ctx.core.pool.release(conn);
+        return;
+      }
+      if (err || !conn) {
+        this.closeAfter = true;
+        this.writeLocal(503, `upstream connect error: ${err?.message ?? 'unknown'}\n`);
+        this.finishExchange();
+        return;
+      }
+      this.send(conn, head, target);
+    });
+  }
+
+  private send(conn: UpstreamConn, head: Head, target: Target & { kind: 'upstream' }): void {
+    this.upstream = conn;
+    conn.begin(this, head.method === 'HEAD');
+    const reqHead = this.requestHead(head, target);
+    if (!head.chunked && head.contentLength <= 0) {
+      conn.socket.write(reqHead, 'latin1');
+      this.state = S_WAIT;
+      return;
+    }
+    conn.socket.cork();
+    conn.socket.write(reqHead, 'latin1');
+    this.startBody(head);
+    conn.socket.uncork();
+  }
+
+  private requestHead(head: Head, target: Target & { kind: 'upstream' }): string {
+    let out = `${head.method} ${target.path ?? head.target} HTTP/1.1\r\nhost: ${target.host ?? head.host ?? `${target.address}:${target.port}`}\r\n`;
+    out += forwardHeaders(head);
+    const xff = header(head, 'x-forwarded-for');
+    if (xff === undefined) out += `x-forwarded-for: ${this.peer}\r\n`;
+    if (header(head, 'x-request-id') === undefined) out += `x-request-id: ${randomUUID()}\r\n`;
+    if (head.chunked) out += 'transfer-encoding: chunked\r\n';
+    else if (head.contentLength >= 0) out += `content-length: ${head.contentLength}\r\n`;
+    if (head.upgrade) out += `connection: upgrade\r\nupgrade: ${header(head, 'upgrade')}\r\n`;
+    return `${out}\r\n`;
+  }
+
+  private startBody(head: Head): void {
+    if (head.chunked) {
+      this.bodyScanner = new ChunkedScanner();
+      this.state = S_BODY;
+    } else if (head.contentLength > 0) {
+      this.bodyLeft = head.contentLength;
+      this.state = S_BODY;
+    } else {
+      this.state = S_WAIT;
+      return;
+    }
+    this.forwardBody();
+  }
+
+  /** Forwards buffered request-body bytes; the rest of pending is the next request. */
+  private forwardBody(): void {
+    const buf = this.pending;
+    if (!buf || !this.upstream) return;
+    let used: number;
+    if (this.bodyScanner) {
+      used = this.bodyScanner.scan(buf);
+    } else {
+      used = Math.min(this.bodyLeft, buf.length);
+      this.bodyLeft -= used;
+    }
+    const part = used === buf.length ? buf : buf.subarray(0, used);
+    this.pending = used === buf.length ? null : buf.subarray(used);
+    if (part.length && !this.upstream.socket.write(part)) {
+      this.socket.pause();
+      this.upstream.socket.once('drain', () => this.socket.resume());
+    }
+    const done = this.bodyScanner ? this.bodyScanner.done : this.bodyLeft === 0;
+    if (done) {
+      this.bodyScanner = null;
+      this.state = S_WAIT;
+    }
+  }
+
+  // ---- ResponseSink: the upstream's answer ----
+
+  onInformational(head: Head): void {
+    this.socket.write(`HTTP/1.1 ${head.status} ${head.target}\r\n${forwardHeaders(head)}\r\n`);
+  }
+
+  onHead(res: Head, hasBody: boolean): void {
+    this.responseStarted = true;
+    if (res.status === 101) {
+      this.socket.write(`HTTP/1.1 101 ${res.target}\r\n${forwardHeaders(res)}connection: upgrade\r\nupgrade: ${header(res, 'upgrade') ?? ''}\r\n\r\n`);
+      this.state = S_TUNNEL;
+      if (this.pending) {
+        this.upstream!.socket.write(this.pending);
+        this.pending = null;
+      }
+      return;
+    }
+    // A body that ends at close cannot be framed for a keep-alive client: close after it.
+    if (hasBody && !res.chunked && res.contentLength < 0) this.closeAfter = true;
+    let out = `HTTP/1.1 ${res.status} ${res.target}\r\n${forwardHeaders(res)}`;
+    if (res.chunked) out += 'transfer-encoding: chunked\r\n';
+    else if (res.contentLength >= 0) out += `content-length: ${res.contentLength}\r\n`;
+    if (this.closeAfter) out += 'connection: close\r\n';
+    // Held until the first body bytes (usually in the same upstream read), so that
+    // head and body leave in one write: no cork, no writev bookkeeping per response.
+    this.headOut = `${out}\r\n`;
+  }
+
+  /** The response head, not yet written. */
+  private headOut: string | null = null;
+
+  private flushHead(): void {
+    if (this.headOut !== null) {
+      this.socket.write(this.headOut, 'latin1');
+      this.headOut = null;
+    }
+  }
+
+  onBody(chunk: Buffer): boolean {
+    if (this.headOut !== null) {
+      const head = this.headOut;
+      this.headOut = null;
+      if (chunk.length <= 16 * 1024) {
+        const out = Buffer.allocUnsafe(head.length + chunk.length);
+        out.write(head, 0, 'latin1');
+        chunk.copy(out, head.length);
+        return this.socket.write(out);
+      }
+      this.socket.write(head, 'latin1');
+    }
+    return this.socket.write(chunk);
+  }
+
+  onTunnel(chunk: Buffer): void {
+    this.socket.write(chunk);
+  }
+
+  onEnd(reusable: boolean): void {
+    this.flushHead();
+    const conn = this.upstream;
+    this.upstream = null;
+    if (this.state === S_TUNNEL) {
+      conn?.socket.destroy();
+      this.socket.end();
+      this.state = S_CLOSED;
+      return;
+    }
+    if (conn) {
+      if (reusable && this.state === S_WAIT) this.ctx.core.pool.release(conn);
+      else conn.socket.destroy();
+    }
+    // The request body may still be arriving (an early response): close rather than misread it.
+    if (this.state === S_BODY) this.closeAfter = true;
+    this.finishExchange();
+  }
+
+  onError(err: Error, headSent: boolean): void {
+    this.flushHead();
+    this.upstream = null;
+    if (headSent || this.responseStarted) {
+      this.socket.destroy();
+      this.state = S_CLOSED;
+      return;
+    }
+    this.closeAfter = true;
+    this.writeLocal(502, `upstream error: ${err.message}\n`);
+    this.finishExchange();
+  }
+
+  private finishExchange(): void {
+    this.req = null;
+    if (this.closeAfter) {
+      this.state = S_CLOSED;
+      this.socket.end();
+      return;
+    }
+    this.state = S_HEAD;
+    if (this.pending) {
+      try {
+        this.nextRequest();
+      } catch (err) {
+        this.protocolError(err);
+      }
+    } else {
+      this.socket.resume();
+    }
+  }
+
+  private writeLocal(status: number, body: string, headers = ''): void {
+    const text = STATUS_TEXT[status] ?? 'Response';
+    const close = this.closeAfter ? 'connection: close\r\n' : '';
+    this.socket.write(`HTTP/1.1 ${status} ${text}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${headers}${close}\r\n${body}`);
+  }
+
+  private protocolError(err: unknown): void {
+    if (!(err instanceof HttpParseError)) {
+      this.socket.destroy();
+      this.state = S_CLOSED;
+      return;
+    }
+    this.upstream?.socket.destroy();
+    this.upstream = null;
+    this.closeAfter = true;
+    this.pending = null;
+    if (!this.responseStarted) this.writeLocal(err.status, `${err.message}\n`);
+    this.state = S_CLOSED;
+    this.socket.end();
+  }
+
+  private abort(): void {
+    if (this.state === S_CLOSED && !this.upstream) return;
+    this.state = S_CLOSED;
+    this.upstream?.socket.destroy();
+    this.upstream = null;
+  }
+}
+

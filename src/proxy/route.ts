@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: Apache-2.0
+/** From a parsed request to where it goes: an upstream endpoint, or an answer given here. */
+import type { ProxyCore } from './core.ts';
+import type { Head } from './http1/parse.ts';
+import { endpointsOf, matchRule, pathOf, pickDestination, serviceFor } from './routing/select.ts';
+import type { RoutingTable, ServiceInfo } from './routing/table.ts';
+
+export type Target =
+  | { kind: 'upstream'; address: string; port: number; host?: string; path?: string; service?: string }
+  | { kind: 'local'; status: number; body: string; headers?: string };
+
+function targetPort(svc: ServiceInfo, port: number | undefined): number {
+  const p = (port !== undefined && svc.ports.find((x) => x.port === port)) || svc.ports[0];
+  return p?.targetPort ?? port ?? 80;
+}
+
+export function route(table: RoutingTable, origDst: { address: string; port: number } | null, bound: string | null, head: Head, core: ProxyCore): Target {
+  const svc = bound ? table.services.get(bound) : serviceFor(table, origDst, head.host);
+  if (!svc) {
+    // Not a mesh service: where the application was going, untouched (a passthrough).
+    if (origDst) return { kind: 'upstream', address: origDst.address, port: origDst.port };
+    return { kind: 'local', status: 404, body: `no route for host ${head.host ?? '(none)'}\n` };
+  }
+  const rule = matchRule(svc, head);
+  if (rule?.directResponse) return { kind: 'local', status: rule.directResponse.status, body: rule.directResponse.body };
+  if (rule?.redirect) {
+    const loc = `http://${rule.redirect.host ?? head.host ?? ''}${rule.redirect.path ?? head.target}`;
+    return { kind: 'local', status: rule.redirect.code, body: '', headers: `location: ${loc}\r\n` };
+  }
+  const dest = rule?.split ? pickDestination(rule) : { service: svc.key, weight: 1 };
+  const destSvc = dest.service === svc.key ? svc : table.services.get(dest.service);
+  if (!destSvc) return { kind: 'local', status: 503, body: `service ${dest.service} is not known\n` };
+  const eps = endpointsOf(destSvc, dest.subset);
+  const ep = core.rr.pick(eps);
+  if (!ep) return { kind: 'local', status: 503, body: `no healthy upstream for ${destSvc.key}${dest.subset ? ` subset ${dest.subset}` : ''}\n` };
+  const port = ep.port || targetPort(destSvc, dest.port ?? origDst?.port);
+  const target: Target = { kind: 'upstream', address: ep.address, port, service: destSvc.key };
+  if (rule?.rewrite?.prefix !== undefined) {
+    // A prefix rewrite replaces the prefix the rule matched (as Envoy's prefix_rewrite does).
+    const path = pathOf(head.target);
+    const m = rule.matches.find((x) => x.pathPrefix !== undefined && path.startsWith(x.pathPrefix));
+    if (m) target.path = rule.rewrite.prefix + head.target.slice(m.pathPrefix!.length);
+  }
+  if (rule?.rewrite?.host) target.host = rule.rewrite.host;
+  return target;
+}

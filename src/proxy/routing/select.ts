@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: Apache-2.0
+/** Per request: which service, which rule, which endpoint. */
+import type { Head } from '../http1/parse.ts';
+import { header } from '../http1/parse.ts';
+import type { CompiledRule, Destination, EndpointInfo, RoutingTable, ServiceInfo } from './table.ts';
+
+export function serviceFor(table: RoutingTable, origDst: { address: string; port: number } | null, host: string | null): ServiceInfo | undefined {
+  if (origDst) {
+    const key = table.byVip.get(`${origDst.address}:${origDst.port}`);
+    if (key) return table.services.get(key);
+  }
+  if (host) {
+    const colon = host.lastIndexOf(':');
+    const name = (colon > 0 && !host.endsWith(']') ? host.slice(0, colon) : host).toLowerCase();
+    const key = table.byHost.get(name);
+    if (key) return table.services.get(key);
+  }
+  return undefined;
+}
+
+function queryOf(target: string): URLSearchParams | null {
+  const q = target.indexOf('?');
+  return q < 0 ? null : new URLSearchParams(target.slice(q + 1));
+}
+
+export function pathOf(target: string): string {
+  const q = target.indexOf('?');
+  return q < 0 ? target : target.slice(0, q);
+}
+
+/** The first rule whose any match matches (an empty match list matches everything). */
+export function matchRule(svc: ServiceInfo, head: Head): CompiledRule | undefined {
+  const path = pathOf(head.target);
+  let query: URLSearchParams | null | undefined;
+  for (const rule of svc.routes) {
+    if (rule.matches.length === 0) return rule;
+    for (const m of rule.matches) {
+      if (m.method && m.method !== head.method) continue;
+      if (m.path && !m.path(path)) continue;
+      if (m.host && !m.host(head.host ?? '')) continue;
+      if (m.headers.some((h) => !h.test(header(head, h.name)))) continue;
+      if (m.query.length) {
+        query ??= queryOf(head.target);
+        if (m.query.some((q) => !q.test(query?.get(q.name) ?? ''))) continue;
+      }
+      return rule;
+    }
+  }
+  return undefined;
+}
+
+/** Weighted choice among a rule's destinations (Math.random: canaries need no stronger randomness). */
+export function pickDestination(rule: CompiledRule): Destination {
+  const split = rule.split!;
+  if (split.length === 1) return split[0]!;
+  let r = Math.random() * rule.totalWeight;
+  for (const d of split) {
+    r -= d.weight;
+    if (r < 0) return d;
+  }
+  return split[split.length - 1]!;
+}
+
+/** Endpoints of a service, narrowed to a subset's labels. */
+export function endpointsOf(svc: ServiceInfo, subset: string | undefined): EndpointInfo[] {
+  if (!subset) return svc.endpoints;
+  const labels = svc.subsets.get(subset);
+  if (!labels) return [];
+  const want = Object.entries(labels);
+  return svc.endpoints.filter((e) => want.every(([k, v]) => e.labels[k] === v));
+}

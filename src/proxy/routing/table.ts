@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * The proxy's routing table, built from a config snapshot in one go and
+ * swapped in atomically: services by VIP:port and by host name, their
+ * endpoints (ready ones), subsets, and compiled routes.
+ */
+import type { StoredObject } from '../../config/store.ts';
+import { resolveServiceRef } from '../../config/model/common.ts';
+
+export interface EndpointInfo {
+  address: string;
+  port: number;
+  labels: Record<string, string>;
+  weight: number;
+  zone?: string;
+}
+
+export interface ServicePortInfo {
+  port: number;
+  targetPort: number;
+  protocol: string;
+}
+
+export interface ServiceInfo {
+  key: string;
+  hosts: string[];
+  addresses: string[];
+  ports: ServicePortInfo[];
+  endpoints: EndpointInfo[];
+  subsets: Map<string, Record<string, string>>;
+  routes: CompiledRule[];
+}
+
+export type StringMatcher = (s: string) => boolean;
+
+export interface CompiledMatch {
+  path?: StringMatcher;
+  /** Set for a prefix path match: what a prefix rewrite replaces. */
+  pathPrefix?: string;
+  method?: string;
+  headers: Array<{ name: string; test: (v: string | undefined) => boolean }>;
+  query: Array<{ name: string; test: StringMatcher }>;
+  host?: StringMatcher;
+}
+
+export interface Destination {
+  service: string;
+  subset?: string;
+  port?: number;
+  weight: number;
+}
+
+export interface CompiledRule {
+  name?: string;
+  matches: CompiledMatch[];
+  split?: Destination[];
+  totalWeight: number;
+  redirect?: { host?: string; path?: string; code: number };
+  directResponse?: { status: number; body: string };
+  rewrite?: { prefix?: string; host?: string };
+}
+
+export interface RoutingTable {
+  version: number;
+  services: Map<string, ServiceInfo>;
+  /** "ip:port" -> service key. */
+  byVip: Map<string, string>;
+  /** lower-case host -> service key. */
+  byHost: Map<string, string>;
+}
+
+type Spec = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- validated by the config layer
+
+function stringMatcher(m: Spec | undefined): StringMatcher | undefined {
+  if (!m) return undefined;
+  if ('exact' in m) return (s) => s === m.exact;
+  if ('prefix' in m) return (s) => s.startsWith(m.prefix as string);
+  const re = new RegExp(`^(?:${m.regex as string})$`);
+  return (s) => re.test(s);
+}
+
+function compileRule(rule: Spec, ns: string, serviceKey: string): CompiledRule {
+  const matches: CompiledMatch[] = ((rule.match as Spec[] | undefined) ?? []).map((m) => ({
+    ...(m.path ? { path: stringMatcher(m.path)! } : {}),
+    ...(m.path && 'prefix' in m.path ? { pathPrefix: m.path.prefix as string } : {}),
+    ...(m.method ? { method: m.method as string } : {}),
+    ...(m.host ? { host: stringMatcher(m.host)! } : {}),
+    headers: Object.entries((m.headers as Record<string, Spec>) ?? {}).map(([name, hm]) => {
+      if ('present' in hm) return { name: name.toLowerCase(), test: (v: string | undefined) => (v !== undefined) === hm.present };
+      const sm = stringMatcher(hm)!;
+      return { name: name.toLowerCase(), test: (v: string | undefined) => v !== undefined && sm(v) };
+    }),
+    query: Object.entries((m.query as Record<string, Spec>) ?? {}).map(([name, qm]) => ({ name, test: stringMatcher(qm)! })),
+  }));
+  const action = rule.action as Spec;
+  const out: CompiledRule = { ...(rule.name ? { name: rule.name as string } : {}), matches, totalWeight: 0, ...(rule.rewrite ? { rewrite: rule.rewrite as CompiledRule['rewrite'] } : {}) };
+  if (action.split) {
+    out.split = (action.split as Spec[]).map((d) => ({
+      service: d.service ? resolveServiceRef(d.service as string, ns) : serviceKey,
+      ...(d.subset ? { subset: d.subset as string } : {}),
+      ...(d.port ? { port: d.port as number } : {}),
+      weight: (d.weight as number) ?? 1,
+    }));
+    out.totalWeight = out.split.reduce((a, d) => a + d.weight, 0);
+  } else if (action.redirect) out.redirect = action.redirect as CompiledRule['redirect'];
+  else if (action.directResponse) out.directResponse = action.directResponse as CompiledRule['directResponse'];
+  return out;
+}
+
+/** Builds a table from the objects of a config snapshot. */
+export function buildTable(version: number, objects: Iterable<StoredObject>): RoutingTable {
+  const services = new Map<string, ServiceInfo>();
+  const byVip = new Map<string, string>();
+  const byHost = new Map<string, string>();
+  const all = [...objects].map((o) => o.object);
+  for (const o of all) {
+    if (o.kind !== 'Service') continue;
+    const spec = o.spec as Spec;
+    const key = `${o.metadata.namespace}/${o.metadata.name}`;
+    const ports: ServicePortInfo[] = (spec.ports as Spec[]).map((p) => ({ port: p.port as number, targetPort: (p.targetPort as number) ?? (p.port as number), protocol: (p.protocol as string) ?? 'http' }));
+    services.set(key, { key, hosts: spec.hosts as string[], addresses: spec.addresses as string[], ports, endpoints: [], subsets: new Map(), routes: [] });
+    for (const a of spec.addresses as string[]) for (const p of ports) byVip.set(`${a}:${p.port}`, key);
+    for (const h of spec.hosts as string[]) byHost.set(h.toLowerCase(), key);
+    byHost.set(`${o.metadata.name}.${o.metadata.namespace}`, key);
+  }
+  for (const o of all) {
+    const ns = o.metadata.namespace ?? 'default';
+    const spec = o.spec as Spec;
+    if (o.kind === 'Endpoints') {
+      const svc = services.get(`${ns}/${o.metadata.name}`);
+      if (svc) svc.endpoints = (spec.endpoints as Spec[]).filter((e) => e.ready !== false).map((e) => ({ address: e.address as string, port: (e.port as number) ?? 0, labels: (e.labels as Record<string, string>) ?? {}, weight: (e.weight as number) ?? 1, ...(e.zone ? { zone: e.zone as string } : {}) }));
+    } else if (o.kind === 'ClusterPolicy') {
+      const svc = services.get(resolveServiceRef(spec.service as string, ns));
+      if (svc) for (const s of (spec.subsets as Spec[]) ?? []) svc.subsets.set(s.name as string, s.labels as Record<string, string>);
+    } else if (o.kind === 'Route') {
+      const key = resolveServiceRef(spec.service as string, ns);
+      const svc = services.get(key);
+      if (svc) svc.routes.push(...(spec.rules as Spec[]).map((r) => compileRule(r, ns, key)));
+    }
+  }
+  return { version, services, byVip, byHost };
+}
+
+export function emptyTable(): RoutingTable {
+  return { version: 0, services: new Map(), byVip: new Map(), byHost: new Map() };
+}

@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * The proxy's listeners: accept, find where the connection was going,
+ * detect the protocol, and hand it to the HTTP/1.1 session or the TCP pipe.
+ */
+import { type Server, type Socket, createServer } from 'node:net';
+import type { ProxyCore } from './core.ts';
+import { detect } from './detect.ts';
+import { Http1Session } from './http1/session.ts';
+import { endpointsOf, serviceFor } from './routing/select.ts';
+import { pipeTcp } from './tcp.ts';
+
+export interface ListenerOptions {
+  /** Where an accepted connection was going: SO_ORIGINAL_DST through the datapath (outbound listeners). */
+  originalDst?: (socket: Socket) => { address: string; port: number } | null;
+  /** Bound listeners serve one service (local mode, gateways, benchmarks). */
+  service?: string;
+  detectTimeoutMs?: number;
+}
+
+export class ProxyServer {
+  readonly core: ProxyCore;
+  private readonly servers: Server[] = [];
+  private readonly sockets = new Set<Socket>();
+  connectionsTotal = 0;
+
+  constructor(core: ProxyCore) {
+    this.core = core;
+  }
+
+  get activeConnections(): number {
+    return this.sockets.size;
+  }
+
+  /** Serves a listening fd (from listenInNetns) or listens on host:port. */
+  listen(where: { fd: number } | { port: number; host: string }, options: ListenerOptions = {}): Promise<Server> {
+    const server = createServer({ allowHalfOpen: true, pauseOnConnect: false }, (s) => this.accept(s, options));
+    this.servers.push(server);
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(where, () => resolve(server));
+    });
+  }
+
+  private accept(socket: Socket, options: ListenerOptions): void {
+    this.connectionsTotal++;
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+    let origDst: { address: string; port: number } | null = null;
+    try {
+      origDst = options.originalDst?.(socket) ?? null;
+    } catch {
+      origDst = null; // not redirected: only a bound listener can still serve it
+    }
+    const bound = options.service ?? null;
+    const svc = bound ? this.core.table.services.get(bound) : serviceFor(this.core.table, origDst, null);
+    // A declared protocol skips detection.
+    const declared = svc?.ports.find((p) => p.port === origDst?.port)?.protocol ?? (bound ? svc?.ports[0]?.protocol : undefined);
+    if (declared === 'tcp' || declared === 'tls') return this.tcp(socket, origDst, bound, null);
+    if (declared === 'http') return void new Http1Session(socket, { core: this.core, origDst, service: bound }, null);
+    detect(socket, options.detectTimeoutMs ?? 100, (proto, initial) => {
+      if (proto === 'http1') new Http1Session(socket, { core: this.core, origDst, service: bound }, initial);
+      else this.tcp(socket, origDst, bound, initial);
+    });
+  }
+
+  private tcp(socket: Socket, origDst: { address: string; port: number } | null, bound: string | null, initial: Buffer | null): void {
+    const svc = bound ? this.core.table.services.get(bound) : serviceFor(this.core.table, origDst, null);
+    if (svc) {
+      const ep = this.core.rr.pick(endpointsOf(svc, undefined));
+      if (!ep) return void socket.destroy();
+      const port = ep.port || svc.ports.find((p) => p.port === origDst?.port)?.targetPort || svc.ports[0]!.targetPort;
+      return pipeTcp(socket, ep.address, port, initial);
+    }
+    if (!origDst) return void socket.destroy();
+    pipeTcp(socket, origDst.address, origDst.port, initial);
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await Promise.all(this.servers.map((s) => new Promise((r) => s.close(r))));
+    this.core.pool.close();
+  }
+}

@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: Apache-2.0
+/** Opaque TCP: a bidirectional pipe with half-close, byte counts and an idle timeout. */
+import { type Socket, connect } from 'node:net';
+
+export interface TcpStats {
+  sent: number;
+  received: number;
+}
+
+export function pipeTcp(down: Socket, address: string, port: number, initial: Buffer | null, options: { idleTimeoutMs?: number; onClose?: (s: TcpStats) => void } = {}): void {
+  const stats: TcpStats = { sent: 0, received: 0 };
+  const up = connect({ host: address, port, noDelay: true, allowHalfOpen: true });
+  down.setNoDelay(true);
+  let closed = 0;
+  const done = () => {
+    if (++closed === 2) options.onClose?.(stats);
+  };
+  if (initial) {
+    stats.received += initial.length;
+    up.write(initial);
+  }
+  down.on('data', (c: Buffer) => {
+    stats.received += c.length;
+    if (!up.write(c)) down.pause();
+  });
+  up.on('drain', () => down.resume());
+  up.on('data', (c: Buffer) => {
+    stats.sent += c.length;
+    if (!down.write(c)) up.pause();
+  });
+  down.on('drain', () => up.resume());
+  // Half-close: each side's FIN is passed on, and the other direction keeps flowing.
+  down.on('end', () => up.end());
+  up.on('end', () => down.end());
+  down.on('close', () => {
+    up.destroy();
+    done();
+  });
+  up.on('close', () => {
+    down.destroy();
+    done();
+  });
+  down.on('error', () => up.destroy());
+  up.on('error', () => down.destroy());
+  down.resume();
+  const idle = options.idleTimeoutMs ?? 3_600_000;
+  down.setTimeout(idle, () => down.destroy());
+}

@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * One upstream HTTP/1.1 connection: sends a request head, then reads the
+ * response head and follows its body's framing, handing raw bytes to the
+ * current exchange without copying them.
+ */
+import type { Socket } from 'node:net';
+import { ChunkedScanner } from '../http1/chunked.ts';
+import { type Head, HttpParseError, headEnd, parseHead } from '../http1/parse.ts';
+
+const MAX_RESPONSE_HEAD = 64 * 1024;
+
+export interface ResponseSink {
+  /** 1xx other than 101: forwarded and then the final response follows. */
+  onInformational(head: Head): void;
+  /** The final head; 101 switches the connection to a tunnel. */
+  onHead(head: Head, hasBody: boolean): void;
+  /** Body bytes as received (chunked framing included); false asks for backpressure. */
+  onBody(chunk: Buffer): boolean;
+  /** The response is complete; reusable says the connection can serve another. */
+  onEnd(reusable: boolean): void;
+  /** Tunnel bytes after a 101. */
+  onTunnel(chunk: Buffer): void;
+  onError(err: Error, headSent: boolean): void;
+}
+
+const NEED_HEAD = 0;
+const BODY_LENGTH = 1;
+const BODY_CHUNKED = 2;
+const BODY_UNTIL_CLOSE = 3;
+const TUNNEL = 4;
+const IDLE = 5;
+
+export class UpstreamConn {
+  readonly socket: Socket;
+  readonly key: string;
+  private sink: ResponseSink | null = null;
+  private state = IDLE;
+  private pending: Buffer | null = null;
+  private scanFrom = 0;
+  private remaining = 0;
+  private scanner: ChunkedScanner | null = null;
+  private noBody = false;
+  private headSent = false;
+  dead = false;
+  /** Requests served, for pool statistics. */
+  served = 0;
+  /** When it went idle (the pool's coarse clock; 0 = not stamped yet). */
+  idleSince = 0;
+  private reuseBlocked = false;
+
+  constructor(socket: Socket, key: string) {
+    this.socket = socket;
+    this.key = key;
+    socket.setNoDelay(true);
+    socket.on('data', (c: Buffer) => this.onData(c));
+    socket.on('end', () => this.onClose(null));
+    socket.on('close', () => this.onClose(null));
+    socket.on('error', (err) => this.onClose(err));
+  }
+
+  /** Starts an exchange: the caller writes the request; responses go to sink. */
+  begin(sink: ResponseSink, noBody: boolean): void {
+    this.sink = sink;
+    this.state = NEED_HEAD;
+    this.noBody = noBody;
+    this.headSent = false;
+    this.served++;
+  }
+
+  get idle(): boolean {
+    return this.state === IDLE && !this.dead;
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.state === TUNNEL) {
+      this.sink?.onTunnel(chunk);
+      return;
+    }
+    if (this.state === IDLE || !this.sink) {
+      // Bytes nobody asked for: this connection cannot be trusted with another request.
+      this.socket.destroy();
+      return;
+    }
+    let data = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
+    this.pending = null;
+    try {
+      while (data.length > 0 && this.sink) {
+        if (this.state === NEED_HEAD) {
+          const end = headEnd(data, this.scanFrom);
+          if (end < 0) {
+            if (data.length > MAX_RESPONSE_HEAD) throw new HttpParseError(502, 'upstream response head too large');
+            this.scanFrom = data.length;
+            this.pending = data;
+            return;
+          }
+          this.scanFrom = 0;
+          const head = parseHead(data, end, 'response');
+          data = data.subarray(end);
+          if (head.status >= 100 && head.status < 200 && head.status !== 101) {
+            this.sink.onInformational(head);
+            continue;
+          }
+          this.headSent = true;
+          if (head.status === 101) {
+            this.state = TUNNEL;
+            this.sink.onHead(head, false);
+            if (data.length) this.sink.onTunnel(data);
+            return;
+          }
+          const bodyless = this.noBody || head.status === 204 || head.status === 304;
+          if (bodyless || head.contentLength === 0) {
+            this.sink.onHead(head, false);
+            this.finish(!head.close);
+            continue;
+          }
+          if (head.chunked) {
+            this.state = BODY_CHUNKED;
+            this.scanner = new ChunkedScanner();
+          } else if (head.contentLength > 0) {
+            this.state = BODY_LENGTH;
+            this.remaining = head.contentLength;
+          } else {
+            this.state = BODY_UNTIL_CLOSE;
+          }
+          this.sink.onHead(head, true);
+          if (head.close && this.state !== BODY_UNTIL_CLOSE) this.reuseBlocked = true;
+          continue;
+        }
+        if (this.state === BODY_LENGTH) {
+          const take = Math.min(this.remaining, data.length);
+          const part = take === data.length ? data : data.subarray(0, take);
+          this.remaining -= take;
+          data = data.subarray(take);
+          if (!this.sink.onBody(part)) this.socket.pause();
+          if (this.remaining === 0) this.finish(!this.reuseBlocked);
+          continue;
+        }
+        if (this.state === BODY_CHUNKED) {
+          const used = this.scanner!.scan(data);
+          const part = used === data.length ? data : data.subarray(0, used);
+          data = data.subarray(used);
+          if (!this.sink.onBody(part)) this.socket.pause();
+          if (this.scanner!.done) this.finish(!this.reuseBlocked);
+          continue;
+        }
+        if (this.state === BODY_UNTIL_CLOSE) {
+          if (!this.sink.onBody(data)) this.socket.pause();
+          return;
+        }
+        // A response finished and bytes remain: the upstream sent more than it should.
+        throw new HttpParseError(502, 'upstream sent bytes after a complete response');
+      }
+    } catch (err) {
+      this.fail(err as Error);
+    }
+  }
+
+  private finish(reusable: boolean): void {
+    const sink = this.sink!;
+    this.sink = null;
+    this.state = IDLE;
+    this.scanner = null;
+    const ok = reusable && !this.reuseBlocked && !this.dead;
+    this.reuseBlocked = false;
+    sink.onEnd(ok);
+  }
+
+  private fail(err: Error): void {
+    const sink = this.sink;
+    this.sink = null;
+    this.dead = true;
+    this.socket.destroy();
+    sink?.onError(err, this.headSent);
+  }
+
+  private onClose(err: Error | null): void {
+    if (this.dead && !this.sink) return;
+    this.dead = true;
+    if (!this.sink) return;
+    if (this.state === BODY_UNTIL_CLOSE && !err) {
+      this.finish(false);
+      return;
+    }
+    if (this.state === TUNNEL) {
+      const sink = this.sink;
+      this.sink = null;
+      sink.onEnd(false);
+      return;
+    }
+    this.fail(err ?? new Error('upstream closed the connection'));
+  }
+
+  resume(): void {
+    this.socket.resume();
+  }
+}

@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: Apache-2.0
+/** Keep-alive connections per upstream endpoint, reused last-in first-out. */
+import { connect } from 'node:net';
+import { UpstreamConn } from './conn.ts';
+
+export interface PoolOptions {
+  maxIdlePerEndpoint?: number;
+  idleTimeoutMs?: number;
+  connectTimeoutMs?: number;
+}
+
+export class UpstreamPool {
+  private readonly idle = new Map<string, UpstreamConn[]>();
+  private readonly maxIdle: number;
+  private readonly idleTimeoutMs: number;
+  private readonly connectTimeoutMs: number;
+  opened = 0;
+  reused = 0;
+
+  constructor(options: PoolOptions = {}) {
+    this.maxIdle = options.maxIdlePerEndpoint ?? 256;
+    this.idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? 1000;
+  }
+
+  /** An idle pooled connection to address:port, if there is one. */
+  take(address: string, port: number): UpstreamConn | undefined {
+    const list = this.idle.get(`${address}:${port}`);
+    while (list && list.length) {
+      const c = list.pop()!;
+      if (c.idle) {
+        this.reused++;
+        return c;
+      }
+    }
+    return undefined;
+  }
+
+  /** An idle connection, or a new one; cb runs once, with an error or a connected conn. */
+  acquire(address: string, port: number, cb: (err: Error | null, conn: UpstreamConn | null) => void): void {
+    const c = this.take(address, port);
+    if (c) cb(null, c);
+    else this.connect(address, port, cb);
+  }
+
+  /** A new connection; cb runs once. */
+  connect(address: string, port: number, cb: (err: Error | null, conn: UpstreamConn | null) => void): void {
+    const key = `${address}:${port}`;
+    const socket = connect({ host: address, port, noDelay: true });
+    this.opened++;
+    const conn = new UpstreamConn(socket, key);
+    let done = false;
+    const timer = setTimeout(() => {
+      if (done) return;
+      done = true;
+      socket.destroy();
+      cb(Object.assign(new Error(`connect to ${key} timed out`), { code: 'ETIMEDOUT' }), null);
+    }, this.connectTimeoutMs);
+    socket.once('connect', () => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      cb(null, conn);
+    });
+    socket.once('error', (err) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      cb(err, null);
+    });
+  }
+
+  release(conn: UpstreamConn): void {
+    if (!conn.idle) {
+      conn.socket.destroy();
+      return;
+    }
+    let list = this.idle.get(conn.key);
+    if (!list) {
+      list = [];
+      this.idle.set(conn.key, list);
+    }
+    if (list.length >= this.maxIdle) {
+      conn.socket.destroy();
+      return;
+    }
+    conn.idleSince = this.clock;
+    list.push(conn);
+    this.sweeper ??= setInterval(() => this.sweep(), Math.min(this.idleTimeoutMs, 5000)).unref();
+  }
+
+  /**
+   * Idle connections past their timeout are closed by a periodic sweep, not a
+   * timer per connection: re-arming a socket timer on every request costs
+   * measurable throughput.
+   */
+  private clock = 0;
+  private sweeper: NodeJS.Timeout | undefined;
+
+  private sweep(): void {
+    this.clock = Date.now();
+    for (const list of this.idle.values()) {
+      for (let i = list.length - 1; i >= 0; i--) {
+        const c = list[i]!;
+        if (!c.idle || (c.idleSince && this.clock - c.idleSince > this.idleTimeoutMs)) {
+          list.splice(i, 1);
+          c.socket.destroy();
+        } else if (!c.idleSince) {
+          c.idleSince = this.clock;
+        }
+      }
+    }
+  }
+
+  /** Idle connections per endpoint, for /metrics and status. */
+  sizes(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [k, v] of this.idle) out[k] = v.filter((c) => c.idle).length;
+    return out;
+  }
+
+  close(): void {
+    clearInterval(this.sweeper);
+    for (const list of this.idle.values()) for (const c of list) c.socket.destroy();
+    this.idle.clear();
+  }
+}
