@@ -36,6 +36,7 @@ run() { # name, command...
 
 run typecheck npx tsc -p tsconfig.json
 run unit npx ava 'test/unit/**/*.test.ts'
+run proxy npx ava 'test/proxy/**/*.test.ts'
 run redis npx ava 'test/redis/**/*.test.ts'
 run kernel npx ava --concurrency 1 'test/kernel/**/*.test.ts'
 

@@ -97,6 +97,10 @@ export class Http1Session implements ResponseSink {
     const end = headEnd(buf, this.scanFrom);
     if (end < 0) {
       if (buf.length > MAX_HEAD) throw new HttpParseError(431, 'request head too large');
+      // A bare LF would never complete a head: say so now instead of waiting for 64 KiB.
+      for (let lf = buf.indexOf(10, this.scanFrom); lf >= 0; lf = buf.indexOf(10, lf + 1)) {
+        if (lf === 0 || buf[lf - 1] !== 13) throw new HttpParseError(400, 'lines must end with CRLF');
+      }
       this.scanFrom = buf.length;
       return;
     }
@@ -149,8 +153,14 @@ export class Http1Session implements ResponseSink {
     }
     conn.socket.cork();
     conn.socket.write(reqHead, 'latin1');
-    this.startBody(head);
-    conn.socket.uncork();
+    try {
+      this.startBody(head);
+    } catch (err) {
+      // A malformed body found here (after an asynchronous connect) is answered like any other.
+      this.protocolError(err);
+    } finally {
+      conn.socket.uncork();
+    }
   }
 
   private requestHead(head: Head, target: Target & { kind: 'upstream' }): string {

@@ -40,7 +40,7 @@ export async function backend(t: ExecutionContext, name: string): Promise<{ port
       }
       const m = /^\/status\/(\d{3})/.exec(req.url!);
       const body = JSON.stringify({ backend: name, ...s });
-      res.writeHead(m ? Number(m[1]) : 200, { 'content-type': 'application/json', 'x-backend': name });
+      res.writeHead(m ? Number(m[1]) : 200, { 'content-type': 'application/json', 'x-backend': name, 'content-length': Buffer.byteLength(body) });
       res.end(req.method === 'HEAD' ? undefined : body);
     });
   });
@@ -67,12 +67,16 @@ export function obj(kind: MeshObject['kind'], name: string, ns: string, spec: Re
   return { apiVersion: 'kernmesh.io/v1', kind, metadata: { name, namespace: ns }, spec };
 }
 
-/** A proxy on 127.0.0.1:0 bound to one service, with the given objects as its config. */
-export async function proxy(t: ExecutionContext, objects: MeshObject[], bound: string): Promise<{ port: number; server: ProxyServer }> {
+export function table(objects: MeshObject[], version = 1) {
+  return buildTable(version, objects.map((object, i) => ({ version: i + 1, object })));
+}
+
+/** A proxy on 127.0.0.1:0, bound to one service (or routing by Host when bound is null). */
+export async function proxy(t: ExecutionContext, objects: MeshObject[], bound: string | null): Promise<{ port: number; server: ProxyServer }> {
   const core = new ProxyCore();
-  core.setTable(buildTable(1, objects.map((object, i) => ({ version: i + 1, object }))));
+  core.setTable(table(objects));
   const server = new ProxyServer(core);
-  const s = await server.listen({ port: 0, host: '127.0.0.1' }, { service: bound });
+  const s = await server.listen({ port: 0, host: '127.0.0.1' }, bound ? { service: bound } : {});
   t.teardown(() => server.close());
   return { port: (s.address() as AddressInfo).port, server };
 }

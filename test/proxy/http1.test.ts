@@ -1,0 +1,144 @@
+// SPDX-License-Identifier: Apache-2.0
+// The HTTP/1.1 proxy against real clients (curl, a raw socket) and a real Node backend.
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { backend, endpoints, proxy, service } from './helpers/fixtures.ts';
+import { rawExchange, statuses } from './helpers/raw.ts';
+
+const run = promisify(execFile);
+
+async function setup(t: import('ava').ExecutionContext) {
+  const b = await backend(t, 'b1');
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: b.port }])], 'shop/web');
+  return { b, p, url: `http://127.0.0.1:${p.port}` };
+}
+
+test('curl through the proxy: headers added, hop-by-hop removed, keep-alive on both sides', async (t) => {
+  const { b, p, url } = await setup(t);
+  const { stdout, stderr } = await run('curl', ['-sS', '-v', '-H', 'Connection: keep-alive, x-drop-me', '-H', 'x-drop-me: 1', '-H', 'traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', `${url}/a`, `${url}/b`]);
+  t.regex(stderr, /Re-using existing connection/);
+  const first = JSON.parse(stdout.slice(0, stdout.indexOf('}{') + 1)) as { headers: Record<string, string> };
+  t.is(first.headers['x-forwarded-for'], '127.0.0.1');
+  t.regex(first.headers['x-request-id']!, /^[0-9a-f-]{36}$/);
+  t.is(first.headers['traceparent'], '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', 'trace context passed on');
+  t.is(first.headers['x-drop-me'], undefined, 'headers named in Connection are hop-by-hop');
+  t.deepEqual(b.seen.map((s) => s.url), ['/a', '/b']);
+  t.is(p.server.core.pool.opened, 1, 'one upstream connection served both requests');
+  t.is(p.server.core.pool.reused, 1);
+});
+
+test('an existing x-request-id and x-forwarded-for are kept', async (t) => {
+  const { b, url } = await setup(t);
+  await run('curl', ['-sS', '-H', 'x-request-id: abc', '-H', 'x-forwarded-for: 192.0.2.1', `${url}/`]);
+  t.is(b.seen[0]!.headers['x-request-id'], 'abc');
+  t.is(b.seen[0]!.headers['x-forwarded-for'], '192.0.2.1');
+});
+
+test('request bodies: Content-Length, chunked, and Expect: 100-continue arrive intact', async (t) => {
+  const { b, url } = await setup(t);
+  const file = join(mkdtempSync(join(tmpdir(), 'kernmesh-body-')), 'body');
+  writeFileSync(file, 'x'.repeat(200_000));
+  t.teardown(() => rmSync(file, { force: true }));
+  await run('curl', ['-sS', '--data-binary', `@${file}`, `${url}/cl`]);
+  await run('curl', ['-sS', '-H', 'Transfer-Encoding: chunked', '--data-binary', `@${file}`, `${url}/chunked-up`]);
+  const { stderr } = await run('curl', ['-sS', '-v', '-H', 'Expect: 100-continue', '--data-binary', `@${file}`, `${url}/expect`]);
+  t.regex(stderr, /HTTP\/1\.1 100 Continue/);
+  const sha = b.seen[0]!.bodySha;
+  t.deepEqual(b.seen.map((s) => [s.url, s.bodyBytes, s.bodySha]), [
+    ['/cl', 200_000, sha],
+    ['/chunked-up', 200_000, sha],
+    ['/expect', 200_000, sha],
+  ]);
+  t.is(b.seen[1]!.headers['transfer-encoding'], 'chunked');
+});
+
+test('chunked responses with trailers pass through', async (t) => {
+  const { url } = await setup(t);
+  const { stdout } = await run('curl', ['-sS', '--raw', `${url}/chunked`]);
+  t.regex(stdout, /hello /);
+  t.regex(stdout, /x-checksum: abc123/i, 'the trailer field arrives');
+  const { stdout: decoded } = await run('curl', ['-sS', `${url}/chunked`]);
+  t.is(decoded, 'hello chunked world');
+});
+
+test('pipelined requests are answered in order', async (t) => {
+  const { b, p } = await setup(t);
+  const req = (path: string) => `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`;
+  const { text } = await rawExchange(p.port, req('/1') + req('/2') + req('/3') + `GET /4 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+  t.deepEqual(statuses(text), [200, 200, 200, 200]);
+  t.deepEqual([...text.matchAll(/"url":"(\/\d)"/g)].map((m) => m[1]), ['/1', '/2', '/3', '/4']);
+  t.deepEqual(b.seen.map((s) => s.url), ['/1', '/2', '/3', '/4']);
+});
+
+test('HEAD and 204/304 responses carry no body and keep the connection usable', async (t) => {
+  const { p } = await setup(t);
+  const { text } = await rawExchange(p.port, 'HEAD /h HTTP/1.1\r\nHost: x\r\n\r\nGET /status/204 HTTP/1.1\r\nHost: x\r\n\r\nGET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+  t.deepEqual(statuses(text), [200, 204, 200]);
+});
+
+test('an Upgrade (WebSocket handshake) becomes a tunnel', async (t) => {
+  const { p } = await setup(t);
+  const got = await new Promise<string>((resolve) => {
+    const s = connect(p.port, '127.0.0.1');
+    let buf = '';
+    s.on('data', (c) => {
+      buf += c.toString('latin1');
+      if (buf.includes('\r\n\r\n') && !buf.includes('ping-through-tunnel')) s.write('ping-through-tunnel');
+      if (buf.includes('ping-through-tunnel')) {
+        s.destroy();
+        resolve(buf);
+      }
+    });
+    s.write('GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+  });
+  t.regex(got, /^HTTP\/1\.1 101 /);
+  t.regex(got, /ping-through-tunnel$/, 'bytes after the 101 were echoed through the tunnel');
+});
+
+// Each is answered with an error and a closed connection; none reaches the backend as two requests.
+const corpus: Array<[string, string, number]> = [
+  ['Content-Length and Transfer-Encoding together', 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n', 400],
+  ['two differing Content-Length', 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcd', 400],
+  ['a bad chunk size', 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n', 400],
+  ['Transfer-Encoding other than chunked', 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n', 501],
+  ['an obfuscated Transfer-Encoding', 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n', 400],
+  ['obsolete line folding', 'GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n  folded\r\n\r\n', 400],
+  ['bare LF line ends', 'GET / HTTP/1.1\nHost: x\n\n', 400],
+  ['a NUL in a header value', 'GET / HTTP/1.1\r\nHost: x\r\nX-A: a\u0000b\r\n\r\n', 400],
+  ['no Host in HTTP/1.1', 'GET / HTTP/1.1\r\nX-A: 1\r\n\r\n', 400],
+  ['two Host headers', 'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n', 400],
+  ['an unknown HTTP version', 'GET / HTTP/2.5\r\nHost: x\r\n\r\n', 505],
+  ['a space in the target', 'GET /a b HTTP/1.1\r\nHost: x\r\n\r\n', 400],
+  ['a non-numeric Content-Length', 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4a\r\n\r\nabcd', 400],
+  ['chunked in HTTP/1.0', 'POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 400],
+  ['an oversize head', `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(70_000)}\r\n\r\n`, 431],
+];
+for (const [what, request, status] of corpus) {
+  test(`malformed: ${what} -> ${status} and close`, async (t) => {
+    const { b, p } = await setup(t);
+    const { text, closed } = await rawExchange(p.port, request);
+    t.deepEqual(statuses(text), [status]);
+    t.true(closed, 'the connection was closed');
+    t.deepEqual(b.seen, [], 'nothing reached the backend');
+  });
+}
+
+test('bytes that are not HTTP at all, on an HTTP listener, get a 400', async (t) => {
+  const { b, p } = await setup(t);
+  const { text, closed } = await rawExchange(p.port, '\u0016\u0003\u0001garbage that is not http\r\n\r\n');
+  t.deepEqual(statuses(text), [400]);
+  t.true(closed);
+  t.deepEqual(b.seen, []);
+});
+
+test('an upstream that is down is answered 503; the proxy keeps serving', async (t) => {
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: 1 }])], 'shop/web');
+  const { text } = await rawExchange(p.port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+  t.deepEqual(statuses(text), [503]);
+  t.regex(text, /upstream connect error/);
+});
