@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /** What every connection of one proxy process shares: the routing table, the upstream pool, load balancers. */
 import { type RoutingTable, emptyTable } from './routing/table.ts';
+import type { AccessLog } from './telemetry/access-log.ts';
+import { ProxyMetrics } from './telemetry/metrics.ts';
 import { UpstreamPool } from './upstream/pool.ts';
 import { RoundRobin } from './upstream/round-robin.ts';
 
@@ -9,6 +11,9 @@ export class ProxyCore {
   table: RoutingTable = emptyTable();
   readonly pool = new UpstreamPool();
   readonly rr = new RoundRobin();
+  readonly metrics = new ProxyMetrics('source');
+  /** Null: no access log (benchmarks); else sampled per MeshSettings. */
+  accessLog: AccessLog | null = null;
 
   setTable(t: RoutingTable): void {
     this.table = t;

@@ -5,9 +5,11 @@ import type { Head } from './http1/parse.ts';
 import { endpointsOf, matchRule, pathOf, pickDestination, serviceFor } from './routing/select.ts';
 import type { RoutingTable, ServiceInfo } from './routing/table.ts';
 
+import type { EndpointInfo } from './routing/table.ts';
+
 export type Target =
-  | { kind: 'upstream'; address: string; port: number; host?: string; path?: string; service?: string }
-  | { kind: 'local'; status: number; body: string; headers?: string };
+  | { kind: 'upstream'; address: string; port: number; host?: string; path?: string; service?: ServiceInfo; endpoint?: EndpointInfo; route?: string }
+  | { kind: 'local'; status: number; body: string; headers?: string; flags: string; service?: ServiceInfo; route?: string };
 
 function targetPort(svc: ServiceInfo, port: number | undefined): number {
   const p = (port !== undefined && svc.ports.find((x) => x.port === port)) || svc.ports[0];
@@ -19,22 +21,23 @@ export function route(table: RoutingTable, origDst: { address: string; port: num
   if (!svc) {
     // Not a mesh service: where the application was going, untouched (a passthrough).
     if (origDst) return { kind: 'upstream', address: origDst.address, port: origDst.port };
-    return { kind: 'local', status: 404, body: `no route for host ${head.host ?? '(none)'}\n` };
+    return { kind: 'local', status: 404, body: `no route for host ${head.host ?? '(none)'}\n`, flags: 'NR' };
   }
   const rule = matchRule(svc, head);
-  if (rule?.directResponse) return { kind: 'local', status: rule.directResponse.status, body: rule.directResponse.body };
+  const routeName = rule?.name;
+  if (rule?.directResponse) return { kind: 'local', status: rule.directResponse.status, body: rule.directResponse.body, flags: '-', service: svc, ...(routeName ? { route: routeName } : {}) };
   if (rule?.redirect) {
     const loc = `http://${rule.redirect.host ?? head.host ?? ''}${rule.redirect.path ?? head.target}`;
-    return { kind: 'local', status: rule.redirect.code, body: '', headers: `location: ${loc}\r\n` };
+    return { kind: 'local', status: rule.redirect.code, body: '', headers: `location: ${loc}\r\n`, flags: '-', service: svc };
   }
   const dest = rule?.split ? pickDestination(rule) : { service: svc.key, weight: 1 };
   const destSvc = dest.service === svc.key ? svc : table.services.get(dest.service);
-  if (!destSvc) return { kind: 'local', status: 503, body: `service ${dest.service} is not known\n` };
+  if (!destSvc) return { kind: 'local', status: 503, body: `service ${dest.service} is not known\n`, flags: 'NR', service: svc };
   const eps = endpointsOf(destSvc, dest.subset);
   const ep = core.rr.pick(eps);
-  if (!ep) return { kind: 'local', status: 503, body: `no healthy upstream for ${destSvc.key}${dest.subset ? ` subset ${dest.subset}` : ''}\n` };
+  if (!ep) return { kind: 'local', status: 503, body: `no healthy upstream for ${destSvc.key}${dest.subset ? ` subset ${dest.subset}` : ''}\n`, flags: 'UH', service: destSvc };
   const port = ep.port || targetPort(destSvc, dest.port ?? origDst?.port);
-  const target: Target = { kind: 'upstream', address: ep.address, port, service: destSvc.key };
+  const target: Target = { kind: 'upstream', address: ep.address, port, service: destSvc, endpoint: ep, ...(routeName ? { route: routeName } : {}) };
   if (rule?.rewrite?.prefix !== undefined) {
     // A prefix rewrite replaces the prefix the rule matched (as Envoy's prefix_rewrite does).
     const path = pathOf(head.target);

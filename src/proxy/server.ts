@@ -9,12 +9,15 @@ import { detect } from './detect.ts';
 import { Http1Session } from './http1/session.ts';
 import { endpointsOf, serviceFor } from './routing/select.ts';
 import { pipeTcp } from './tcp.ts';
+import type { Peer } from './telemetry/metrics.ts';
 
 export interface ListenerOptions {
   /** Where an accepted connection was going: SO_ORIGINAL_DST through the datapath (outbound listeners). */
   originalDst?: (socket: Socket) => { address: string; port: number } | null;
   /** Bound listeners serve one service (local mode, gateways, benchmarks). */
   service?: string;
+  /** The workload this listener's traffic comes from (per-pod outbound listeners). */
+  source?: Peer;
   detectTimeoutMs?: number;
 }
 
@@ -45,7 +48,11 @@ export class ProxyServer {
   private accept(socket: Socket, options: ListenerOptions): void {
     this.connectionsTotal++;
     this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
+    this.core.metrics.activeConnections.inc();
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      this.core.metrics.activeConnections.dec();
+    });
     socket.on('error', () => socket.destroy());
     let origDst: { address: string; port: number } | null = null;
     try {
@@ -57,24 +64,43 @@ export class ProxyServer {
     const svc = bound ? this.core.table.services.get(bound) : serviceFor(this.core.table, origDst, null);
     // A declared protocol skips detection.
     const declared = svc?.ports.find((p) => p.port === origDst?.port)?.protocol ?? (bound ? svc?.ports[0]?.protocol : undefined);
-    if (declared === 'tcp' || declared === 'tls') return this.tcp(socket, origDst, bound, null);
-    if (declared === 'http') return void new Http1Session(socket, { core: this.core, origDst, service: bound }, null);
+    if (declared === 'tcp' || declared === 'tls') return this.tcp(socket, origDst, bound, null, options.source ?? null);
+    if (declared === 'http') return void new Http1Session(socket, { core: this.core, source: options.source ?? null, origDst, service: bound }, null);
     detect(socket, options.detectTimeoutMs ?? 100, (proto, initial) => {
-      if (proto === 'http1') new Http1Session(socket, { core: this.core, origDst, service: bound }, initial);
-      else this.tcp(socket, origDst, bound, initial);
+      if (proto === 'http1') new Http1Session(socket, { core: this.core, source: options.source ?? null, origDst, service: bound }, initial);
+      else this.tcp(socket, origDst, bound, initial, options.source ?? null);
     });
   }
 
-  private tcp(socket: Socket, origDst: { address: string; port: number } | null, bound: string | null, initial: Buffer | null): void {
+  private tcp(socket: Socket, origDst: { address: string; port: number } | null, bound: string | null, initial: Buffer | null, source: Peer | null): void {
     const svc = bound ? this.core.table.services.get(bound) : serviceFor(this.core.table, origDst, null);
+    const [ns = 'unknown', name = 'unknown'] = svc ? svc.key.split('/') : [];
+    const rec = {
+      source,
+      destination: svc ? { workload: name, namespace: ns, app: 'unknown' } : null,
+      service: svc ? (svc.hosts[0] ?? `${name}.${ns}.svc.cluster.local`) : origDst ? `${origDst.address}:${origDst.port}` : 'unknown',
+      serviceName: name,
+      serviceNamespace: ns,
+    };
+    let address: string;
+    let port: number;
     if (svc) {
       const ep = this.core.rr.pick(endpointsOf(svc, undefined));
-      if (!ep) return void socket.destroy();
-      const port = ep.port || svc.ports.find((p) => p.port === origDst?.port)?.targetPort || svc.ports[0]!.targetPort;
-      return pipeTcp(socket, ep.address, port, initial);
+      if (!ep) {
+        this.core.metrics.tcpClose(rec, 0, initial?.length ?? 0, 'UH');
+        return void socket.destroy();
+      }
+      address = ep.address;
+      port = ep.port || svc.ports.find((p) => p.port === origDst?.port)?.targetPort || svc.ports[0]!.targetPort;
+    } else if (origDst) {
+      address = origDst.address;
+      port = origDst.port;
+    } else {
+      this.core.metrics.tcpClose(rec, 0, initial?.length ?? 0, 'NR');
+      return void socket.destroy();
     }
-    if (!origDst) return void socket.destroy();
-    pipeTcp(socket, origDst.address, origDst.port, initial);
+    this.core.metrics.tcpOpen(rec);
+    pipeTcp(socket, address, port, initial, { onClose: (st) => this.core.metrics.tcpClose(rec, st.sent, st.received) });
   }
 
   async close(): Promise<void> {

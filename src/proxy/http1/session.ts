@@ -6,11 +6,14 @@
  * answered in order; bytes that arrive meanwhile wait (with backpressure).
  */
 import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import type { Socket } from 'node:net';
 import { ChunkedScanner } from './chunked.ts';
 import { type Head, HttpParseError, forwardHeaders, header, headEnd, parseHead } from './parse.ts';
 import type { ResponseSink, UpstreamConn } from '../upstream/conn.ts';
 import type { ProxyCore } from '../core.ts';
+import type { Peer } from '../telemetry/metrics.ts';
+import type { ServiceInfo } from '../routing/table.ts';
 import { type Target, route } from '../route.ts';
 
 const MAX_HEAD = 64 * 1024;
@@ -39,6 +42,8 @@ const STATUS_TEXT: Record<number, string> = {
 
 export interface SessionContext {
   core: ProxyCore;
+  /** The workload whose traffic this listener carries (outbound listeners are per pod). */
+  source: Peer | null;
   /** Where the client meant to go (from originalDst), when intercepted. */
   origDst: { address: string; port: number } | null;
   /** A fixed service for this listener (bound mode). */
@@ -59,6 +64,13 @@ export class Http1Session implements ResponseSink {
   private responseStarted = false;
   private closeAfter = false;
   private readonly peer: string;
+  // What the current exchange has done, for metrics and the access log.
+  private exStart = 0;
+  private reqBytes = 0;
+  private resBytes = 0;
+  private status = 0;
+  private flags = '-';
+  private target: Target | null = null;
 
   constructor(socket: Socket, ctx: SessionContext, initial: Buffer | null) {
     this.socket = socket;
@@ -111,11 +123,18 @@ export class Http1Session implements ResponseSink {
     this.req = head;
     this.responseStarted = false;
     this.closeAfter = head.close;
+    this.exStart = performance.now();
+    this.reqBytes = head.size;
+    this.resBytes = 0;
+    this.status = 0;
+    this.flags = '-';
     this.dispatch(head, route(this.ctx.core.table, this.ctx.origDst, this.ctx.service, head, this.ctx.core));
   }
 
   private dispatch(head: Head, target: Target): void {
+    this.target = target;
     if (target.kind === 'local') {
+      this.flags = target.flags;
       // Answered here: a request body we did not read would be taken for the next request.
       if (head.contentLength > 0 || head.chunked) this.closeAfter = true;
       this.state = S_WAIT;
@@ -134,6 +153,7 @@ export class Http1Session implements ResponseSink {
       }
       if (err || !conn) {
         this.closeAfter = true;
+        this.flags = 'UF';
         this.writeLocal(503, `upstream connect error: ${err?.message ?? 'unknown'}\n`);
         this.finishExchange();
         return;
@@ -202,6 +222,7 @@ export class Http1Session implements ResponseSink {
     }
     const part = used === buf.length ? buf : buf.subarray(0, used);
     this.pending = used === buf.length ? null : buf.subarray(used);
+    this.reqBytes += part.length;
     if (part.length && !this.upstream.socket.write(part)) {
       this.socket.pause();
       this.upstream.socket.once('drain', () => this.socket.resume());
@@ -236,6 +257,8 @@ export class Http1Session implements ResponseSink {
     if (res.chunked) out += 'transfer-encoding: chunked\r\n';
     else if (res.contentLength >= 0) out += `content-length: ${res.contentLength}\r\n`;
     if (this.closeAfter) out += 'connection: close\r\n';
+    this.status = res.status;
+    this.resBytes += out.length + 2;
     // Held until the first body bytes (usually in the same upstream read), so that
     // head and body leave in one write: no cork, no writev bookkeeping per response.
     this.headOut = `${out}\r\n`;
@@ -252,6 +275,7 @@ export class Http1Session implements ResponseSink {
   }
 
   onBody(chunk: Buffer): boolean {
+    this.resBytes += chunk.length;
     if (this.headOut !== null) {
       const head = this.headOut;
       this.headOut = null;
@@ -292,7 +316,9 @@ export class Http1Session implements ResponseSink {
   onError(err: Error, headSent: boolean): void {
     this.flushHead();
     this.upstream = null;
+    this.flags = 'UC';
     if (headSent || this.responseStarted) {
+      this.record();
       this.socket.destroy();
       this.state = S_CLOSED;
       return;
@@ -303,6 +329,7 @@ export class Http1Session implements ResponseSink {
   }
 
   private finishExchange(): void {
+    this.record();
     this.req = null;
     if (this.closeAfter) {
       this.state = S_CLOSED;
@@ -324,10 +351,48 @@ export class Http1Session implements ResponseSink {
   private writeLocal(status: number, body: string, headers = ''): void {
     const text = STATUS_TEXT[status] ?? 'Response';
     const close = this.closeAfter ? 'connection: close\r\n' : '';
-    this.socket.write(`HTTP/1.1 ${status} ${text}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${headers}${close}\r\n${body}`);
+    const out = `HTTP/1.1 ${status} ${text}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${headers}${close}\r\n${body}`;
+    this.status = status;
+    this.resBytes += out.length;
+    this.socket.write(out);
+  }
+
+  /** Metrics and (sampled) access log for the exchange that just ended. */
+  private record(): void {
+    const head = this.req;
+    if (!head) return;
+    this.req = null;
+    const core = this.ctx.core;
+    const t = this.target;
+    const svc: ServiceInfo | undefined = t?.service;
+    const durationMs = performance.now() - this.exStart;
+    const [ns = 'unknown', name = 'unknown'] = svc ? svc.key.split('/') : [];
+    const ep = t?.kind === 'upstream' ? t.endpoint : undefined;
+    const destination: Peer | null = svc ? { workload: ep?.labels.app ?? name, namespace: ns, app: ep?.labels.app ?? 'unknown', ...(ep?.labels.version ? { version: ep.labels.version } : {}) } : null;
+    const service = svc ? svc.hosts[0] ?? `${name}.${ns}.svc.cluster.local` : t?.kind === 'upstream' ? `${t.address}:${t.port}` : 'unknown';
+    core.metrics.recordRequest({ source: this.ctx.source, destination, service, serviceName: name, serviceNamespace: ns, protocol: 'http', code: this.status, flags: this.flags, durationMs, requestBytes: this.reqBytes, responseBytes: this.resBytes });
+    const log = core.accessLog;
+    if (log && log.wants()) {
+      log.write({
+        start: new Date(Date.now() - durationMs).toISOString(),
+        durationMs: Math.round(durationMs * 1000) / 1000,
+        protocol: `HTTP/1.${head.minor}`,
+        method: head.method,
+        status: this.status,
+        flags: this.flags,
+        bytesReceived: this.reqBytes,
+        bytesSent: this.resBytes,
+        ...(t?.kind === 'upstream' ? { upstream: `${t.address}:${t.port}` } : {}),
+        ...(svc ? { service: svc.key } : {}),
+        ...(t?.route ? { route: t.route } : {}),
+        ...(header(head, 'x-request-id') ? { requestId: header(head, 'x-request-id')! } : {}),
+        request: { authority: head.host ?? '', path: head.target, userAgent: header(head, 'user-agent') ?? '' },
+      });
+    }
   }
 
   private protocolError(err: unknown): void {
+    this.flags = 'DPE';
     if (!(err instanceof HttpParseError)) {
       this.socket.destroy();
       this.state = S_CLOSED;
@@ -338,11 +403,17 @@ export class Http1Session implements ResponseSink {
     this.closeAfter = true;
     this.pending = null;
     if (!this.responseStarted) this.writeLocal(err.status, `${err.message}\n`);
+    this.record();
     this.state = S_CLOSED;
     this.socket.end();
   }
 
   private abort(): void {
+    if (this.req && this.state !== S_CLOSED) {
+      // The client went away mid-exchange.
+      this.flags = 'DC';
+      this.record();
+    }
     if (this.state === S_CLOSED && !this.upstream) return;
     this.state = S_CLOSED;
     this.upstream?.socket.destroy();

@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * The proxy's admin endpoint, on localhost only: /metrics (Prometheus),
+ * /healthz, /readyz (a routing table is loaded), /config_dump (the snapshot
+ * version and what the proxy built from it).
+ */
+import { type Server, createServer } from 'node:http';
+import type { ProxyCore } from './core.ts';
+
+export function startAdmin(core: ProxyCore, port: number, host = '127.0.0.1'): Promise<Server> {
+  const server = createServer((req, res) => {
+    const send = (status: number, type: string, body: string) => {
+      res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+    };
+    switch (req.url?.split('?')[0]) {
+      case '/metrics':
+        core.metrics.upstreamPoolIdle.set(Object.values(core.pool.sizes()).reduce((a, b) => a + b, 0));
+        void core.metrics.render().then((text) => send(200, core.metrics.contentType, text));
+        return;
+      case '/healthz':
+        return send(200, 'text/plain', 'ok\n');
+      case '/readyz':
+        return core.table.version > 0 ? send(200, 'text/plain', `ready (config version ${core.table.version})\n`) : send(503, 'text/plain', 'no configuration yet\n');
+      case '/config_dump': {
+        const t = core.table;
+        const services = [...t.services.values()].map((s) => ({
+          service: s.key,
+          hosts: s.hosts,
+          addresses: s.addresses,
+          ports: s.ports,
+          endpoints: s.endpoints.map((e) => `${e.address}:${e.port}`),
+          subsets: [...s.subsets.keys()],
+          routes: s.routes.map((r) => r.name ?? '(unnamed)'),
+        }));
+        return send(200, 'application/json', `${JSON.stringify({ version: t.version, services, pool: core.pool.sizes() }, null, 2)}\n`);
+      }
+      default:
+        return send(404, 'text/plain', 'not found: try /metrics, /healthz, /readyz, /config_dump\n');
+    }
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve(server));
+  });
+}
