@@ -5,10 +5,10 @@ import type { Head } from './http1/parse.ts';
 import { endpointsOf, matchRule, pathOf, pickDestination, serviceFor } from './routing/select.ts';
 import type { RoutingTable, ServiceInfo } from './routing/table.ts';
 
-import type { EndpointInfo } from './routing/table.ts';
+import type { CompiledRule, EndpointInfo } from './routing/table.ts';
 
 export type Target =
-  | { kind: 'upstream'; address: string; port: number; host?: string; path?: string; service?: ServiceInfo; endpoint?: EndpointInfo; route?: string }
+  | { kind: 'upstream'; address: string; port: number; host?: string; path?: string; service?: ServiceInfo; endpoint?: EndpointInfo; route?: string; rule?: CompiledRule }
   | { kind: 'local'; status: number; body: string; headers?: string; flags: string; service?: ServiceInfo; route?: string };
 
 function targetPort(svc: ServiceInfo, port: number | undefined): number {
@@ -37,7 +37,7 @@ export function route(table: RoutingTable, origDst: { address: string; port: num
   const ep = core.rr.pick(eps);
   if (!ep) return { kind: 'local', status: 503, body: `no healthy upstream for ${destSvc.key}${dest.subset ? ` subset ${dest.subset}` : ''}\n`, flags: 'UH', service: destSvc };
   const port = ep.port || targetPort(destSvc, dest.port ?? origDst?.port);
-  const target: Target = { kind: 'upstream', address: ep.address, port, service: destSvc, endpoint: ep, ...(routeName ? { route: routeName } : {}) };
+  const target: Target = { kind: 'upstream', address: ep.address, port, service: destSvc, endpoint: ep, ...(rule ? { rule } : {}), ...(routeName ? { route: routeName } : {}) };
   if (rule?.rewrite?.prefix !== undefined) {
     // A prefix rewrite replaces the prefix the rule matched (as Envoy's prefix_rewrite does).
     const path = pathOf(head.target);

@@ -15,6 +15,7 @@ import type { ProxyCore } from '../core.ts';
 import type { Peer } from '../telemetry/metrics.ts';
 import type { ServiceInfo } from '../routing/table.ts';
 import { type Target, route } from '../route.ts';
+import { DEFAULT_POLICY, type RetryPolicy, backoffMs, retriableStatus } from '../routing/policy.ts';
 
 const MAX_HEAD = 64 * 1024;
 /** Pipelined bytes held before the socket is paused. */
@@ -71,6 +72,15 @@ export class Http1Session implements ResponseSink {
   private status = 0;
   private flags = '-';
   private target: Target | null = null;
+  private retry: RetryPolicy | null = null;
+  private attempt = 1;
+  private inRetry = false;
+  private activeOn: ServiceInfo | null = null;
+  /** Bumped per exchange, so late callbacks of an earlier one are recognised. */
+  private exchangeId = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private timerMs = 0;
+  private deadline = 0;
 
   constructor(socket: Socket, ctx: SessionContext, initial: Buffer | null) {
     this.socket = socket;
@@ -123,6 +133,7 @@ export class Http1Session implements ResponseSink {
     this.req = head;
     this.responseStarted = false;
     this.closeAfter = head.close;
+    this.exchangeId++;
     this.exStart = performance.now();
     this.reqBytes = head.size;
     this.resBytes = 0;
@@ -143,23 +154,125 @@ export class Http1Session implements ResponseSink {
       return;
     }
     this.state = S_WAIT;
-    // The common case, a pooled connection, stays synchronous (no callback per request).
+    const svc = target.service;
+    const policy = svc?.policy ?? DEFAULT_POLICY;
+    // Circuit breaking: past the cluster's limit of active requests, refuse at once.
+    if (svc && svc.live.active >= policy.limits.maxRequests) return this.localReply(503, 'UO', 'upstream overflow (circuit breaker open)\n');
+    if (svc) {
+      svc.live.active++;
+      this.activeOn = svc;
+    }
+    const rule = target.rule;
+    // Only requests without a body are retried: a body is streamed, not kept for a replay.
+    const replayable = !head.chunked && head.contentLength <= 0 && !head.upgrade;
+    this.retry = replayable ? (rule?.retry !== undefined ? rule.retry : policy.retry) : null;
+    this.attempt = 1;
+    this.armTimeout(rule?.timeoutMs ?? policy.requestTimeoutMs);
+    this.tryUpstream(head, target);
+  }
+
+  /** One attempt: a pooled connection (synchronously), or a new one within the connect timeout. */
+  private tryUpstream(head: Head, target: Target & { kind: 'upstream' }): void {
+    this.target = target;
     const pooled = this.ctx.core.pool.take(target.address, target.port);
     if (pooled) return this.send(pooled, head, target);
-    this.ctx.core.pool.connect(target.address, target.port, (err, conn) => {
-      if (this.state === S_CLOSED) {
-        if (conn) this.ctx.core.pool.release(conn);
-        return;
+    const svc = target.service;
+    const policy = svc?.policy ?? DEFAULT_POLICY;
+    if (svc && svc.live.pending >= policy.limits.maxPendingRequests) return this.localReply(503, 'UO', 'too many requests waiting for an upstream connection\n');
+    if (svc) svc.live.pending++;
+    const exchange = this.exchangeId;
+    this.ctx.core.pool.connect(
+      target.address,
+      target.port,
+      (err, conn) => {
+        if (svc) svc.live.pending--;
+        if (this.state === S_CLOSED || exchange !== this.exchangeId) {
+          if (conn) this.ctx.core.pool.release(conn);
+          return;
+        }
+        if (err || !conn) {
+          if (this.retryAfter('connect')) return;
+          this.closeAfter = true;
+          return this.localReply(503, 'UF', `upstream connect error: ${err?.message ?? 'unknown'}\n`);
+        }
+        this.send(conn, head, target);
+      },
+      policy.connectTimeoutMs,
+    );
+  }
+
+  /**
+   * Schedules another attempt when the policy, the attempts left and the
+   * retry budget allow it; false means give up.
+   */
+  private retryAfter(kind: 'connect' | 'reset' | 'status'): boolean {
+    const p = this.retry;
+    const head = this.req;
+    if (!p || !head || this.attempt > p.attempts) return false;
+    if (kind === 'connect' && !p.onConnectFailure) return false;
+    if (kind === 'reset' && !p.onReset) return false;
+    const svc = this.target?.service;
+    if (svc && !this.inRetry) {
+      // The budget: retries in flight may not exceed max(minimum, percent of active requests).
+      const allowed = Math.max(svc.policy.budgetMinRetries, Math.floor((svc.live.active * svc.policy.budgetPercent) / 100), 0);
+      if (svc.live.retries >= Math.min(allowed, svc.policy.limits.maxRetries)) {
+        this.ctx.core.metrics.retryBudgetExhausted.inc();
+        return false;
       }
-      if (err || !conn) {
-        this.closeAfter = true;
-        this.flags = 'UF';
-        this.writeLocal(503, `upstream connect error: ${err?.message ?? 'unknown'}\n`);
-        this.finishExchange();
-        return;
-      }
-      this.send(conn, head, target);
-    });
+      svc.live.retries++;
+      this.inRetry = true;
+    }
+    const attempt = this.attempt++;
+    this.ctx.core.metrics.retries.inc();
+    const exchange = this.exchangeId;
+    setTimeout(() => {
+      if (this.state === S_CLOSED || exchange !== this.exchangeId) return;
+      const target = route(this.ctx.core.table, this.ctx.origDst, this.ctx.service, head, this.ctx.core);
+      if (target.kind === 'local') return this.localReply(target.status, target.flags, target.body);
+      this.tryUpstream(head, target);
+    }, backoffMs(p, attempt));
+    return true;
+  }
+
+  /** Answers from here and ends the exchange. */
+  private localReply(status: number, flags: string, body: string): void {
+    this.flags = flags;
+    this.writeLocal(status, body);
+    this.finishExchange();
+  }
+
+  /** One timer per session, re-armed per request (no allocation on the hot path). */
+  private armTimeout(ms: number): void {
+    this.deadline = performance.now() + ms;
+    if (this.timer && this.timerMs === ms) {
+      this.timer.refresh();
+      return;
+    }
+    if (this.timer) clearTimeout(this.timer);
+    this.timerMs = ms;
+    this.timer = setTimeout(() => this.onTimer(), ms);
+    this.timer.unref();
+  }
+
+  private onTimer(): void {
+    if (!this.req || this.state === S_CLOSED || this.state === S_TUNNEL) return;
+    const left = this.deadline - performance.now();
+    if (left > 1) {
+      // Armed for an earlier request of this connection: wait out the rest.
+      this.timer!.refresh();
+      return;
+    }
+    this.upstream?.abandon();
+    this.upstream = null;
+    if (this.responseStarted) {
+      this.flags = 'UT';
+      this.record();
+      this.socket.destroy();
+      this.state = S_CLOSED;
+      return;
+    }
+    if (this.state === S_BODY) this.closeAfter = true;
+    this.localReply(504, 'UT', 'upstream request timeout\n');
   }
 
   private send(conn: UpstreamConn, head: Head, target: Target & { kind: 'upstream' }): void {
@@ -241,6 +354,15 @@ export class Http1Session implements ResponseSink {
   }
 
   onHead(res: Head, hasBody: boolean): void {
+    if (this.retry && this.attempt <= this.retry.attempts && retriableStatus(this.retry, res.status)) {
+      // Not forwarded: this answer is replaced by the next attempt's.
+      const conn = this.upstream;
+      this.upstream = null;
+      conn?.abandon();
+      if (this.retryAfter('status')) return;
+      // Out of budget: the response is already gone with its connection; say what it was.
+      return this.localReply(res.status, 'URX', `upstream answered ${res.status}; retries exhausted\n`);
+    }
     this.responseStarted = true;
     if (res.status === 101) {
       this.socket.write(`HTTP/1.1 101 ${res.target}\r\n${forwardHeaders(res)}connection: upgrade\r\nupgrade: ${header(res, 'upgrade') ?? ''}\r\n\r\n`);
@@ -316,6 +438,7 @@ export class Http1Session implements ResponseSink {
   onError(err: Error, headSent: boolean): void {
     this.flushHead();
     this.upstream = null;
+    if (!headSent && !this.responseStarted && this.retryAfter('reset')) return;
     this.flags = 'UC';
     if (headSent || this.responseStarted) {
       this.record();
@@ -362,6 +485,13 @@ export class Http1Session implements ResponseSink {
     const head = this.req;
     if (!head) return;
     this.req = null;
+    // The exchange is over for the circuit breaker and the retry budget.
+    if (this.activeOn) {
+      this.activeOn.live.active--;
+      if (this.inRetry) this.activeOn.live.retries--;
+      this.activeOn = null;
+    }
+    this.inRetry = false;
     const core = this.ctx.core;
     const t = this.target;
     const svc: ServiceInfo | undefined = t?.service;
@@ -414,6 +544,7 @@ export class Http1Session implements ResponseSink {
       this.flags = 'DC';
       this.record();
     }
+    if (this.timer) clearTimeout(this.timer);
     if (this.state === S_CLOSED && !this.upstream) return;
     this.state = S_CLOSED;
     this.upstream?.socket.destroy();

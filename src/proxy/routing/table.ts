@@ -5,7 +5,8 @@
  * endpoints (ready ones), subsets, and compiled routes.
  */
 import type { StoredObject } from '../../config/store.ts';
-import { resolveServiceRef } from '../../config/model/common.ts';
+import { durationMs, resolveServiceRef } from '../../config/model/common.ts';
+import { type RetryPolicy, type ServicePolicy, compilePolicy, compileRetry } from './policy.ts';
 
 export interface EndpointInfo {
   address: string;
@@ -29,6 +30,9 @@ export interface ServiceInfo {
   endpoints: EndpointInfo[];
   subsets: Map<string, Record<string, string>>;
   routes: CompiledRule[];
+  policy: ServicePolicy;
+  /** Live counters for the circuit breaker (they survive a table swap with the service). */
+  live: { active: number; pending: number; retries: number };
 }
 
 export type StringMatcher = (s: string) => boolean;
@@ -58,6 +62,8 @@ export interface CompiledRule {
   redirect?: { host?: string; path?: string; code: number };
   directResponse?: { status: number; body: string };
   rewrite?: { prefix?: string; host?: string };
+  timeoutMs?: number;
+  retry?: RetryPolicy | null;
 }
 
 export interface RoutingTable {
@@ -93,7 +99,14 @@ function compileRule(rule: Spec, ns: string, serviceKey: string): CompiledRule {
     query: Object.entries((m.query as Record<string, Spec>) ?? {}).map(([name, qm]) => ({ name, test: stringMatcher(qm)! })),
   }));
   const action = rule.action as Spec;
-  const out: CompiledRule = { ...(rule.name ? { name: rule.name as string } : {}), matches, totalWeight: 0, ...(rule.rewrite ? { rewrite: rule.rewrite as CompiledRule['rewrite'] } : {}) };
+  const out: CompiledRule = {
+    ...(rule.name ? { name: rule.name as string } : {}),
+    matches,
+    totalWeight: 0,
+    ...(rule.rewrite ? { rewrite: rule.rewrite as CompiledRule['rewrite'] } : {}),
+    ...(rule.timeout ? { timeoutMs: durationMs(rule.timeout as string) } : {}),
+    ...(rule.retries ? { retry: compileRetry(rule.retries as Spec) } : {}),
+  };
   if (action.split) {
     out.split = (action.split as Spec[]).map((d) => ({
       service: d.service ? resolveServiceRef(d.service as string, ns) : serviceKey,
@@ -107,18 +120,24 @@ function compileRule(rule: Spec, ns: string, serviceKey: string): CompiledRule {
   return out;
 }
 
-/** Builds a table from the objects of a config snapshot. */
-export function buildTable(version: number, objects: Iterable<StoredObject>): RoutingTable {
+/**
+ * Builds a table from the objects of a config snapshot. previous, when given,
+ * hands each surviving service's live circuit-breaker counters over.
+ */
+export function buildTable(version: number, objects: Iterable<StoredObject>, previous?: RoutingTable): RoutingTable {
   const services = new Map<string, ServiceInfo>();
   const byVip = new Map<string, string>();
   const byHost = new Map<string, string>();
   const all = [...objects].map((o) => o.object);
+  const mesh = all.find((o) => o.kind === 'MeshSettings')?.spec as Spec | undefined;
+  const meshPolicy = compilePolicy(undefined, mesh);
   for (const o of all) {
     if (o.kind !== 'Service') continue;
     const spec = o.spec as Spec;
     const key = `${o.metadata.namespace}/${o.metadata.name}`;
     const ports: ServicePortInfo[] = (spec.ports as Spec[]).map((p) => ({ port: p.port as number, targetPort: (p.targetPort as number) ?? (p.port as number), protocol: (p.protocol as string) ?? 'http' }));
-    services.set(key, { key, hosts: spec.hosts as string[], addresses: spec.addresses as string[], ports, endpoints: [], subsets: new Map(), routes: [] });
+    const live = previous?.services.get(key)?.live ?? { active: 0, pending: 0, retries: 0 };
+    services.set(key, { key, hosts: spec.hosts as string[], addresses: spec.addresses as string[], ports, endpoints: [], subsets: new Map(), routes: [], policy: meshPolicy, live });
     for (const a of spec.addresses as string[]) for (const p of ports) byVip.set(`${a}:${p.port}`, key);
     for (const h of spec.hosts as string[]) byHost.set(h.toLowerCase(), key);
     byHost.set(`${o.metadata.name}.${o.metadata.namespace}`, key);
@@ -131,7 +150,10 @@ export function buildTable(version: number, objects: Iterable<StoredObject>): Ro
       if (svc) svc.endpoints = (spec.endpoints as Spec[]).filter((e) => e.ready !== false).map((e) => ({ address: e.address as string, port: (e.port as number) ?? 0, labels: (e.labels as Record<string, string>) ?? {}, weight: (e.weight as number) ?? 1, ...(e.zone ? { zone: e.zone as string } : {}) }));
     } else if (o.kind === 'ClusterPolicy') {
       const svc = services.get(resolveServiceRef(spec.service as string, ns));
-      if (svc) for (const s of (spec.subsets as Spec[]) ?? []) svc.subsets.set(s.name as string, s.labels as Record<string, string>);
+      if (svc) {
+        for (const s of (spec.subsets as Spec[]) ?? []) svc.subsets.set(s.name as string, s.labels as Record<string, string>);
+        svc.policy = compilePolicy(spec, mesh);
+      }
     } else if (o.kind === 'Route') {
       const key = resolveServiceRef(spec.service as string, ns);
       const svc = services.get(key);

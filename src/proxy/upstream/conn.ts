@@ -194,4 +194,11 @@ export class UpstreamConn {
   resume(): void {
     this.socket.resume();
   }
+
+  /** Gives up on the current exchange (a timeout, a response about to be retried): no callback follows. */
+  abandon(): void {
+    this.sink = null;
+    this.dead = true;
+    this.socket.destroy();
+  }
 }

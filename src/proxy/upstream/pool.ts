@@ -44,7 +44,7 @@ export class UpstreamPool {
   }
 
   /** A new connection; cb runs once. */
-  connect(address: string, port: number, cb: (err: Error | null, conn: UpstreamConn | null) => void): void {
+  connect(address: string, port: number, cb: (err: Error | null, conn: UpstreamConn | null) => void, timeoutMs = this.connectTimeoutMs): void {
     const key = `${address}:${port}`;
     const socket = connect({ host: address, port, noDelay: true });
     this.opened++;
@@ -55,7 +55,7 @@ export class UpstreamPool {
       done = true;
       socket.destroy();
       cb(Object.assign(new Error(`connect to ${key} timed out`), { code: 'ETIMEDOUT' }), null);
-    }, this.connectTimeoutMs);
+    }, timeoutMs);
     socket.once('connect', () => {
       if (done) return;
       done = true;

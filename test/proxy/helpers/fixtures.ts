@@ -20,6 +20,7 @@ export interface Seen {
 /** An HTTP backend that answers JSON describing what it received, tagged with its name. */
 export async function backend(t: ExecutionContext, name: string): Promise<{ port: number; seen: Seen[]; server: HttpServer }> {
   const seen: Seen[] = [];
+  const flakyCounts = new Map<string, number>();
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const hash = createHash('sha256');
     let bytes = 0;
@@ -36,6 +37,23 @@ export async function backend(t: ExecutionContext, name: string): Promise<{ port
         res.write('chunked ');
         res.addTrailers({ 'x-checksum': 'abc123' });
         res.end('world');
+        return;
+      }
+      const slow = /^\/slow\/(\d+)/.exec(req.url!);
+      if (slow) {
+        setTimeout(() => {
+          res.writeHead(200, { 'content-length': 4 });
+          res.end('slow');
+        }, Number(slow[1]));
+        return;
+      }
+      const flaky = /^\/flaky\/(\w+)\/(\d+)/.exec(req.url!);
+      if (flaky) {
+        const n = (flakyCounts.get(flaky[1]!) ?? 0) + 1;
+        flakyCounts.set(flaky[1]!, n);
+        const ok = n > Number(flaky[2]);
+        res.writeHead(ok ? 200 : 503, { 'content-length': ok ? 2 : 4 });
+        res.end(ok ? 'ok' : 'fail');
         return;
       }
       const m = /^\/status\/(\d{3})/.exec(req.url!);

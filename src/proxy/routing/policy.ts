@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: Apache-2.0
+/** Resilience settings compiled from ClusterPolicy, Route rules and MeshSettings, in milliseconds. */
+import { durationMs } from '../../config/model/common.ts';
+
+export interface RetryPolicy {
+  attempts: number;
+  perTryTimeoutMs: number;
+  onConnectFailure: boolean;
+  onReset: boolean;
+  on5xx: boolean;
+  onGatewayError: boolean;
+  statuses: Set<number>;
+  baseMs: number;
+  maxMs: number;
+}
+
+export interface ClusterLimits {
+  maxPendingRequests: number;
+  maxRequests: number;
+  maxRetries: number;
+}
+
+export interface ServicePolicy {
+  connectTimeoutMs: number;
+  requestTimeoutMs: number;
+  retry: RetryPolicy | null;
+  limits: ClusterLimits;
+  /** Retries may add at most this share of active requests (a retry budget), but always minRetries. */
+  budgetPercent: number;
+  budgetMinRetries: number;
+}
+
+type Spec = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- validated by the config layer
+
+export const DEFAULT_POLICY: ServicePolicy = {
+  connectTimeoutMs: 1000,
+  requestTimeoutMs: 15_000,
+  retry: null,
+  limits: { maxPendingRequests: 1024, maxRequests: 1024, maxRetries: 3 },
+  budgetPercent: 20,
+  budgetMinRetries: 3,
+};
+
+export function compileRetry(r: Spec | undefined): RetryPolicy | null {
+  if (!r) return null;
+  const on = new Set<string>((r.retryOn as string[]) ?? ['connect-failure', 'reset', 'gateway-error']);
+  const backoff = (r.backoff as Spec) ?? {};
+  return {
+    attempts: (r.attempts as number) ?? 2,
+    perTryTimeoutMs: r.perTryTimeout ? durationMs(r.perTryTimeout as string) : 0,
+    onConnectFailure: on.has('connect-failure'),
+    onReset: on.has('reset'),
+    on5xx: on.has('5xx'),
+    onGatewayError: on.has('gateway-error'),
+    statuses: new Set(on.has('retriable-status-codes') ? ((r.retriableStatusCodes as number[]) ?? []) : []),
+    baseMs: durationMs((backoff.base as string) ?? '25ms'),
+    maxMs: durationMs((backoff.max as string) ?? '250ms'),
+  };
+}
+
+export function compilePolicy(cp: Spec | undefined, mesh: Spec | undefined): ServicePolicy {
+  const defaults = (mesh?.defaultTimeouts as Spec) ?? {};
+  const t = (cp?.timeouts as Spec) ?? {};
+  const pool = (cp?.connectionPool as Spec) ?? {};
+  const budget = (cp?.retryBudget as Spec) ?? {};
+  return {
+    connectTimeoutMs: durationMs((t.connect as string) ?? (defaults.connect as string) ?? '1s'),
+    requestTimeoutMs: durationMs((t.request as string) ?? (defaults.request as string) ?? '15s'),
+    retry: compileRetry(cp?.retries as Spec | undefined),
+    limits: {
+      maxPendingRequests: (pool.maxPendingRequests as number) ?? DEFAULT_POLICY.limits.maxPendingRequests,
+      maxRequests: (pool.maxRequests as number) ?? DEFAULT_POLICY.limits.maxRequests,
+      maxRetries: (pool.maxRetries as number) ?? DEFAULT_POLICY.limits.maxRetries,
+    },
+    budgetPercent: (budget.percent as number) ?? DEFAULT_POLICY.budgetPercent,
+    budgetMinRetries: (budget.minRetriesPerSecond as number) ?? DEFAULT_POLICY.budgetMinRetries,
+  };
+}
+
+/** Whether a response status asks for another try under this policy. */
+export function retriableStatus(p: RetryPolicy, status: number): boolean {
+  return (p.on5xx && status >= 500) || (p.onGatewayError && (status === 502 || status === 503 || status === 504)) || p.statuses.has(status);
+}
+
+/** Exponential backoff with full jitter (AWS's "full jitter"): spreads retries out. */
+export function backoffMs(p: RetryPolicy, attempt: number): number {
+  return Math.random() * Math.min(p.maxMs, p.baseMs * 2 ** (attempt - 1));
+}

@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: Apache-2.0
+// Timeouts, retries with backoff and budget, circuit breaking: each with a backend that needs it.
+import test from 'ava';
+import { backend, endpoints, obj, proxy, service } from './helpers/fixtures.ts';
+import { rawExchange, statuses } from './helpers/raw.ts';
+
+const get = async (port: number, path: string) => {
+  const { text } = await rawExchange(port, `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`, 5000);
+  return { status: statuses(text)[0], text };
+};
+
+test('a route timeout answers 504 (flag UT) while the upstream is still thinking', async (t) => {
+  const b = await backend(t, 'slow');
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: b.port }]), obj('Route', 'web', 'shop', { service: 'web', rules: [{ action: { split: [{}] }, timeout: '150ms' }] })], 'shop/web');
+  const start = Date.now();
+  const r = await get(p.port, '/slow/2000');
+  t.is(r.status, 504);
+  t.true(Date.now() - start < 1500, 'answered at the timeout, not when the upstream finished');
+  t.regex(await p.server.core.metrics.render(), /response_code="504"[^}]*response_flags="UT"/);
+  t.is((await get(p.port, '/slow/10')).status, 200, 'a fast answer still gets through');
+});
+
+test('retries on 5xx turn a flaky upstream into a success; without them the client sees the 503', async (t) => {
+  const b = await backend(t, 'flaky');
+  const objects = [service('web', 'shop'), endpoints('web', 'shop', [{ port: b.port }])];
+  const withRetries = await proxy(t, [...objects, obj('Route', 'web', 'shop', { service: 'web', rules: [{ action: { split: [{}] }, retries: { attempts: 3, retryOn: ['5xx'], backoff: { base: '1ms', max: '5ms' } } }] })], 'shop/web');
+  t.is((await get(withRetries.port, '/flaky/a/2')).status, 200, 'two failures, then success on the third try');
+  t.regex(await withRetries.server.core.metrics.render(), /kernmesh_proxy_retries_total 2/);
+  const without = await proxy(t, objects, 'shop/web');
+  t.is((await get(without.port, '/flaky/b/1')).status, 503);
+});
+
+test('connect failures are retried on another endpoint', async (t) => {
+  const b = await backend(t, 'alive');
+  const p = await proxy(
+    t,
+    [
+      service('web', 'shop'),
+      endpoints('web', 'shop', [{ port: 1 }, { port: b.port }]),
+      obj('ClusterPolicy', 'web', 'shop', { service: 'web', retries: { attempts: 2, retryOn: ['connect-failure'], backoff: { base: '1ms', max: '2ms' } } }),
+    ],
+    'shop/web',
+  );
+  for (let i = 0; i < 6; i++) t.is((await get(p.port, `/r${i}`)).status, 200);
+});
+
+test('a retry budget stops retry storms: with maxRetries 0 a failure is final', async (t) => {
+  const b = await backend(t, 'flaky');
+  const p = await proxy(
+    t,
+    [
+      service('web', 'shop'),
+      endpoints('web', 'shop', [{ port: b.port }]),
+      obj('ClusterPolicy', 'web', 'shop', { service: 'web', connectionPool: { maxRetries: 0 }, retries: { attempts: 3, retryOn: ['5xx'] } }),
+    ],
+    'shop/web',
+  );
+  const r = await get(p.port, '/flaky/c/1');
+  t.is(r.status, 503);
+  t.regex(await p.server.core.metrics.render(), /kernmesh_proxy_retry_budget_exhausted_total 1/);
+});
+
+test('the circuit breaker answers 503 (flag UO) past maxRequests, and recovers', async (t) => {
+  const b = await backend(t, 'slow');
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: b.port }]), obj('ClusterPolicy', 'web', 'shop', { service: 'web', connectionPool: { maxRequests: 1 } })], 'shop/web');
+  const first = get(p.port, '/slow/400');
+  // Until the first request is at the backend (and so active in the proxy).
+  for (let i = 0; i < 200 && b.seen.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+  const second = await get(p.port, '/slow/1');
+  t.is(second.status, 503);
+  t.regex(second.text, /circuit breaker/);
+  t.is((await first).status, 200);
+  t.is((await get(p.port, '/slow/1')).status, 200, 'closed again once the first finished');
+  t.regex(await p.server.core.metrics.render(), /kernmesh_proxy_local_replies_total\{response_flags="UO"\} 1/);
+});
