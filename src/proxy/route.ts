@@ -6,9 +6,13 @@ import { endpointsOf, matchRule, pathOf, pickDestination, serviceFor } from './r
 import type { RoutingTable, ServiceInfo } from './routing/table.ts';
 
 import type { CompiledRule, EndpointInfo } from './routing/table.ts';
+import { denied } from './policy/authz.ts';
+import { roll } from './policy/fault.ts';
+import { take } from './policy/rate-limit.ts';
+import type { Peer } from './telemetry/metrics.ts';
 
 export type Target =
-  | { kind: 'upstream'; address: string; port: number; host?: string; path?: string; service?: ServiceInfo; endpoint?: EndpointInfo; route?: string; rule?: CompiledRule }
+  | { kind: 'upstream'; address: string; port: number; host?: string; path?: string; service?: ServiceInfo; endpoint?: EndpointInfo; route?: string; rule?: CompiledRule; delayMs?: number }
   | { kind: 'local'; status: number; body: string; headers?: string; flags: string; service?: ServiceInfo; route?: string };
 
 function targetPort(svc: ServiceInfo, port: number | undefined): number {
@@ -16,7 +20,7 @@ function targetPort(svc: ServiceInfo, port: number | undefined): number {
   return p?.targetPort ?? port ?? 80;
 }
 
-export function route(table: RoutingTable, origDst: { address: string; port: number } | null, bound: string | null, head: Head, core: ProxyCore): Target {
+export function route(table: RoutingTable, origDst: { address: string; port: number } | null, bound: string | null, head: Head, core: ProxyCore, source: Peer | null = null): Target {
   const svc = bound ? table.services.get(bound) : serviceFor(table, origDst, head.host);
   if (!svc) {
     // Not a mesh service: where the application was going, untouched (a passthrough).
@@ -25,6 +29,22 @@ export function route(table: RoutingTable, origDst: { address: string; port: num
   }
   const rule = matchRule(svc, head);
   const routeName = rule?.name;
+  // Policy, in Envoy's filter order: authorization, then rate limits, then faults.
+  const why = denied(svc.authz, source, head, origDst?.port ?? svc.ports[0]?.port ?? 0);
+  if (why) return { kind: 'local', status: 403, body: `RBAC: access denied (${why})\n`, flags: 'RBAC', service: svc, ...(routeName ? { route: routeName } : {}) };
+  if (svc.rateLimits.length) {
+    const now = Date.now();
+    const who = source ? `${source.namespace}/${source.workload}` : 'unknown';
+    for (const rl of svc.rateLimits) {
+      if (rl.route !== undefined && rl.route !== routeName) continue;
+      if (!take(rl, who, now)) return { kind: 'local', status: 429, body: 'rate limited\n', flags: 'RL', service: svc, ...(routeName ? { route: routeName } : {}) };
+    }
+  }
+  let delayMs: number | undefined;
+  if (rule?.fault) {
+    if (rule.fault.abort && roll(rule.fault.abort.percent)) return { kind: 'local', status: rule.fault.abort.status, body: 'fault filter abort\n', flags: 'FI', service: svc, ...(routeName ? { route: routeName } : {}) };
+    if (rule.fault.delay && roll(rule.fault.delay.percent)) delayMs = rule.fault.delay.ms;
+  }
   if (rule?.directResponse) return { kind: 'local', status: rule.directResponse.status, body: rule.directResponse.body, flags: '-', service: svc, ...(routeName ? { route: routeName } : {}) };
   if (rule?.redirect) {
     const loc = `http://${rule.redirect.host ?? head.host ?? ''}${rule.redirect.path ?? head.target}`;
@@ -37,7 +57,7 @@ export function route(table: RoutingTable, origDst: { address: string; port: num
   const ep = core.rr.pick(eps);
   if (!ep) return { kind: 'local', status: 503, body: `no healthy upstream for ${destSvc.key}${dest.subset ? ` subset ${dest.subset}` : ''}\n`, flags: 'UH', service: destSvc };
   const port = ep.port || targetPort(destSvc, dest.port ?? origDst?.port);
-  const target: Target = { kind: 'upstream', address: ep.address, port, service: destSvc, endpoint: ep, ...(rule ? { rule } : {}), ...(routeName ? { route: routeName } : {}) };
+  const target: Target = { kind: 'upstream', address: ep.address, port, service: destSvc, endpoint: ep, ...(rule ? { rule } : {}), ...(routeName ? { route: routeName } : {}), ...(delayMs ? { delayMs } : {}) };
   if (rule?.rewrite?.prefix !== undefined) {
     // A prefix rewrite replaces the prefix the rule matched (as Envoy's prefix_rewrite does).
     const path = pathOf(head.target);

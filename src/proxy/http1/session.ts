@@ -16,6 +16,7 @@ import type { Peer } from '../telemetry/metrics.ts';
 import type { ServiceInfo } from '../routing/table.ts';
 import { type Target, route } from '../route.ts';
 import { DEFAULT_POLICY, type RetryPolicy, backoffMs, retriableStatus } from '../routing/policy.ts';
+import { roll } from '../policy/fault.ts';
 
 const MAX_HEAD = 64 * 1024;
 /** Pipelined bytes held before the socket is paused. */
@@ -139,7 +140,7 @@ export class Http1Session implements ResponseSink {
     this.resBytes = 0;
     this.status = 0;
     this.flags = '-';
-    this.dispatch(head, route(this.ctx.core.table, this.ctx.origDst, this.ctx.service, head, this.ctx.core));
+    this.dispatch(head, route(this.ctx.core.table, this.ctx.origDst, this.ctx.service, head, this.ctx.core, this.ctx.source));
   }
 
   private dispatch(head: Head, target: Target): void {
@@ -168,7 +169,31 @@ export class Http1Session implements ResponseSink {
     this.retry = replayable ? (rule?.retry !== undefined ? rule.retry : policy.retry) : null;
     this.attempt = 1;
     this.armTimeout(rule?.timeoutMs ?? policy.requestTimeoutMs);
+    if (rule?.mirror && replayable && roll(rule.mirror.percent)) this.mirror(head, rule.mirror.service);
+    if (target.delayMs) {
+      // Fault injection: this request waits on purpose before it goes anywhere.
+      this.flags = 'DI';
+      const exchange = this.exchangeId;
+      setTimeout(() => exchange === this.exchangeId && this.state !== S_CLOSED && this.tryUpstream(head, target), target.delayMs);
+      return;
+    }
     this.tryUpstream(head, target);
+  }
+
+  /** A copy of the request to a shadow service; its response is read and dropped. */
+  private mirror(head: Head, serviceKey: string): void {
+    const core = this.ctx.core;
+    const svc = core.table.services.get(serviceKey);
+    const ep = svc && core.rr.pick(svc.endpoints);
+    if (!svc || !ep) return;
+    const port = ep.port || svc.ports[0]?.targetPort || 80;
+    const reqHead = this.requestHead(head, { kind: 'upstream', address: ep.address, port, host: `${head.host ?? serviceKey}-shadow` });
+    core.metrics.mirrored.inc();
+    core.pool.acquire(ep.address, port, (err, conn) => {
+      if (err || !conn) return;
+      conn.begin(new DiscardSink(core, conn), head.method === 'HEAD');
+      conn.socket.write(reqHead, 'latin1');
+    });
   }
 
   /** One attempt: a pooled connection (synchronously), or a new one within the connect timeout. */
@@ -227,7 +252,7 @@ export class Http1Session implements ResponseSink {
     const exchange = this.exchangeId;
     setTimeout(() => {
       if (this.state === S_CLOSED || exchange !== this.exchangeId) return;
-      const target = route(this.ctx.core.table, this.ctx.origDst, this.ctx.service, head, this.ctx.core);
+      const target = route(this.ctx.core.table, this.ctx.origDst, this.ctx.service, head, this.ctx.core, this.ctx.source);
       if (target.kind === 'local') return this.localReply(target.status, target.flags, target.body);
       this.tryUpstream(head, target);
     }, backoffMs(p, attempt));
@@ -552,3 +577,24 @@ export class Http1Session implements ResponseSink {
   }
 }
 
+
+/** Reads a mirrored request's response to its end and drops it. */
+class DiscardSink implements ResponseSink {
+  private readonly core: ProxyCore;
+  private readonly conn: UpstreamConn;
+  constructor(core: ProxyCore, conn: UpstreamConn) {
+    this.core = core;
+    this.conn = conn;
+  }
+  onInformational(): void {}
+  onHead(): void {}
+  onBody(): boolean {
+    return true;
+  }
+  onTunnel(): void {}
+  onEnd(reusable: boolean): void {
+    if (reusable) this.core.pool.release(this.conn);
+    else this.conn.socket.destroy();
+  }
+  onError(): void {}
+}

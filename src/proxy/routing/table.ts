@@ -7,6 +7,9 @@
 import type { StoredObject } from '../../config/store.ts';
 import { durationMs, resolveServiceRef } from '../../config/model/common.ts';
 import { type RetryPolicy, type ServicePolicy, compilePolicy, compileRetry } from './policy.ts';
+import type { Authz, CompiledAuthzRule } from '../policy/authz.ts';
+import type { CompiledFault } from '../policy/fault.ts';
+import type { CompiledRateLimit } from '../policy/rate-limit.ts';
 
 export interface EndpointInfo {
   address: string;
@@ -31,6 +34,8 @@ export interface ServiceInfo {
   subsets: Map<string, Record<string, string>>;
   routes: CompiledRule[];
   policy: ServicePolicy;
+  authz?: Authz;
+  rateLimits: CompiledRateLimit[];
   /** Live counters for the circuit breaker (they survive a table swap with the service). */
   live: { active: number; pending: number; retries: number };
 }
@@ -64,6 +69,8 @@ export interface CompiledRule {
   rewrite?: { prefix?: string; host?: string };
   timeoutMs?: number;
   retry?: RetryPolicy | null;
+  fault?: CompiledFault;
+  mirror?: { service: string; percent: number };
 }
 
 export interface RoutingTable {
@@ -106,6 +113,8 @@ function compileRule(rule: Spec, ns: string, serviceKey: string): CompiledRule {
     ...(rule.rewrite ? { rewrite: rule.rewrite as CompiledRule['rewrite'] } : {}),
     ...(rule.timeout ? { timeoutMs: durationMs(rule.timeout as string) } : {}),
     ...(rule.retries ? { retry: compileRetry(rule.retries as Spec) } : {}),
+    ...(rule.fault ? { fault: compileFault(rule.fault as Spec) } : {}),
+    ...(rule.mirror ? { mirror: { service: resolveServiceRef((rule.mirror as Spec).service as string, ns), percent: ((rule.mirror as Spec).percent as number) ?? 100 } } : {}),
   };
   if (action.split) {
     out.split = (action.split as Spec[]).map((d) => ({
@@ -118,6 +127,26 @@ function compileRule(rule: Spec, ns: string, serviceKey: string): CompiledRule {
   } else if (action.redirect) out.redirect = action.redirect as CompiledRule['redirect'];
   else if (action.directResponse) out.directResponse = action.directResponse as CompiledRule['directResponse'];
   return out;
+}
+
+function compileAuthzRule(r: Spec): CompiledAuthzRule {
+  const from = (r.from as Spec) ?? {};
+  const to = (r.to as Spec) ?? {};
+  return {
+    ...(from.workloads ? { workloads: new Set(from.workloads as string[]) } : {}),
+    ...(from.namespaces ? { namespaces: new Set(from.namespaces as string[]) } : {}),
+    ...(from.identities ? { identities: new Set(from.identities as string[]) } : {}),
+    ...(to.paths ? { paths: (to.paths as Spec[]).map((p) => stringMatcher(p)!) } : {}),
+    ...(to.methods ? { methods: new Set(to.methods as string[]) } : {}),
+    ...(to.ports ? { ports: new Set(to.ports as number[]) } : {}),
+  };
+}
+
+function compileFault(f: Spec): CompiledFault {
+  return {
+    ...(f.delay ? { delay: { percent: (f.delay as Spec).percent as number, ms: durationMs((f.delay as Spec).fixed as string) } } : {}),
+    ...(f.abort ? { abort: { percent: (f.abort as Spec).percent as number, status: (f.abort as Spec).status as number } } : {}),
+  };
 }
 
 /**
@@ -137,7 +166,7 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
     const key = `${o.metadata.namespace}/${o.metadata.name}`;
     const ports: ServicePortInfo[] = (spec.ports as Spec[]).map((p) => ({ port: p.port as number, targetPort: (p.targetPort as number) ?? (p.port as number), protocol: (p.protocol as string) ?? 'http' }));
     const live = previous?.services.get(key)?.live ?? { active: 0, pending: 0, retries: 0 };
-    services.set(key, { key, hosts: spec.hosts as string[], addresses: spec.addresses as string[], ports, endpoints: [], subsets: new Map(), routes: [], policy: meshPolicy, live });
+    services.set(key, { key, hosts: spec.hosts as string[], addresses: spec.addresses as string[], ports, endpoints: [], subsets: new Map(), routes: [], policy: meshPolicy, rateLimits: [], live });
     for (const a of spec.addresses as string[]) for (const p of ports) byVip.set(`${a}:${p.port}`, key);
     for (const h of spec.hosts as string[]) byHost.set(h.toLowerCase(), key);
     byHost.set(`${o.metadata.name}.${o.metadata.namespace}`, key);
@@ -153,6 +182,29 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
       if (svc) {
         for (const s of (spec.subsets as Spec[]) ?? []) svc.subsets.set(s.name as string, s.labels as Record<string, string>);
         svc.policy = compilePolicy(spec, mesh);
+      }
+    } else if (o.kind === 'AuthorizationPolicy') {
+      const targets = spec.service ? [services.get(resolveServiceRef(spec.service as string, ns))] : [...services.values()].filter((x) => x.key.startsWith(`${ns}/`));
+      const rules = (spec.rules as Spec[]).map(compileAuthzRule);
+      for (const svc of targets) {
+        if (!svc) continue;
+        svc.authz ??= { deny: [], allow: null };
+        if (spec.action === 'DENY') svc.authz.deny.push(...rules);
+        else (svc.authz.allow ??= []).push(...rules);
+      }
+    } else if (o.kind === 'RateLimit') {
+      const svc = services.get(resolveServiceRef(spec.service as string, ns));
+      if (svc) {
+        svc.rateLimits.push({
+          ...(spec.route ? { route: spec.route as string } : {}),
+          maxTokens: spec.maxTokens as number,
+          tokensPerFill: (spec.tokensPerFill as number) ?? 1,
+          fillIntervalMs: durationMs(spec.fillInterval as string),
+          perSource: !!spec.perSource,
+          ...(spec.quotas ? { quotas: new Map(Object.entries(spec.quotas as Record<string, number>)) } : {}),
+          buckets: previous?.services.get(svc.key)?.rateLimits.find((r) => r.route === spec.route)?.buckets ?? new Map(),
+          quotaUse: new Map(),
+        });
       }
     } else if (o.kind === 'Route') {
       const key = resolveServiceRef(spec.service as string, ns);

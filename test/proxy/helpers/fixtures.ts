@@ -7,7 +7,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { MeshObject } from '../../../src/config/objects.ts';
 import { ProxyCore } from '../../../src/proxy/core.ts';
 import { buildTable } from '../../../src/proxy/routing/table.ts';
-import { ProxyServer } from '../../../src/proxy/server.ts';
+import { type ListenerOptions, ProxyServer } from '../../../src/proxy/server.ts';
 
 export interface Seen {
   method: string;
@@ -90,11 +90,11 @@ export function table(objects: MeshObject[], version = 1) {
 }
 
 /** A proxy on 127.0.0.1:0, bound to one service (or routing by Host when bound is null). */
-export async function proxy(t: ExecutionContext, objects: MeshObject[], bound: string | null): Promise<{ port: number; server: ProxyServer }> {
+export async function proxy(t: ExecutionContext, objects: MeshObject[], bound: string | null, options: ListenerOptions = {}): Promise<{ port: number; server: ProxyServer }> {
   const core = new ProxyCore();
   core.setTable(table(objects));
   const server = new ProxyServer(core);
-  const s = await server.listen({ port: 0, host: '127.0.0.1' }, bound ? { service: bound } : {});
+  const s = await server.listen({ port: 0, host: '127.0.0.1' }, { ...options, ...(bound ? { service: bound } : {}) });
   t.teardown(() => server.close());
   return { port: (s.address() as AddressInfo).port, server };
 }

@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: Apache-2.0
+// Authorization, rate limits, quotas, fault injection and mirroring, from the mesh's objects.
+import test, { type ExecutionContext } from 'ava';
+import type { AddressInfo } from 'node:net';
+import type { MeshObject } from '../../src/config/objects.ts';
+import type { Peer } from '../../src/proxy/telemetry/metrics.ts';
+import { backend, endpoints, obj, proxy, service } from './helpers/fixtures.ts';
+import { rawExchange, statuses } from './helpers/raw.ts';
+
+const frontend: Peer = { workload: 'frontend', namespace: 'shop', app: 'frontend' };
+const intruder: Peer = { workload: 'scraper', namespace: 'outside', app: 'scraper' };
+
+async function ask(port: number, path = '/', method = 'GET'): Promise<number> {
+  const { text } = await rawExchange(port, `${method} ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`, 3000);
+  return statuses(text)[0] ?? 0;
+}
+
+/** Two listeners on one proxy core: one per calling workload. */
+async function mesh(t: ExecutionContext, extra: MeshObject[]) {
+  const b = await backend(t, 'web');
+  const objects = [service('web', 'shop'), endpoints('web', 'shop', [{ port: b.port }]), ...extra];
+  const p = await proxy(t, objects, 'shop/web', { source: frontend });
+  const other = await p.server.listen({ port: 0, host: '127.0.0.1' }, { service: 'shop/web', source: intruder });
+  return { b, p, fromFrontend: p.port, fromIntruder: (other.address() as AddressInfo).port };
+}
+
+test('DENY refuses what it matches (403); ALLOW admits only its sources', async (t) => {
+  const m = await mesh(t, [
+    obj('AuthorizationPolicy', 'no-delete', 'shop', { service: 'web', action: 'DENY', rules: [{ to: { methods: ['DELETE'] } }] }),
+    obj('AuthorizationPolicy', 'only-frontend', 'shop', { service: 'web', action: 'ALLOW', rules: [{ from: { workloads: ['shop/frontend'] } }] }),
+  ]);
+  t.is(await ask(m.fromFrontend), 200);
+  t.is(await ask(m.fromFrontend, '/x', 'DELETE'), 403);
+  t.is(await ask(m.fromIntruder), 403, 'not in the ALLOW list');
+  t.is(m.b.seen.length, 1, 'denied requests never reach the service');
+  t.regex(await m.p.server.core.metrics.render(), /response_code="403"[^}]*response_flags="RBAC"/);
+});
+
+test('a namespace-wide DENY by source namespace', async (t) => {
+  const m = await mesh(t, [obj('AuthorizationPolicy', 'no-outsiders', 'shop', { action: 'DENY', rules: [{ from: { namespaces: ['outside'] }, to: { paths: [{ prefix: '/admin' }] } }] })]);
+  t.is(await ask(m.fromIntruder, '/admin/users'), 403);
+  t.is(await ask(m.fromIntruder, '/public'), 200);
+  t.is(await ask(m.fromFrontend, '/admin/users'), 200);
+});
+
+test('a token bucket answers 429 when empty; per source, each caller has its own', async (t) => {
+  const shared = await mesh(t, [obj('RateLimit', 'web', 'shop', { service: 'web', maxTokens: 3, tokensPerFill: 3, fillInterval: '1h' })]);
+  const codes = [];
+  for (let i = 0; i < 4; i++) codes.push(await ask(shared.fromFrontend));
+  t.deepEqual(codes, [200, 200, 200, 429]);
+  t.is(await ask(shared.fromIntruder), 429, 'one bucket for everyone');
+
+  const perSource = await mesh(t, [obj('RateLimit', 'web', 'shop', { service: 'web', maxTokens: 1, fillInterval: '1h', perSource: true })]);
+  t.is(await ask(perSource.fromFrontend), 200);
+  t.is(await ask(perSource.fromFrontend), 429);
+  t.is(await ask(perSource.fromIntruder), 200, 'another caller, another bucket');
+});
+
+test('a quota limits one caller per interval regardless of the bucket', async (t) => {
+  const m = await mesh(t, [obj('RateLimit', 'web', 'shop', { service: 'web', maxTokens: 1000, fillInterval: '1h', quotas: { 'shop/frontend': 2 } })]);
+  t.deepEqual([await ask(m.fromFrontend), await ask(m.fromFrontend), await ask(m.fromFrontend)], [200, 200, 429]);
+  t.is(await ask(m.fromIntruder), 200);
+});
+
+test('fault injection: an abort answers the configured status; a delay holds the request', async (t) => {
+  const m = await mesh(t, [
+    obj('Route', 'web', 'shop', {
+      service: 'web',
+      rules: [
+        { match: [{ path: { prefix: '/abort' } }], action: { split: [{}] }, fault: { abort: { percent: 100, status: 418 } } },
+        { match: [{ path: { prefix: '/delay' } }], action: { split: [{}] }, fault: { delay: { percent: 100, fixed: '300ms' } } },
+        { action: { split: [{}] } },
+      ],
+    }),
+  ]);
+  t.is(await ask(m.fromFrontend, '/abort'), 418);
+  const start = Date.now();
+  t.is(await ask(m.fromFrontend, '/delay'), 200);
+  t.true(Date.now() - start >= 290, `took ${Date.now() - start} ms`);
+  const metrics = await m.p.server.core.metrics.render();
+  t.regex(metrics, /response_code="418"[^}]*response_flags="FI"/);
+  t.regex(metrics, /response_code="200"[^}]*response_flags="DI"/);
+});
+
+test('mirroring copies requests to a shadow service and drops its answers', async (t) => {
+  const shadow = await backend(t, 'shadow');
+  const m = await mesh(t, [service('shadow', 'shop'), endpoints('shadow', 'shop', [{ port: shadow.port }]), obj('Route', 'web', 'shop', { service: 'web', rules: [{ action: { split: [{}] }, mirror: { service: 'shadow', percent: 100 } }] })]);
+  t.is(await ask(m.fromFrontend, '/copied'), 200);
+  for (let i = 0; i < 200 && shadow.seen.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+  t.deepEqual(shadow.seen.map((s) => [s.url, s.headers.host]), [['/copied', 'x-shadow']]);
+  t.deepEqual(m.b.seen.map((s) => s.url), ['/copied']);
+});
