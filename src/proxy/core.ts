@@ -4,17 +4,18 @@ import { type RoutingTable, emptyTable } from './routing/table.ts';
 import type { AccessLog } from './telemetry/access-log.ts';
 import { ProxyMetrics } from './telemetry/metrics.ts';
 import { UpstreamPool } from './upstream/pool.ts';
-import { RoundRobin } from './upstream/round-robin.ts';
+import { Balancer } from './upstream/balancer.ts';
 
 export class ProxyCore {
   /** Swapped whole on each config change; a request uses the table it started with. */
   table: RoutingTable = emptyTable();
   readonly pool = new UpstreamPool();
-  readonly rr = new RoundRobin();
+  readonly balancer = new Balancer();
   readonly metrics = new ProxyMetrics('source');
   /** Null: no access log (benchmarks); else sampled per MeshSettings. */
   accessLog: AccessLog | null = null;
 
+  /** Swaps in a new table (the previous one's live counters carry over in buildTable). */
   setTable(t: RoutingTable): void {
     this.table = t;
   }

@@ -12,7 +12,7 @@ import { take } from './policy/rate-limit.ts';
 import type { Peer } from './telemetry/metrics.ts';
 
 export type Target =
-  | { kind: 'upstream'; address: string; port: number; host?: string; path?: string; service?: ServiceInfo; endpoint?: EndpointInfo; route?: string; rule?: CompiledRule; delayMs?: number }
+  | { kind: 'upstream'; address: string; port: number; host?: string; path?: string; service?: ServiceInfo; endpoint?: EndpointInfo; route?: string; rule?: CompiledRule; delayMs?: number; subset?: string | undefined }
   | { kind: 'local'; status: number; body: string; headers?: string; flags: string; service?: ServiceInfo; route?: string };
 
 function targetPort(svc: ServiceInfo, port: number | undefined): number {
@@ -20,7 +20,7 @@ function targetPort(svc: ServiceInfo, port: number | undefined): number {
   return p?.targetPort ?? port ?? 80;
 }
 
-export function route(table: RoutingTable, origDst: { address: string; port: number } | null, bound: string | null, head: Head, core: ProxyCore, source: Peer | null = null): Target {
+export function route(table: RoutingTable, origDst: { address: string; port: number } | null, bound: string | null, head: Head, core: ProxyCore, source: Peer | null = null, peerIp = ''): Target {
   const svc = bound ? table.services.get(bound) : serviceFor(table, origDst, head.host);
   if (!svc) {
     // Not a mesh service: where the application was going, untouched (a passthrough).
@@ -54,10 +54,10 @@ export function route(table: RoutingTable, origDst: { address: string; port: num
   const destSvc = dest.service === svc.key ? svc : table.services.get(dest.service);
   if (!destSvc) return { kind: 'local', status: 503, body: `service ${dest.service} is not known\n`, flags: 'NR', service: svc };
   const eps = endpointsOf(destSvc, dest.subset);
-  const ep = core.rr.pick(eps);
+  const ep = core.balancer.pick(destSvc, eps, head, peerIp);
   if (!ep) return { kind: 'local', status: 503, body: `no healthy upstream for ${destSvc.key}${dest.subset ? ` subset ${dest.subset}` : ''}\n`, flags: 'UH', service: destSvc };
   const port = ep.port || targetPort(destSvc, dest.port ?? origDst?.port);
-  const target: Target = { kind: 'upstream', address: ep.address, port, service: destSvc, endpoint: ep, ...(rule ? { rule } : {}), ...(routeName ? { route: routeName } : {}), ...(delayMs ? { delayMs } : {}) };
+  const target: Target = { kind: 'upstream', address: ep.address, port, service: destSvc, endpoint: ep, ...(rule ? { rule } : {}), ...(routeName ? { route: routeName } : {}), ...(delayMs ? { delayMs } : {}), subset: dest.subset };
   if (rule?.rewrite?.prefix !== undefined) {
     // A prefix rewrite replaces the prefix the rule matched (as Envoy's prefix_rewrite does).
     const path = pathOf(head.target);

@@ -85,7 +85,7 @@ export class ProxyServer {
     let address: string;
     let port: number;
     if (svc) {
-      const ep = this.core.rr.pick(endpointsOf(svc, undefined));
+      const ep = this.core.balancer.pick(svc, endpointsOf(svc, undefined), null, socket.remoteAddress ?? '');
       if (!ep) {
         this.core.metrics.tcpClose(rec, 0, initial?.length ?? 0, 'UH');
         return void socket.destroy();

@@ -74,6 +74,8 @@ export class Http1Session implements ResponseSink {
   private flags = '-';
   private target: Target | null = null;
   private retry: RetryPolicy | null = null;
+  /** The attempt under way, for least-request counts and outlier detection. */
+  private attemptOn: (Target & { kind: 'upstream' }) | null = null;
   private attempt = 1;
   private inRetry = false;
   private activeOn: ServiceInfo | null = null;
@@ -140,7 +142,7 @@ export class Http1Session implements ResponseSink {
     this.resBytes = 0;
     this.status = 0;
     this.flags = '-';
-    this.dispatch(head, route(this.ctx.core.table, this.ctx.origDst, this.ctx.service, head, this.ctx.core, this.ctx.source));
+    this.dispatch(head, route(this.ctx.core.table, this.ctx.origDst, this.ctx.service, head, this.ctx.core, this.ctx.source, this.peer));
   }
 
   private dispatch(head: Head, target: Target): void {
@@ -184,7 +186,7 @@ export class Http1Session implements ResponseSink {
   private mirror(head: Head, serviceKey: string): void {
     const core = this.ctx.core;
     const svc = core.table.services.get(serviceKey);
-    const ep = svc && core.rr.pick(svc.endpoints);
+    const ep = svc && core.balancer.pick(svc, svc.endpoints, head, this.peer);
     if (!svc || !ep) return;
     const port = ep.port || svc.ports[0]?.targetPort || 80;
     const reqHead = this.requestHead(head, { kind: 'upstream', address: ep.address, port, host: `${head.host ?? serviceKey}-shadow` });
@@ -216,6 +218,7 @@ export class Http1Session implements ResponseSink {
           return;
         }
         if (err || !conn) {
+          this.reportAttempt(target, 0);
           if (this.retryAfter('connect')) return;
           this.closeAfter = true;
           return this.localReply(503, 'UF', `upstream connect error: ${err?.message ?? 'unknown'}\n`);
@@ -252,11 +255,24 @@ export class Http1Session implements ResponseSink {
     const exchange = this.exchangeId;
     setTimeout(() => {
       if (this.state === S_CLOSED || exchange !== this.exchangeId) return;
-      const target = route(this.ctx.core.table, this.ctx.origDst, this.ctx.service, head, this.ctx.core, this.ctx.source);
+      const target = route(this.ctx.core.table, this.ctx.origDst, this.ctx.service, head, this.ctx.core, this.ctx.source, this.peer);
       if (target.kind === 'local') return this.localReply(target.status, target.flags, target.body);
       this.tryUpstream(head, target);
     }, backoffMs(p, attempt));
     return true;
+  }
+
+  /** Outlier accounting for an attempt's outcome (0: it failed to connect or was reset). */
+  private reportAttempt(target: Target | null, status: number): void {
+    if (target?.kind === 'upstream' && target.service && target.endpoint) this.ctx.core.balancer.report(target.service, target.service.endpoints, target.endpoint, status);
+  }
+
+  private releaseAttempt(): void {
+    const a = this.attemptOn;
+    if (a) {
+      this.ctx.core.balancer.end(a.service!, a.endpoint!);
+      this.attemptOn = null;
+    }
   }
 
   /** Answers from here and ends the exchange. */
@@ -302,6 +318,10 @@ export class Http1Session implements ResponseSink {
 
   private send(conn: UpstreamConn, head: Head, target: Target & { kind: 'upstream' }): void {
     this.upstream = conn;
+    if (target.service && target.endpoint) {
+      this.ctx.core.balancer.begin(target.service, target.endpoint);
+      this.attemptOn = target;
+    }
     conn.begin(this, head.method === 'HEAD');
     const reqHead = this.requestHead(head, target);
     if (!head.chunked && head.contentLength <= 0) {
@@ -379,11 +399,13 @@ export class Http1Session implements ResponseSink {
   }
 
   onHead(res: Head, hasBody: boolean): void {
+    this.reportAttempt(this.target, res.status);
     if (this.retry && this.attempt <= this.retry.attempts && retriableStatus(this.retry, res.status)) {
       // Not forwarded: this answer is replaced by the next attempt's.
       const conn = this.upstream;
       this.upstream = null;
       conn?.abandon();
+      this.releaseAttempt();
       if (this.retryAfter('status')) return;
       // Out of budget: the response is already gone with its connection; say what it was.
       return this.localReply(res.status, 'URX', `upstream answered ${res.status}; retries exhausted\n`);
@@ -463,6 +485,8 @@ export class Http1Session implements ResponseSink {
   onError(err: Error, headSent: boolean): void {
     this.flushHead();
     this.upstream = null;
+    this.releaseAttempt();
+    if (!headSent) this.reportAttempt(this.target, 0);
     if (!headSent && !this.responseStarted && this.retryAfter('reset')) return;
     this.flags = 'UC';
     if (headSent || this.responseStarted) {
@@ -510,6 +534,7 @@ export class Http1Session implements ResponseSink {
     const head = this.req;
     if (!head) return;
     this.req = null;
+    this.releaseAttempt();
     // The exchange is over for the circuit breaker and the retry budget.
     if (this.activeOn) {
       this.activeOn.live.active--;

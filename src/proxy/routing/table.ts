@@ -8,6 +8,7 @@ import type { StoredObject } from '../../config/store.ts';
 import { durationMs, resolveServiceRef } from '../../config/model/common.ts';
 import { type RetryPolicy, type ServicePolicy, compilePolicy, compileRetry } from './policy.ts';
 import type { Authz, CompiledAuthzRule } from '../policy/authz.ts';
+import type { LbPolicy, OutlierPolicy } from '../upstream/balancer.ts';
 import type { CompiledFault } from '../policy/fault.ts';
 import type { CompiledRateLimit } from '../policy/rate-limit.ts';
 
@@ -34,6 +35,8 @@ export interface ServiceInfo {
   subsets: Map<string, Record<string, string>>;
   routes: CompiledRule[];
   policy: ServicePolicy;
+  lb: LbPolicy;
+  outlier?: OutlierPolicy;
   authz?: Authz;
   rateLimits: CompiledRateLimit[];
   /** Live counters for the circuit breaker (they survive a table swap with the service). */
@@ -166,7 +169,7 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
     const key = `${o.metadata.namespace}/${o.metadata.name}`;
     const ports: ServicePortInfo[] = (spec.ports as Spec[]).map((p) => ({ port: p.port as number, targetPort: (p.targetPort as number) ?? (p.port as number), protocol: (p.protocol as string) ?? 'http' }));
     const live = previous?.services.get(key)?.live ?? { active: 0, pending: 0, retries: 0 };
-    services.set(key, { key, hosts: spec.hosts as string[], addresses: spec.addresses as string[], ports, endpoints: [], subsets: new Map(), routes: [], policy: meshPolicy, rateLimits: [], live });
+    services.set(key, { key, hosts: spec.hosts as string[], addresses: spec.addresses as string[], ports, endpoints: [], subsets: new Map(), routes: [], policy: meshPolicy, lb: { type: 'round_robin' }, rateLimits: [], live });
     for (const a of spec.addresses as string[]) for (const p of ports) byVip.set(`${a}:${p.port}`, key);
     for (const h of spec.hosts as string[]) byHost.set(h.toLowerCase(), key);
     byHost.set(`${o.metadata.name}.${o.metadata.namespace}`, key);
@@ -182,6 +185,16 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
       if (svc) {
         for (const s of (spec.subsets as Spec[]) ?? []) svc.subsets.set(s.name as string, s.labels as Record<string, string>);
         svc.policy = compilePolicy(spec, mesh);
+        svc.lb = (spec.loadBalancer as LbPolicy | undefined) ?? { type: 'round_robin' };
+        const od = spec.outlierDetection as Spec | undefined;
+        if (od) {
+          svc.outlier = {
+            consecutive5xx: (od.consecutive5xx as number) ?? 5,
+            consecutiveGatewayErrors: (od.consecutiveGatewayErrors as number) ?? 5,
+            baseEjectionMs: durationMs((od.baseEjectionTime as string) ?? '30s'),
+            maxEjectionPercent: (od.maxEjectionPercent as number) ?? 10,
+          };
+        }
       }
     } else if (o.kind === 'AuthorizationPolicy') {
       const targets = spec.service ? [services.get(resolveServiceRef(spec.service as string, ns))] : [...services.values()].filter((x) => x.key.startsWith(`${ns}/`));
