@@ -5,12 +5,14 @@ import type { AccessLog } from './telemetry/access-log.ts';
 import { ProxyMetrics } from './telemetry/metrics.ts';
 import { UpstreamPool } from './upstream/pool.ts';
 import { Balancer } from './upstream/balancer.ts';
+import { H2Upstreams } from './http2/upstream.ts';
 
 export class ProxyCore {
   /** Swapped whole on each config change; a request uses the table it started with. */
   table: RoutingTable = emptyTable();
   readonly pool = new UpstreamPool();
   readonly balancer = new Balancer();
+  readonly h2 = new H2Upstreams();
   readonly metrics = new ProxyMetrics('source');
   /** Null: no access log (benchmarks); else sampled per MeshSettings. */
   accessLog: AccessLog | null = null;

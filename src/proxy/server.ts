@@ -7,6 +7,7 @@ import { type Server, type Socket, createServer } from 'node:net';
 import type { ProxyCore } from './core.ts';
 import { detect } from './detect.ts';
 import { Http1Session } from './http1/session.ts';
+import { h2Server, serveH2 } from './http2/session.ts';
 import { endpointsOf, serviceFor } from './routing/select.ts';
 import { pipeTcp } from './tcp.ts';
 import type { Peer } from './telemetry/metrics.ts';
@@ -24,6 +25,8 @@ export interface ListenerOptions {
 export class ProxyServer {
   readonly core: ProxyCore;
   private readonly servers: Server[] = [];
+  /** The HTTP/2 side of every h2c connection this server accepts. */
+  private readonly h2 = h2Server();
   private readonly sockets = new Set<Socket>();
   connectionsTotal = 0;
 
@@ -65,9 +68,11 @@ export class ProxyServer {
     // A declared protocol skips detection.
     const declared = svc?.ports.find((p) => p.port === origDst?.port)?.protocol ?? (bound ? svc?.ports[0]?.protocol : undefined);
     if (declared === 'tcp' || declared === 'tls') return this.tcp(socket, origDst, bound, null, options.source ?? null);
-    if (declared === 'http') return void new Http1Session(socket, { core: this.core, source: options.source ?? null, origDst, service: bound }, null);
+    // Declared HTTP ports still tell HTTP/1.x from h2 prior knowledge by the first bytes
+    // (clients speak first, so this never waits for the timeout).
     detect(socket, options.detectTimeoutMs ?? 100, (proto, initial) => {
       if (proto === 'http1') new Http1Session(socket, { core: this.core, source: options.source ?? null, origDst, service: bound }, initial);
+      else if (proto === 'http2') serveH2(this.h2, socket, initial, { core: this.core, origDst, service: bound, source: options.source ?? null });
       else this.tcp(socket, origDst, bound, initial, options.source ?? null);
     });
   }
@@ -107,5 +112,6 @@ export class ProxyServer {
     for (const s of this.sockets) s.destroy();
     await Promise.all(this.servers.map((s) => new Promise((r) => s.close(r))));
     this.core.pool.close();
+    this.core.h2.close();
   }
 }

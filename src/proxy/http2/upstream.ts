@@ -1,0 +1,32 @@
+// SPDX-License-Identifier: Apache-2.0
+/** h2c sessions to upstream endpoints, one per endpoint, multiplexing every stream. */
+import { type ClientHttp2Session, connect } from 'node:http2';
+
+export class H2Upstreams {
+  private readonly sessions = new Map<string, ClientHttp2Session>();
+
+  session(address: string, port: number): ClientHttp2Session {
+    const key = `${address}:${port}`;
+    const have = this.sessions.get(key);
+    if (have && !have.closed && !have.destroyed) return have;
+    const host = address.includes(':') ? `[${address}]` : address;
+    const s = connect(`http://${host}:${port}`);
+    s.on('error', () => {});
+    const forget = () => {
+      if (this.sessions.get(key) === s) this.sessions.delete(key);
+    };
+    s.on('close', forget);
+    s.on('goaway', forget);
+    this.sessions.set(key, s);
+    return s;
+  }
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  close(): void {
+    for (const s of this.sessions.values()) s.destroy();
+    this.sessions.clear();
+  }
+}
