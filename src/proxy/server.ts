@@ -10,6 +10,7 @@ import { Http1Session } from './http1/session.ts';
 import { h2Server, serveH2 } from './http2/session.ts';
 import { endpointsOf, serviceFor } from './routing/select.ts';
 import { pipeTcp } from './tcp.ts';
+import { sniOf } from './tls.ts';
 import type { Peer } from './telemetry/metrics.ts';
 
 export interface ListenerOptions {
@@ -29,6 +30,8 @@ export class ProxyServer {
   private readonly h2 = h2Server();
   private readonly sockets = new Set<Socket>();
   connectionsTotal = 0;
+  /** TLS passed through, by the server name its ClientHello asked for (bounded by what clients ask). */
+  readonly tlsServerNames = new Map<string, number>();
 
   constructor(core: ProxyCore) {
     this.core = core;
@@ -73,7 +76,13 @@ export class ProxyServer {
     detect(socket, options.detectTimeoutMs ?? 100, (proto, initial) => {
       if (proto === 'http1') new Http1Session(socket, { core: this.core, source: options.source ?? null, origDst, service: bound }, initial);
       else if (proto === 'http2') serveH2(this.h2, socket, initial, { core: this.core, origDst, service: bound, source: options.source ?? null });
-      else this.tcp(socket, origDst, bound, initial, options.source ?? null);
+      else {
+        if (proto === 'tls' && initial) {
+          const sni = sniOf(initial);
+          if (sni) this.tlsServerNames.set(sni, (this.tlsServerNames.get(sni) ?? 0) + 1);
+        }
+        this.tcp(socket, origDst, bound, initial, options.source ?? null);
+      }
     });
   }
 

@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: Apache-2.0
+// Opaque TCP through the proxy: half-close, byte counts, server-first protocols, TLS passed through.
+import test, { type ExecutionContext } from 'ava';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { endpoints, proxy, service } from './helpers/fixtures.ts';
+import { sniOf } from '../../src/proxy/tls.ts';
+
+async function tcpBackend(t: ExecutionContext, onConn: (s: Socket) => void): Promise<number> {
+  const server = createServer({ allowHalfOpen: true }, onConn);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  return (server.address() as AddressInfo).port;
+}
+
+test('a declared TCP port is piped both ways with half-close, and counted', async (t) => {
+  // The backend reads everything, then (after the client's FIN) answers with its size.
+  const port = await tcpBackend(t, (s) => {
+    let n = 0;
+    s.on('data', (c) => (n += c.length));
+    s.on('end', () => s.end(`got ${n} bytes`));
+  });
+  const p = await proxy(t, [service('db', 'shop', { ports: [{ port: 5432, targetPort: port, protocol: 'tcp' }] }), endpoints('db', 'shop', [{ port }])], 'shop/db');
+  const answer = await new Promise<string>((resolve) => {
+    const c = connect(p.port, '127.0.0.1');
+    let got = '';
+    c.on('data', (d) => (got += d));
+    c.on('end', () => resolve(got));
+    c.end(Buffer.alloc(100_000, 7)); // write, then half-close: the reply must still arrive
+  });
+  t.is(answer, 'got 100000 bytes');
+  // The proxy counts a connection when both of its sockets have closed, just after the client sees the end.
+  let metrics = '';
+  for (let i = 0; i < 100 && !/istio_tcp_connections_closed_total\{/.test(metrics); i++) {
+    await new Promise((r) => setTimeout(r, 10));
+    metrics = await p.server.core.metrics.render();
+  }
+  t.regex(metrics, /istio_tcp_received_bytes_total\{[^}]*destination_service="db\.shop\.svc\.cluster\.local"[^}]*\} 100000/);
+  t.regex(metrics, /istio_tcp_sent_bytes_total\{[^}]*\} 16/);
+  t.regex(metrics, /istio_tcp_connections_opened_total\{[^}]*\} 1/);
+  t.regex(metrics, /istio_tcp_connections_closed_total\{[^}]*\} 1/);
+});
+
+test('a server-first protocol is not stalled: after the detection timeout the greeting flows', async (t) => {
+  const port = await tcpBackend(t, (s) => {
+    s.write('220 smtp.example ESMTP ready\r\n');
+    s.on('data', (d) => s.end(`250 ${d}`));
+    s.on('end', () => s.end());
+  });
+  // No declared protocol: detection waits for the client, then gives up and pipes.
+  const p = await proxy(t, [service('mail', 'shop', { ports: [{ port: 25, targetPort: port, protocol: 'http' }] }), endpoints('mail', 'shop', [{ port }])], 'shop/mail');
+  p.server.core.table.services.get('shop/mail')!.ports[0]!.protocol = 'auto';
+  const started = Date.now();
+  const greeting = await new Promise<string>((resolve) => {
+    const c = connect(p.port, '127.0.0.1');
+    c.once('data', (d) => {
+      c.destroy();
+      resolve(String(d));
+    });
+  });
+  t.regex(greeting, /^220 smtp\.example/);
+  t.true(Date.now() - started < 1000, `greeting after ${Date.now() - started} ms`);
+});
+
+test('TLS is passed through untouched, and its SNI is recorded', async (t) => {
+  let hello: Buffer | undefined;
+  const port = await tcpBackend(t, (s) => s.once('data', (d) => ((hello = d), s.destroy())));
+  const p = await proxy(t, [service('secure', 'shop', { ports: [{ port: 443, targetPort: port, protocol: 'http' }] }), endpoints('secure', 'shop', [{ port }])], 'shop/secure');
+  p.server.core.table.services.get('shop/secure')!.ports[0]!.protocol = 'auto';
+  await new Promise<void>((resolve) => {
+    const c = tlsConnect({ port: p.port, host: '127.0.0.1', servername: 'pay.example.com', rejectUnauthorized: false });
+    c.on('error', () => resolve());
+    c.on('close', () => resolve());
+  });
+  t.truthy(hello, 'the ClientHello reached the backend');
+  t.is(sniOf(hello!), 'pay.example.com', 'byte for byte: the backend can read the same name');
+  t.is(p.server.tlsServerNames.get('pay.example.com'), 1);
+});
