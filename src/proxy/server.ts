@@ -41,8 +41,11 @@ export class ProxyServer {
     return this.sockets.size;
   }
 
-  /** Serves a listening fd (from listenInNetns) or listens on host:port. */
-  listen(where: { fd: number } | { port: number; host: string }, options: ListenerOptions = {}): Promise<Server> {
+  /**
+   * Serves a listening fd (from listenInNetns) or listens on host:port;
+   * reusePort lets several worker processes share one port (SO_REUSEPORT).
+   */
+  listen(where: { fd: number } | { port: number; host: string; reusePort?: boolean }, options: ListenerOptions = {}): Promise<Server> {
     const server = createServer({ allowHalfOpen: true, pauseOnConnect: false }, (s) => this.accept(s, options));
     this.servers.push(server);
     return new Promise((resolve, reject) => {
