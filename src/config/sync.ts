@@ -70,6 +70,10 @@ export class AgentSync extends EventEmitter {
   private view = new Map<string, StoredObject>();
   /** Lazy mode: the fields this agent uses. */
   private readonly warm = new Set<string>();
+  /** Lazy mode: the version of the last stream entry seen per warm field. */
+  private readonly touched = new Map<string, number>();
+  /** Bumped by every full sync, so an answer fetched before one is recognised. */
+  private generation = 0;
   private needFull = true;
   private stopped = false;
   private loop: Promise<void> | undefined;
@@ -123,8 +127,11 @@ export class AgentSync extends EventEmitter {
     this.warm.add(f);
     const have = this.view.get(f);
     if (have || !this.opts.lazy) return have;
+    const generation = this.generation;
     const fetched = await this.store.get(kind, key);
-    // A stream entry may have brought it (or a newer one) in meanwhile.
+    // Meanwhile the stream may have changed or deleted it, or a resync replaced the view:
+    // then the fetched copy is older than what the view says, and is dropped.
+    if (generation !== this.generation || (this.touched.get(f) ?? -1) >= (fetched?.version ?? 0)) return this.view.get(f);
     const now = this.view.get(f);
     if (fetched && (!now || now.version < fetched.version)) this.view.set(f, fetched);
     return this.view.get(f);
@@ -224,14 +231,16 @@ export class AgentSync extends EventEmitter {
       objects = new Map();
       for (const f of this.warm) {
         const slash = f.indexOf('/');
+        // Possibly newer than the snapshot: kept (the stream's older entries for it are skipped by version).
         const got = await this.store.get(f.slice(0, slash) as Kind, f.slice(slash + 1));
-        if (got && got.version <= snap.version) objects.set(f, got);
+        if (got) objects.set(f, got);
       }
     }
     this.view = objects;
     this.appliedVersion = snap.version;
     this.lastId = snap.lastId;
     this.needFull = false;
+    this.generation++;
     this.counters.fullSyncs++;
     this.log.info({ version: snap.version, objects: objects.size }, 'full sync');
     this.scheduleChange();
@@ -244,7 +253,8 @@ export class AgentSync extends EventEmitter {
     if (head.version < this.appliedVersion) {
       this.counters.resyncBackwards++;
       this.needFull = true;
-    } else if (head.version > this.appliedVersion && head.lastId === this.lastId) {
+    } else if (head.version > this.appliedVersion && compareIds(head.lastId, this.lastId) <= 0) {
+      // Redis is ahead, yet its stream has nothing after our position: it was replaced or trimmed.
       this.counters.resyncGap++;
       this.needFull = true;
     }
@@ -267,7 +277,9 @@ export class AgentSync extends EventEmitter {
         break;
       }
       const f = field(e.kind, e.key);
-      if (!this.opts.lazy || this.warm.has(f)) {
+      const have = this.view.get(f);
+      if ((!this.opts.lazy || this.warm.has(f)) && !(have && have.version >= e.version)) {
+        if (this.opts.lazy) this.touched.set(f, e.version);
         const object = e.op === 'put' ? entryObject(e) : undefined;
         if (object) this.view.set(f, { version: e.version, object });
         else this.view.delete(f);
@@ -359,4 +371,11 @@ export class AgentSync extends EventEmitter {
       this.noteError(err as Error);
     }
   }
+}
+
+/** Orders stream ids ("ms-seq"). */
+export function compareIds(a: string, b: string): number {
+  const [am = 0, as = 0] = a.split('-').map(Number);
+  const [bm = 0, bs = 0] = b.split('-').map(Number);
+  return am !== bm ? am - bm : as - bs;
 }

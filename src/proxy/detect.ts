@@ -22,18 +22,32 @@ export function classify(first: Buffer): Detected | 'more' {
   return 'tcp';
 }
 
-/** Waits for enough bytes to decide (or the timeout); hands over what was read. */
+/**
+ * Waits for enough bytes to decide (or the timeout); hands over what was
+ * read. A client that leaves during detection is let go: nothing upstream is
+ * opened for it.
+ */
 export function detect(socket: Socket, timeoutMs: number, cb: (proto: Detected, initial: Buffer | null) => void): void {
   let buf: Buffer | null = null;
   let decided = false;
+  const gone = () => {
+    if (decided) return;
+    decided = true;
+    clearTimeout(timer);
+    socket.destroy();
+  };
   const decide = (p: Detected) => {
     if (decided) return;
     decided = true;
     clearTimeout(timer);
     socket.off('data', onData);
+    socket.off('end', gone);
+    socket.off('close', gone);
     socket.pause();
     cb(p, buf);
   };
+  socket.once('end', gone);
+  socket.once('close', gone);
   const onData = (c: Buffer) => {
     buf = buf ? Buffer.concat([buf, c]) : c;
     const r = classify(buf);

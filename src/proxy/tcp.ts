@@ -9,6 +9,10 @@ export interface TcpStats {
 
 export function pipeTcp(down: Socket, address: string, port: number, initial: Buffer | null, options: { idleTimeoutMs?: number; onClose?: (s: TcpStats) => void } = {}): void {
   const stats: TcpStats = { sent: 0, received: 0 };
+  if (down.destroyed) {
+    options.onClose?.(stats);
+    return;
+  }
   const up = connect({ host: address, port, noDelay: true, allowHalfOpen: true });
   down.setNoDelay(true);
   let closed = 0;

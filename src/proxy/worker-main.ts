@@ -18,17 +18,17 @@ process.on('message', async (m: WorkerMessage) => {
   switch (m.type) {
     case 'table':
       core.setTable(buildTable(m.version, m.objects as StoredObject[], core.table));
-      process.send!({ type: 'table-applied', version: m.version });
+      process.send!({ type: 'table-applied', version: m.version, id: m.id });
       break;
     case 'listen':
       await Promise.all(m.listens.map((l: WorkerListen) => server.listen({ port: l.port, host: l.host, reusePort: true }, l.service ? { service: l.service } : {})));
-      process.send!({ type: 'listening' });
+      process.send!({ type: 'listening', id: m.id });
       break;
     case 'stats':
-      process.send!({ type: 'stats', pid: process.pid, connectionsTotal: server.connectionsTotal, active: server.activeConnections, version: core.table.version });
+      process.send!({ type: 'stats', id: m.id, pid: process.pid, connectionsTotal: server.connectionsTotal, active: server.activeConnections, version: core.table.version });
       break;
     case 'metrics':
-      process.send!({ type: 'metrics', text: await core.metrics.render() });
+      process.send!({ type: 'metrics', id: m.id, text: await core.metrics.render() });
       break;
   }
 });

@@ -15,11 +15,12 @@ export interface WorkerListen {
   service?: string;
 }
 
-export type WorkerMessage =
-  | { type: 'table'; version: number; objects: StoredObject[] }
-  | { type: 'listen'; listens: WorkerListen[] }
-  | { type: 'stats' }
-  | { type: 'metrics' };
+export type WorkerMessage = ({ type: 'table'; version: number; objects: StoredObject[] } | { type: 'listen'; listens: WorkerListen[] } | { type: 'stats' } | { type: 'metrics' }) & {
+  /** Echoed in the answer, so overlapping requests each get their own. */
+  id?: number;
+};
+
+let nextId = 1;
 
 export interface WorkerStats {
   pid: number;
@@ -31,9 +32,10 @@ export interface WorkerStats {
 const entry = new URL(`./worker-main.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url).pathname;
 
 function reply<T>(w: ChildProcess, type: string, send?: WorkerMessage): Promise<T> {
+  const id = send ? nextId++ : undefined;
   return new Promise((resolve, reject) => {
-    const onMessage = (m: { type: string }) => {
-      if (m.type !== type) return;
+    const onMessage = (m: { type: string; id?: number }) => {
+      if (m.type !== type || m.id !== id) return;
       w.off('message', onMessage);
       w.off('exit', onExit);
       resolve(m as T);
@@ -41,7 +43,7 @@ function reply<T>(w: ChildProcess, type: string, send?: WorkerMessage): Promise<
     const onExit = (code: number | null) => reject(new Error(`proxy worker ${w.pid} exited (${code}) before answering ${type}`));
     w.on('message', onMessage);
     w.once('exit', onExit);
-    if (send) w.send(send);
+    if (send) w.send({ ...send, id });
   });
 }
 

@@ -32,11 +32,11 @@ test('curl through the proxy: headers added, hop-by-hop removed, keep-alive on b
   t.is(p.server.core.pool.reused, 1);
 });
 
-test('an existing x-request-id and x-forwarded-for are kept', async (t) => {
+test('an existing x-request-id is kept; x-forwarded-for is appended to', async (t) => {
   const { b, url } = await setup(t);
   await run('curl', ['-sS', '-H', 'x-request-id: abc', '-H', 'x-forwarded-for: 192.0.2.1', `${url}/`]);
   t.is(b.seen[0]!.headers['x-request-id'], 'abc');
-  t.is(b.seen[0]!.headers['x-forwarded-for'], '192.0.2.1');
+  t.is(b.seen[0]!.headers['x-forwarded-for'], '192.0.2.1, 127.0.0.1', 'the real peer is appended');
 });
 
 test('request bodies: Content-Length, chunked, and Expect: 100-continue arrive intact', async (t) => {

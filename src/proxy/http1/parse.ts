@@ -176,6 +176,37 @@ function parseStatusLine(line: string, head: Head): void {
   head.target = line.slice(13);
 }
 
+/**
+ * Puts a request target in the form routing, authorization and the upstream
+ * all see alike: absolute-form ("http://host/x") becomes origin-form with its
+ * authority as the host (RFC 9112 3.2.2), and dot segments ("/a/../admin",
+ * also percent-encoded) are resolved, so a policy on "/admin" cannot be
+ * walked around.
+ */
+export function normalizeTarget(head: Head): void {
+  const t = head.target;
+  if (t === '*') {
+    if (head.method !== 'OPTIONS') throw new HttpParseError(400, 'the asterisk target is for OPTIONS only');
+    return;
+  }
+  if (t.charCodeAt(0) !== 47 /* / */) {
+    if (!/^https?:\/\//i.test(t)) throw new HttpParseError(400, 'the request target must be a path or an absolute URL');
+    let u: URL;
+    try {
+      u = new URL(t);
+    } catch {
+      throw new HttpParseError(400, 'malformed absolute request target');
+    }
+    head.host = u.host;
+    head.target = u.pathname + u.search;
+    return;
+  }
+  if (t.includes('/.') || t.includes('%2e') || t.includes('%2E')) {
+    const u = new URL(t, 'http://h');
+    head.target = u.pathname + u.search;
+  }
+}
+
 /** The value of a header (first occurrence), by lower-case name. */
 export function header(head: Head, lower: string): string | undefined {
   const h = head.headers;
@@ -184,11 +215,11 @@ export function header(head: Head, lower: string): string | undefined {
 }
 
 /** Hop-by-hop headers a proxy must not forward (RFC 9110 7.6.1), plus those named in Connection. */
-const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'content-length', 'host']);
+const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'content-length', 'host', 'x-forwarded-for']);
 
 /**
  * The headers to forward, as "Name: value\r\n" lines: hop-by-hop ones dropped
- * (framing and Host are written by the caller).
+ * (framing, Host and X-Forwarded-For are written by the caller).
  */
 export function forwardHeaders(head: Head): string {
   const h = head.headers;

@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Socket } from 'node:net';
 import { ChunkedScanner } from './chunked.ts';
-import { type Head, HttpParseError, forwardHeaders, header, headEnd, parseHead } from './parse.ts';
+import { type Head, HttpParseError, forwardHeaders, header, headEnd, normalizeTarget, parseHead } from './parse.ts';
 import type { ResponseSink, UpstreamConn } from '../upstream/conn.ts';
 import type { ProxyCore } from '../core.ts';
 import type { Peer } from '../telemetry/metrics.ts';
@@ -19,6 +19,24 @@ import { DEFAULT_POLICY, type RetryPolicy, backoffMs, retriableStatus } from '..
 import { roll } from '../policy/fault.ts';
 
 const MAX_HEAD = 64 * 1024;
+const IDLE_TIMEOUT_MS = 300_000;
+
+/**
+ * Idle client connections are found by one sweep over every session every
+ * few seconds, against a clock the sweep itself advances: no timer per
+ * socket re-armed on every read (a measurable cost per request).
+ */
+const sessions = new Set<Http1Session>();
+let coarseNow = Date.now();
+let sweeper: NodeJS.Timeout | undefined;
+
+function watchIdle(s: Http1Session): void {
+  sessions.add(s);
+  sweeper ??= setInterval(() => {
+    coarseNow = Date.now();
+    for (const x of sessions) if (x.expireIfIdle(coarseNow)) sessions.delete(x);
+  }, 5000).unref();
+}
 /** Pipelined bytes held before the socket is paused. */
 const MAX_PENDING = 256 * 1024;
 
@@ -65,6 +83,8 @@ export class Http1Session implements ResponseSink {
   private bodyScanner: ChunkedScanner | null = null;
   private responseStarted = false;
   private closeAfter = false;
+  /** The request's body has been read to its end (or it had none). */
+  private bodyDone = true;
   private readonly peer: string;
   // What the current exchange has done, for metrics and the access log.
   private exStart = 0;
@@ -90,16 +110,30 @@ export class Http1Session implements ResponseSink {
     this.ctx = ctx;
     this.peer = socket.remoteAddress ?? '';
     socket.setNoDelay(true);
+    watchIdle(this);
     socket.on('data', (c: Buffer) => this.onData(c));
     socket.on('error', () => this.abort());
     socket.on('close', () => this.abort());
+    // The listener allows half-open sockets (TCP needs them): a client's FIN is handled here.
+    socket.on('end', () => this.onClientEnd());
     socket.on('drain', () => this.upstream?.resume());
     if (initial) this.onData(initial);
     // Detection paused the socket; reading resumes here unless backpressure says otherwise.
     if (this.state !== S_CLOSED && !(this.pending && this.pending.length > MAX_PENDING)) socket.resume();
   }
 
+  /** Coarse time of the last bytes from the client (see watchIdle). */
+  lastActive = coarseNow;
+
+  /** Closes the connection when it has been idle too long (called by the idle sweep). */
+  expireIfIdle(now: number): boolean {
+    if (now - this.lastActive < IDLE_TIMEOUT_MS || this.req) return false;
+    this.socket.destroy();
+    return true;
+  }
+
   private onData(chunk: Buffer): void {
+    this.lastActive = coarseNow;
     if (this.state === S_TUNNEL) {
       this.upstream?.socket.write(chunk);
       return;
@@ -113,6 +147,22 @@ export class Http1Session implements ResponseSink {
       this.protocolError(err);
     }
     if (this.pending && this.pending.length > MAX_PENDING) this.socket.pause();
+  }
+
+  /**
+   * The client finished sending. A tunnel passes the half-close on; otherwise
+   * the request under way still gets its answer, and then the connection closes.
+   */
+  private onClientEnd(): void {
+    if (this.state === S_TUNNEL) {
+      this.upstream?.socket.end();
+      return;
+    }
+    this.closeAfter = true;
+    if (this.state === S_HEAD && !this.req) {
+      this.state = S_CLOSED;
+      this.socket.end();
+    }
   }
 
   /** Parses and dispatches the next request, if a whole head is buffered. */
@@ -131,11 +181,13 @@ export class Http1Session implements ResponseSink {
     }
     this.scanFrom = 0;
     const head = parseHead(buf, end, 'request');
+    normalizeTarget(head);
     this.pending = end === buf.length ? null : buf.subarray(end);
     this.socket.resume();
     this.req = head;
     this.responseStarted = false;
     this.closeAfter = head.close;
+    this.bodyDone = !head.chunked && head.contentLength <= 0;
     this.exchangeId++;
     this.exStart = performance.now();
     this.reqBytes = head.size;
@@ -283,7 +335,9 @@ export class Http1Session implements ResponseSink {
   }
 
   /** One timer per session, re-armed per request (no allocation on the hot path). */
-  private armTimeout(ms: number): void {
+  private armTimeout(requested: number): void {
+    // setTimeout takes at most 2^31-1 ms; longer would fire at once.
+    const ms = Math.min(Math.max(requested, 1), 2_147_483_647);
     this.deadline = performance.now() + ms;
     if (this.timer && this.timerMs === ms) {
       this.timer.refresh();
@@ -318,6 +372,18 @@ export class Http1Session implements ResponseSink {
 
   private send(conn: UpstreamConn, head: Head, target: Target & { kind: 'upstream' }): void {
     this.upstream = conn;
+    const perTry = this.retry?.perTryTimeoutMs;
+    if (perTry) {
+      // A per-try timeout: this attempt alone may take so long; then the next one is tried.
+      const exchange = this.exchangeId;
+      setTimeout(() => {
+        if (exchange !== this.exchangeId || this.upstream !== conn || this.responseStarted) return;
+        conn.abandon();
+        this.upstream = null;
+        this.releaseAttempt();
+        if (!this.retryAfter('reset')) this.localReply(504, 'UT', 'upstream per-try timeout\n');
+      }, Math.min(perTry, 2_147_483_647)).unref();
+    }
     if (target.service && target.endpoint) {
       this.ctx.core.balancer.begin(target.service, target.endpoint);
       this.attemptOn = target;
@@ -344,8 +410,9 @@ export class Http1Session implements ResponseSink {
   private requestHead(head: Head, target: Target & { kind: 'upstream' }): string {
     let out = `${head.method} ${target.path ?? head.target} HTTP/1.1\r\nhost: ${target.host ?? head.host ?? `${target.address}:${target.port}`}\r\n`;
     out += forwardHeaders(head);
+    // Appended to, never trusted as the whole story (forwardHeaders dropped the original).
     const xff = header(head, 'x-forwarded-for');
-    if (xff === undefined) out += `x-forwarded-for: ${this.peer}\r\n`;
+    out += `x-forwarded-for: ${xff === undefined ? this.peer : `${xff}, ${this.peer}`}\r\n`;
     if (header(head, 'x-request-id') === undefined) out += `x-request-id: ${randomUUID()}\r\n`;
     if (head.chunked) out += 'transfer-encoding: chunked\r\n';
     else if (head.contentLength >= 0) out += `content-length: ${head.contentLength}\r\n`;
@@ -388,7 +455,8 @@ export class Http1Session implements ResponseSink {
     const done = this.bodyScanner ? this.bodyScanner.done : this.bodyLeft === 0;
     if (done) {
       this.bodyScanner = null;
-      this.state = S_WAIT;
+      this.bodyDone = true;
+      if (this.state === S_BODY) this.state = S_WAIT;
     }
   }
 
@@ -469,6 +537,7 @@ export class Http1Session implements ResponseSink {
     this.upstream = null;
     if (this.state === S_TUNNEL) {
       conn?.socket.destroy();
+      this.record();
       this.socket.end();
       this.state = S_CLOSED;
       return;
@@ -503,6 +572,11 @@ export class Http1Session implements ResponseSink {
   private finishExchange(): void {
     this.record();
     this.req = null;
+    // Late timers and callbacks of this exchange must not act on the next one.
+    this.exchangeId++;
+    this.responseStarted = false;
+    // A body we did not read to its end would be parsed as the next request: close instead.
+    if (!this.bodyDone) this.closeAfter = true;
     if (this.closeAfter) {
       this.state = S_CLOSED;
       this.socket.end();
@@ -531,10 +605,10 @@ export class Http1Session implements ResponseSink {
 
   /** Metrics and (sampled) access log for the exchange that just ended. */
   private record(): void {
+    this.releaseAttempt();
     const head = this.req;
     if (!head) return;
     this.req = null;
-    this.releaseAttempt();
     // The exchange is over for the circuit breaker and the retry budget.
     if (this.activeOn) {
       this.activeOn.live.active--;
@@ -573,13 +647,15 @@ export class Http1Session implements ResponseSink {
 
   private protocolError(err: unknown): void {
     this.flags = 'DPE';
+    // abandon(): the upstream did nothing wrong, so no outlier accounting.
+    this.upstream?.abandon();
+    this.upstream = null;
     if (!(err instanceof HttpParseError)) {
+      this.record();
       this.socket.destroy();
       this.state = S_CLOSED;
       return;
     }
-    this.upstream?.socket.destroy();
-    this.upstream = null;
     this.closeAfter = true;
     this.pending = null;
     if (!this.responseStarted) this.writeLocal(err.status, `${err.message}\n`);
@@ -595,9 +671,10 @@ export class Http1Session implements ResponseSink {
       this.record();
     }
     if (this.timer) clearTimeout(this.timer);
+    sessions.delete(this);
     if (this.state === S_CLOSED && !this.upstream) return;
     this.state = S_CLOSED;
-    this.upstream?.socket.destroy();
+    this.upstream?.abandon();
     this.upstream = null;
   }
 }

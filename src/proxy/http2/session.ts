@@ -12,7 +12,7 @@ import { type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream, con
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { ProxyCore } from '../core.ts';
-import type { Head } from '../http1/parse.ts';
+import { type Head, normalizeTarget } from '../http1/parse.ts';
 import { route } from '../route.ts';
 import type { Peer } from '../telemetry/metrics.ts';
 
@@ -82,6 +82,12 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
   const head = headOf(headers);
   const grpc = String(headers['content-type'] ?? '').startsWith('application/grpc');
   const core = ctx.core;
+  try {
+    normalizeTarget(head);
+  } catch {
+    down.respond({ [HTTP2_HEADER_STATUS]: 400 }, { endStream: true });
+    return;
+  }
   const target = route(core.table, ctx.origDst, ctx.service, head, core, ctx.source, peerIp);
   let status = 0;
   let grpcStatus: string | undefined;
@@ -142,16 +148,24 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
 
   const session = core.h2.session(target.address, target.port);
   const up = session.request(out, { endStream: false });
-  up.on('error', () => {
-    if (!down.headersSent) local(502, 'upstream error', 'UC');
+  // The upstream stream going away without a proper end (an error, or a reset that
+  // node reports only as 'close') must not leave the client waiting.
+  const upstreamGone = () => {
+    if (down.destroyed || down.closed || upEnded) return;
+    if (!down.headersSent) local(502, 'upstream reset', 'UC');
     else down.close(constants.NGHTTP2_INTERNAL_ERROR);
-  });
+  };
+  let upEnded = false;
+  up.on('error', upstreamGone);
+  up.on('close', upstreamGone);
   // A deadline from the client (grpc-timeout) or from the route, whichever is sooner.
   const routeTimeout = target.rule?.timeoutMs ?? target.service?.policy.requestTimeoutMs;
-  const deadline = Math.min(grpcTimeoutMs(headers['grpc-timeout'] as string | undefined) ?? Infinity, routeTimeout ?? Infinity);
+  // Clamped to what setTimeout can wait (2^31-1 ms); a longer wait would fire at once.
+  const deadline = Math.min(grpcTimeoutMs(headers['grpc-timeout'] as string | undefined) ?? Infinity, routeTimeout ?? Infinity, 2_147_483_647);
   let timer: NodeJS.Timeout | undefined;
   if (Number.isFinite(deadline)) {
     timer = setTimeout(() => {
+      upEnded = true; // given up on: its closing is not news
       up.close(constants.NGHTTP2_CANCEL);
       if (!down.headersSent) local(504, 'deadline exceeded', 'UT', 4);
       else down.close(constants.NGHTTP2_CANCEL);
@@ -173,8 +187,10 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
     const back: Record<string, string | string[] | number> = { [HTTP2_HEADER_STATUS]: status };
     for (const [k, v] of Object.entries(res)) if (!k.startsWith(':') && !HOP.has(k) && v !== undefined) back[k] = v as string | string[];
     if (down.destroyed) return;
-    // A trailers-only answer (gRPC errors) ends with its headers.
+    // A trailers-only answer (gRPC errors) ends with its headers; the request side is done too.
     if (flags & constants.NGHTTP2_FLAG_END_STREAM) {
+      upEnded = true;
+      down.unpipe(up);
       down.respond(back, { endStream: true });
       return;
     }
@@ -200,6 +216,7 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
     }
   });
   up.on('end', () => {
+    upEnded = true;
     clearTimeout(timer);
     if (!down.destroyed) down.end();
   });

@@ -61,6 +61,8 @@ export class UpstreamConn {
 
   /** Starts an exchange: the caller writes the request; responses go to sink. */
   begin(sink: ResponseSink, noBody: boolean): void {
+    // A previous response may have left it paused for backpressure.
+    this.socket.resume();
     this.sink = sink;
     this.state = NEED_HEAD;
     this.noBody = noBody;
@@ -84,8 +86,10 @@ export class UpstreamConn {
     }
     let data = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
     this.pending = null;
+    // Set when the response is complete: handed back only after this read is fully looked at.
+    let completed: boolean | null = null;
     try {
-      while (data.length > 0 && this.sink) {
+      while (data.length > 0 && this.sink && completed === null) {
         if (this.state === NEED_HEAD) {
           const end = headEnd(data, this.scanFrom);
           if (end < 0) {
@@ -111,7 +115,7 @@ export class UpstreamConn {
           const bodyless = this.noBody || head.status === 204 || head.status === 304;
           if (bodyless || head.contentLength === 0) {
             this.sink.onHead(head, false);
-            this.finish(!head.close);
+            completed = !head.close;
             continue;
           }
           if (head.chunked) {
@@ -133,7 +137,7 @@ export class UpstreamConn {
           this.remaining -= take;
           data = data.subarray(take);
           if (!this.sink.onBody(part)) this.socket.pause();
-          if (this.remaining === 0) this.finish(!this.reuseBlocked);
+          if (this.remaining === 0) completed = !this.reuseBlocked;
           continue;
         }
         if (this.state === BODY_CHUNKED) {
@@ -141,15 +145,18 @@ export class UpstreamConn {
           const part = used === data.length ? data : data.subarray(0, used);
           data = data.subarray(used);
           if (!this.sink.onBody(part)) this.socket.pause();
-          if (this.scanner!.done) this.finish(!this.reuseBlocked);
+          if (this.scanner!.done) completed = !this.reuseBlocked;
           continue;
         }
         if (this.state === BODY_UNTIL_CLOSE) {
           if (!this.sink.onBody(data)) this.socket.pause();
           return;
         }
-        // A response finished and bytes remain: the upstream sent more than it should.
-        throw new HttpParseError(502, 'upstream sent bytes after a complete response');
+      }
+      if (completed !== null) {
+        // Bytes after a complete response (a body on HEAD/204/304, more than Content-Length)
+        // would be read as the next request's response: this connection is not reused.
+        this.finish(completed && data.length === 0);
       }
     } catch (err) {
       this.fail(err as Error);

@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: Apache-2.0
+// Found in review: each would desynchronise a connection, leak a counter or bypass a policy.
+import test, { type ExecutionContext } from 'ava';
+import { connect, createServer, type AddressInfo } from 'node:net';
+import { backend, endpoints, obj, proxy, service } from './helpers/fixtures.ts';
+import { rawExchange, statuses } from './helpers/raw.ts';
+
+test('a body left unread by a local answer is never parsed as the next request', async (t) => {
+  const b = await backend(t, 'web');
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: b.port }]), obj('ClusterPolicy', 'web', 'shop', { service: 'web', connectionPool: { maxRequests: 1 } })], 'shop/web');
+  const slow = rawExchange(p.port, 'GET /slow/400 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 3000);
+  for (let i = 0; i < 200 && b.seen.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+  const smuggled = 'GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n';
+  const { text, closed } = await rawExchange(p.port, `POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: ${smuggled.length}\r\n\r\n${smuggled}`);
+  t.deepEqual(statuses(text), [503], 'the circuit breaker answered once');
+  t.true(closed);
+  await slow;
+  t.false(b.seen.some((s) => s.url === '/smuggled'));
+});
+
+test('a fault delay longer than the timeout: one 504, and the next pipelined request gets its own answer', async (t) => {
+  const b = await backend(t, 'web');
+  const p = await proxy(
+    t,
+    [
+      service('web', 'shop'),
+      endpoints('web', 'shop', [{ port: b.port }]),
+      obj('Route', 'web', 'shop', { service: 'web', rules: [{ match: [{ path: { prefix: '/delay' } }], action: { split: [{}] }, timeout: '100ms', fault: { delay: { percent: 100, fixed: '400ms' } } }, { action: { split: [{}] } }] }),
+    ],
+    'shop/web',
+  );
+  const { text } = await rawExchange(p.port, 'GET /delay HTTP/1.1\r\nHost: x\r\n\r\nGET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 2000);
+  t.deepEqual(statuses(text), [504, 200]);
+  t.regex(text, /"url":"\/ok"/);
+  await new Promise((r) => setTimeout(r, 500)); // past the fault delay: the abandoned request must stay abandoned
+  t.deepEqual(b.seen.map((s) => s.url), ['/ok']);
+});
+
+test('an upstream that sends bytes after a complete response is not reused', async (t) => {
+  const server = createServer((s) => s.on('data', () => s.write('HTTP/1.1 204 No Content\r\n\r\nEXTRA-BYTES-THAT-ARE-NOT-A-RESPONSE')));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const port = (server.address() as AddressInfo).port;
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port }])], 'shop/web');
+  const { text } = await rawExchange(p.port, 'GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+  t.deepEqual(statuses(text), [204, 204]);
+  t.is(p.server.core.pool.opened, 2, 'the tainted connection was not handed to the second request');
+});
+
+test('a large response does not leave its pooled connection paused', async (t) => {
+  const big = 'x'.repeat(1 << 20);
+  const server = createServer((s) => s.on('data', () => s.write(`HTTP/1.1 200 OK\r\ncontent-length: ${big.length}\r\n\r\n${big}`)));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: (server.address() as AddressInfo).port }])], 'shop/web');
+  const started = Date.now();
+  const got = await new Promise<number>((resolve) => {
+    const c = connect(p.port, '127.0.0.1');
+    let n = 0;
+    c.on('data', (d) => {
+      n += d.length;
+      if (n >= 2 * big.length) {
+        c.destroy();
+        resolve(n);
+      }
+    });
+    c.write('GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n');
+  });
+  t.true(got >= 2 * big.length);
+  t.true(Date.now() - started < 5000);
+  t.is(p.server.core.pool.opened, 1);
+});
+
+async function denyAdmin(t: ExecutionContext) {
+  const b = await backend(t, 'web');
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: b.port }]), obj('AuthorizationPolicy', 'deny', 'shop', { service: 'web', action: 'DENY', rules: [{ to: { paths: [{ prefix: '/admin' }] } }] })], 'shop/web');
+  return { b, p };
+}
+
+test('dot segments and absolute-form targets cannot walk around a path policy', async (t) => {
+  const { b, p } = await denyAdmin(t);
+  for (const target of ['/x/../admin', '/x/%2e%2e/admin', 'http://web.shop/admin', '/./admin']) {
+    const { text } = await rawExchange(p.port, `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    t.deepEqual(statuses(text), [403], target);
+  }
+  const { text } = await rawExchange(p.port, 'GET /docs/../public HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+  t.deepEqual(statuses(text), [200]);
+  t.deepEqual(b.seen.map((s) => s.url), ['/public'], 'the upstream gets the path the policy saw');
+  const bad = await rawExchange(p.port, 'GET admin HTTP/1.1\r\nHost: x\r\n\r\n');
+  t.deepEqual(statuses(bad.text), [400]);
+});
+
+test('closed tunnels give their circuit-breaker slot back', async (t) => {
+  const b = await backend(t, 'web');
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: b.port }]), obj('ClusterPolicy', 'web', 'shop', { service: 'web', connectionPool: { maxRequests: 1 } })], 'shop/web');
+  for (let i = 0; i < 3; i++) {
+    await new Promise<void>((resolve) => {
+      const c = connect(p.port, '127.0.0.1');
+      c.once('data', () => {
+        c.destroy();
+        resolve();
+      });
+      c.write('GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
+    });
+  }
+  for (let i = 0; i < 100 && p.server.core.table.services.get('shop/web')!.live.active > 0; i++) await new Promise((r) => setTimeout(r, 5));
+  const { text } = await rawExchange(p.port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+  t.deepEqual(statuses(text), [200]);
+});
