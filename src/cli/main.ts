@@ -3,6 +3,7 @@
 /** The `kernmesh` command: wiring only; each command lives in its own file. */
 import { Command, CommanderError } from 'commander';
 import { KmError } from '../errors.ts';
+import { registerAgent } from './agent.ts';
 import { registerCheck } from './check.ts';
 import { registerConfigCommands } from './config-commands.ts';
 import { EXIT, exitCodeFor } from './exit-codes.ts';
@@ -25,6 +26,7 @@ registerCheck(program);
 registerDatapath(program);
 registerDemo(program);
 registerConfigCommands(program);
+registerAgent(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -11,3 +11,4 @@ export { IptablesDatapath, type IptablesOptions, renderRules } from './iptables.
 export { type SocketAddress, addon as nativeAddon } from './native.ts';
 export { Scratch, sweepStaleScratch } from './scratch.ts';
 export { type HookResult, type SelftestReport, selftest } from './selftest/run.ts';
+export { socketFd } from './selftest/echo.ts';

@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * The node agent: follows the mesh in Redis, keeps the proxy's routing table
+ * and the datapath's maps in step with it, and opens the proxy's outbound
+ * listener inside every captured workload's network namespace. Wiring and
+ * lifecycle only: every mechanism lives in config/, datapath/ and proxy/.
+ */
+import type { Server } from 'node:http';
+import type { Server as NetServer, Socket } from 'node:net';
+import { AgentSync } from '../config/sync.ts';
+import { redisConfigFromEnv } from '../config/redis.ts';
+import { EbpfDatapath, type Interceptor, IptablesDatapath, nativeAddon, socketFd } from '../datapath/index.ts';
+import { type Logger, childLogger } from '../log.ts';
+import { startAdmin } from '../proxy/admin.ts';
+import { ProxyCore } from '../proxy/core.ts';
+import { buildTable } from '../proxy/routing/table.ts';
+import { ProxyServer } from '../proxy/server.ts';
+import { AccessLog } from '../proxy/telemetry/access-log.ts';
+import type { AgentConfig } from './config.ts';
+
+type Spec = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- validated by the config layer
+
+export class Agent {
+  readonly config: AgentConfig;
+  readonly core = new ProxyCore();
+  readonly proxy: ProxyServer;
+  readonly sync: AgentSync;
+  datapath: Interceptor | null = null;
+  private admin: Server | null = null;
+  private readonly listeners = new Map<string, NetServer[]>();
+  private readonly log: Logger;
+
+  constructor(config: AgentConfig, logger: Logger = childLogger('agent', { node: config.node })) {
+    this.config = config;
+    this.log = logger;
+    this.proxy = new ProxyServer(this.core);
+    if (config.zone) this.core.balancer.zone = config.zone;
+    const redis = { ...redisConfigFromEnv(), ...Object.fromEntries(Object.entries(config.redis).filter(([, v]) => v !== undefined)) };
+    this.sync = new AgentSync({ node: config.node, mode: config.mode, redis, cachePath: config.cachePath, logger: this.log.child({ part: 'sync' }) });
+  }
+
+  async start(): Promise<void> {
+    // Config first: the proxy must know the mesh before it takes a connection.
+    this.sync.on('change', (view: { version: number; objects: ReadonlyMap<string, { version: number; object: { kind: string; spec: Spec } }> }) => this.onChange(view));
+    await this.sync.start();
+    this.onChange(this.sync.current() as never);
+
+    if (this.config.mode !== 'off') {
+      this.datapath = this.config.mode === 'ebpf' ? await this.openEbpf() : new IptablesDatapath({ outboundPort: this.config.outboundPort });
+      this.meshApplied = this.sync.get('MeshSettings', 'mesh')?.version ?? 0;
+      await this.applyWorkloads();
+    }
+    for (const w of this.config.workloads) await this.openListeners(w);
+    if (this.datapath instanceof EbpfDatapath) this.datapath.startHeartbeat(1000);
+    if (this.config.adminPort) this.admin = await startAdmin(this.core, this.config.adminPort);
+    this.log.info({ mode: this.config.mode, workloads: this.config.workloads.length }, 'agent started');
+  }
+
+  private async openEbpf(): Promise<EbpfDatapath> {
+    if (!this.config.attachCgroup) throw new Error('ebpf mode needs attachCgroup (the cgroup whose pods are intercepted)');
+    return EbpfDatapath.open({
+      pinDir: this.config.pinDir,
+      attachCgroup: this.config.attachCgroup,
+      outboundPort: this.config.outboundPort,
+      ...(this.config.proxyCgroup ? { proxyCgroup: this.config.proxyCgroup } : {}),
+    });
+  }
+
+  private meshSettings(): Spec {
+    return (this.sync.get('MeshSettings', 'mesh')?.object.spec as Spec | undefined) ?? {};
+  }
+
+  private async applyWorkloads(): Promise<void> {
+    const mesh = this.meshSettings();
+    const capture = (mesh.capture as Spec | undefined) ?? {};
+    await this.datapath!.apply({
+      workloads: this.config.workloads.map((w) => ({ name: `${w.namespace}/${w.name}`, netnsPath: w.netnsPath, cgroupPath: w.cgroupPath, excludedPorts: w.excludedPorts, excludedCidrs: w.excludedCidrs })),
+      excludedPorts: (capture.excludedPorts as number[]) ?? [],
+      excludedCidrs: (capture.excludedCidrs as string[]) ?? [],
+      failMode: (mesh.failMode as 'open' | 'closed') ?? 'open',
+    });
+  }
+
+  /** The outbound listener inside the workload's netns, on IPv4 and IPv6 loopback. */
+  private async openListeners(w: AgentConfig['workloads'][number]): Promise<void> {
+    const source = { workload: w.labels.app ?? w.name, namespace: w.namespace, app: w.labels.app ?? 'unknown', ...(w.labels.version ? { version: w.labels.version } : {}), ...(w.identity ? { identity: w.identity } : {}) };
+    const originalDst = (s: Socket) => nativeAddon().originalDst(socketFd(s));
+    const servers: NetServer[] = [];
+    for (const host of ['127.0.0.1', '::1']) {
+      const fd = nativeAddon().listenInNetns(w.netnsPath, host, this.config.outboundPort);
+      servers.push(await this.proxy.listen({ fd }, { originalDst, source }));
+    }
+    this.listeners.set(`${w.namespace}/${w.name}`, servers);
+  }
+
+  private onChange(view: { version: number; objects: ReadonlyMap<string, { version: number; object: { kind: string; spec: Spec } }> }): void {
+    this.core.setTable(buildTable(view.version, view.objects.values() as never, this.core.table));
+    const sampling = (this.meshSettings().accessLog as Spec | undefined)?.sampling as number | undefined;
+    if (sampling !== undefined && sampling > 0) this.core.accessLog ??= new AccessLog(childLogger('access'), sampling);
+    if (this.core.accessLog && sampling !== undefined) this.core.accessLog.sampling = sampling;
+    // Fail mode and exclusions come from MeshSettings: the datapath follows them when it changes.
+    const meshVersion = this.sync.get('MeshSettings', 'mesh')?.version ?? 0;
+    if (this.datapath && meshVersion !== this.meshApplied) {
+      this.meshApplied = meshVersion;
+      this.applyWorkloads().catch((err) => this.log.error({ err }, 'could not apply mesh settings to the datapath'));
+    }
+  }
+
+  private meshApplied = -1;
+
+  async stop(options: { detach?: boolean } = {}): Promise<void> {
+    await this.proxy.close();
+    for (const list of this.listeners.values()) for (const s of list) s.close();
+    this.listeners.clear();
+    if (this.admin) await new Promise((r) => this.admin!.close(r));
+    await this.datapath?.close(options);
+    await this.sync.stop();
+  }
+}

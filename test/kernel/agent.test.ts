@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: Apache-2.0
+// The node agent end to end: the mesh in a real Redis, eBPF interception in a
+// scratch pod, the proxy's listener in the pod's netns, curl from the pod.
+import { join } from 'node:path';
+import { Agent } from '../../src/agent/agent.ts';
+import { parseAgentConfig } from '../../src/agent/config.ts';
+import { readAgents } from '../../src/config/agents.ts';
+import { MeshStore } from '../../src/config/store.ts';
+import { Scratch } from '../../src/datapath/index.ts';
+import { silentLogger } from '../../src/log.ts';
+import { backend, endpoints, obj, service } from '../proxy/helpers/fixtures.ts';
+import { RedisServer } from '../redis/helpers/redis-server.ts';
+import { VIP4 } from './helpers/bed.ts';
+import { kernelTest } from './helpers/kernel-test.ts';
+
+kernelTest('the agent routes a pod’s VIP traffic from the mesh in Redis, follows changes, and reports SYNCED', async (t) => {
+  const redis = await new RedisServer().start();
+  const scratch = new Scratch('agent');
+  let agent: Agent | undefined;
+  try {
+    scratch.setup();
+    scratch.addVip(VIP4);
+    const app = scratch.cgroup('app');
+    const store = new MeshStore(redis.client());
+    const b = await backend(t, 'reviews-v1');
+    await store.write([
+      { op: 'put', object: service('reviews', 'shop', { addresses: [VIP4], ports: [{ port: 80, targetPort: b.port, protocol: 'http' }] }) },
+      { op: 'put', object: endpoints('reviews', 'shop', [{ port: b.port, labels: { app: 'reviews', version: 'v1' } }]) },
+    ]);
+
+    scratch.enter('agent'); // the proxy's sockets must be under the attach cgroup
+    agent = new Agent(
+      parseAgentConfig({
+        node: 'node-a',
+        mode: 'ebpf',
+        redis: { url: redis.url },
+        cachePath: join(redis.dir, 'agent-cache.json'),
+        pinDir: scratch.pinDir,
+        attachCgroup: scratch.cgroupRoot,
+        proxyCgroup: scratch.cgroup('agent'),
+        adminPort: 0,
+        workloads: [{ name: 'productpage', namespace: 'shop', netnsPath: scratch.netnsPath, cgroupPath: app, labels: { app: 'productpage' } }],
+      }),
+      silentLogger,
+    );
+    await agent.start();
+
+    const first = await scratch.run('app', 'curl', ['-sS', '--max-time', '5', `http://${VIP4}/reviews/1`]);
+    t.is(first.code, 0, first.stderr);
+    t.regex(first.stdout, /"backend":"reviews-v1".*"url":"\/reviews\/1"/);
+
+    // A change in Redis reaches the proxy: now the route answers directly.
+    const [v] = await store.write([{ op: 'put', object: obj('Route', 'reviews', 'shop', { service: 'reviews', rules: [{ action: { directResponse: { status: 200, body: 'maintenance' } } }] }) }]);
+    await new Promise<void>((resolve) => (agent!.core.table.version >= v! ? resolve() : agent!.sync.on('change', () => agent!.core.table.version >= v! && resolve())));
+    const second = await scratch.run('app', 'curl', ['-sS', '--max-time', '5', `http://${VIP4}/reviews/2`]);
+    t.is(second.stdout, 'maintenance');
+
+    const metrics = await agent.core.metrics.render();
+    t.regex(metrics, /istio_requests_total\{reporter="source",source_workload="productpage",source_workload_namespace="shop"[^}]*destination_service="reviews\.shop\.svc\.cluster\.local"/);
+    await agent.sync.report();
+    const [status] = await readAgents(redis.client(), store.keys);
+    t.like(status, { node: 'node-a', mode: 'ebpf', health: 'SYNCED', appliedVersion: v });
+  } finally {
+    await agent?.stop({ detach: true });
+    t.deepEqual(await scratch.cleanup(), []);
+    await redis.stop();
+  }
+});
