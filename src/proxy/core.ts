@@ -14,6 +14,10 @@ export class ProxyCore {
   readonly balancer = new Balancer();
   readonly h2 = new H2Upstreams();
   readonly metrics = new ProxyMetrics('source');
+  constructor() {
+    this.balancer.onEject = (service) => this.metrics.ejections.labels(service).inc();
+  }
+
   /** Null: no access log (benchmarks); else sampled per MeshSettings. */
   accessLog: AccessLog | null = null;
 

@@ -105,4 +105,5 @@ test('outlier detection ejects an endpoint after consecutive 5xx, and traffic go
   for (let i = 0; i < 12; i++) got.push(await hit(p.port));
   t.deepEqual(tally(got), { good: 10, '503': 2 }, 'two failures, then the bad endpoint is out');
   t.is(p.server.core.balancer.ejectionsTotal, 1);
+  t.regex(await p.server.core.metrics.render(), /kernmesh_proxy_outlier_ejections_total\{destination_service="shop\/web"\} 1/);
 });

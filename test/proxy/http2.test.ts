@@ -124,3 +124,21 @@ test('an HTTP/2 request the policy refuses gets its answer over HTTP/2', async (
   t.regex(stdout, /RBAC: access denied/);
   t.deepEqual(b.seen, []);
 });
+
+test('HTTP/2 streams count against the circuit breaker like HTTP/1.1 requests', async (t) => {
+  const server = createH2();
+  server.on('stream', (stream) => {
+    setTimeout(() => {
+      stream.respond({ ':status': 200 });
+      stream.end('late');
+    }, 400).unref();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const port = (server.address() as AddressInfo).port;
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port }]), obj('ClusterPolicy', 'web', 'shop', { service: 'web', connectionPool: { maxRequests: 1 } })], 'shop/web');
+  const { stdout } = await run('nghttp', ['-n', '--stat', `http://127.0.0.1:${p.port}/a`, `http://127.0.0.1:${p.port}/b`]);
+  const codes = [...stdout.matchAll(/ (200|503) /g)].map((m) => m[1]).sort();
+  t.deepEqual(codes, ['200', '503'], stdout);
+  t.is(p.server.core.table.services.get('shop/web')!.live.active, 0, 'every stream gave its slot back');
+});

@@ -73,3 +73,15 @@ test('the circuit breaker answers 503 (flag UO) past maxRequests, and recovers',
   t.is((await get(p.port, '/slow/1')).status, 200, 'closed again once the first finished');
   t.regex(await p.server.core.metrics.render(), /kernmesh_proxy_local_replies_total\{response_flags="UO"\} 1/);
 });
+
+test('maxConnections caps the upstream connections: a request that needs one more gets 503 (UO)', async (t) => {
+  const b = await backend(t, 'slow');
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: b.port }]), obj('ClusterPolicy', 'web', 'shop', { service: 'web', connectionPool: { maxConnections: 1 } })], 'shop/web');
+  const first = get(p.port, '/slow/400');
+  for (let i = 0; i < 200 && b.seen.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+  const second = await get(p.port, '/slow/1');
+  t.is(second.status, 503);
+  t.regex(second.text, /connection limit/);
+  t.is((await first).status, 200);
+  t.is((await get(p.port, '/slow/1')).status, 200, 'the pooled connection serves the next request');
+});

@@ -258,6 +258,8 @@ export class Http1Session implements ResponseSink {
     const svc = target.service;
     const policy = svc?.policy ?? DEFAULT_POLICY;
     if (svc && svc.live.pending >= policy.limits.maxPendingRequests) return this.localReply(503, 'UO', 'too many requests waiting for an upstream connection\n');
+    // maxConnections caps the upstream connections a cluster may hold open (pooled ones included).
+    if (svc && svc.live.connections >= policy.limits.maxConnections) return this.localReply(503, 'UO', 'upstream connection limit reached (circuit breaker open)\n');
     if (svc) svc.live.pending++;
     const exchange = this.exchangeId;
     this.ctx.core.pool.connect(
@@ -268,6 +270,11 @@ export class Http1Session implements ResponseSink {
         if (this.state === S_CLOSED || exchange !== this.exchangeId) {
           if (conn) this.ctx.core.pool.release(conn);
           return;
+        }
+        if (conn && svc) {
+          const live = svc.live;
+          live.connections++;
+          conn.socket.once('close', () => live.connections--);
         }
         if (err || !conn) {
           this.reportAttempt(target, 0);

@@ -136,6 +136,20 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
 
   if (target.kind === 'local') return local(target.status, target.body, target.flags, target.status === 403 ? 7 : target.status === 429 ? 8 : 14);
 
+  // The same circuit breaker and endpoint accounting as HTTP/1.1: one stream, one request.
+  const svc = target.service;
+  if (svc && svc.live.active >= svc.policy.limits.maxRequests) return local(503, 'upstream overflow (circuit breaker open)', 'UO', 14);
+  if (svc && target.endpoint) {
+    const live = svc.live;
+    const ep = target.endpoint;
+    live.active++;
+    core.balancer.begin(svc, ep);
+    down.once('close', () => {
+      live.active--;
+      core.balancer.end(svc, ep);
+    });
+  }
+
   const out: Record<string, string | string[]> = {
     [HTTP2_HEADER_METHOD]: head.method,
     [HTTP2_HEADER_PATH]: target.path ?? head.target,
@@ -152,7 +166,10 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
   // node reports only as 'close') must not leave the client waiting.
   const upstreamGone = () => {
     if (down.destroyed || down.closed || upEnded) return;
-    if (!down.headersSent) local(502, 'upstream reset', 'UC');
+    if (!down.headersSent) {
+      if (svc && target.endpoint) core.balancer.report(svc, svc.endpoints, target.endpoint, 0);
+      local(502, 'upstream reset', 'UC');
+    }
     else down.close(constants.NGHTTP2_INTERNAL_ERROR);
   };
   let upEnded = false;
@@ -183,6 +200,7 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
   down.pipe(up);
   up.on('response', (res, flags) => {
     status = Number(res[HTTP2_HEADER_STATUS]);
+    if (svc && target.endpoint) core.balancer.report(svc, svc.endpoints, target.endpoint, status);
     if (res['grpc-status'] !== undefined) grpcStatus = String(res['grpc-status']);
     const back: Record<string, string | string[] | number> = { [HTTP2_HEADER_STATUS]: status };
     for (const [k, v] of Object.entries(res)) if (!k.startsWith(':') && !HOP.has(k) && v !== undefined) back[k] = v as string | string[];

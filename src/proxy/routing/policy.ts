@@ -15,6 +15,7 @@ export interface RetryPolicy {
 }
 
 export interface ClusterLimits {
+  maxConnections: number;
   maxPendingRequests: number;
   maxRequests: number;
   maxRetries: number;
@@ -36,7 +37,7 @@ export const DEFAULT_POLICY: ServicePolicy = {
   connectTimeoutMs: 1000,
   requestTimeoutMs: 15_000,
   retry: null,
-  limits: { maxPendingRequests: 1024, maxRequests: 1024, maxRetries: 3 },
+  limits: { maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 1024, maxRetries: 3 },
   budgetPercent: 20,
   budgetMinRetries: 3,
 };
@@ -68,6 +69,7 @@ export function compilePolicy(cp: Spec | undefined, mesh: Spec | undefined): Ser
     requestTimeoutMs: durationMs((t.request as string) ?? (defaults.request as string) ?? '15s'),
     retry: compileRetry(cp?.retries as Spec | undefined),
     limits: {
+      maxConnections: (pool.maxConnections as number) ?? DEFAULT_POLICY.limits.maxConnections,
       maxPendingRequests: (pool.maxPendingRequests as number) ?? DEFAULT_POLICY.limits.maxPendingRequests,
       maxRequests: (pool.maxRequests as number) ?? DEFAULT_POLICY.limits.maxRequests,
       maxRetries: (pool.maxRetries as number) ?? DEFAULT_POLICY.limits.maxRetries,

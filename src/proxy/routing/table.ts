@@ -40,7 +40,7 @@ export interface ServiceInfo {
   authz?: Authz;
   rateLimits: CompiledRateLimit[];
   /** Live counters for the circuit breaker (they survive a table swap with the service). */
-  live: { active: number; pending: number; retries: number };
+  live: { active: number; pending: number; retries: number; connections: number };
 }
 
 export type StringMatcher = (s: string) => boolean;
@@ -168,7 +168,7 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
     const spec = o.spec as Spec;
     const key = `${o.metadata.namespace}/${o.metadata.name}`;
     const ports: ServicePortInfo[] = (spec.ports as Spec[]).map((p) => ({ port: p.port as number, targetPort: (p.targetPort as number) ?? (p.port as number), protocol: (p.protocol as string) ?? 'http' }));
-    const live = previous?.services.get(key)?.live ?? { active: 0, pending: 0, retries: 0 };
+    const live = previous?.services.get(key)?.live ?? { active: 0, pending: 0, retries: 0, connections: 0 };
     services.set(key, { key, hosts: spec.hosts as string[], addresses: spec.addresses as string[], ports, endpoints: [], subsets: new Map(), routes: [], policy: meshPolicy, lb: { type: 'round_robin' }, rateLimits: [], live });
     for (const a of spec.addresses as string[]) for (const p of ports) byVip.set(`${a}:${p.port}`, key);
     for (const h of spec.hosts as string[]) byHost.set(h.toLowerCase(), key);

@@ -92,6 +92,7 @@ export class ProxyMetrics {
   readonly localReplies: Counter;
   readonly retries: Counter;
   readonly mirrored: Counter;
+  readonly ejections: Counter;
   readonly retryBudgetExhausted: Counter;
   private readonly series = new Map<string, HttpSeries>();
   private readonly reporter: 'source' | 'destination';
@@ -105,6 +106,7 @@ export class ProxyMetrics {
     this.tcpClosed = new Counter({ name: 'istio_tcp_connections_closed_total', help: 'TCP connections closed', labelNames: TCP_LABELS, registers: r });
     this.activeConnections = new Gauge({ name: 'kernmesh_proxy_active_connections', help: 'Downstream connections open now', registers: r });
     this.upstreamPoolIdle = new Gauge({ name: 'kernmesh_proxy_upstream_idle_connections', help: 'Idle pooled upstream connections', registers: r });
+    this.ejections = new Counter({ name: 'kernmesh_proxy_outlier_ejections_total', help: 'Endpoints ejected by outlier detection', labelNames: ['destination_service'], registers: r });
     this.mirrored = new Counter({ name: 'kernmesh_proxy_mirrored_requests_total', help: 'Requests copied to a shadow service', registers: r });
     this.retries = new Counter({ name: 'kernmesh_proxy_retries_total', help: 'Upstream attempts made again', registers: r });
     this.retryBudgetExhausted = new Counter({ name: 'kernmesh_proxy_retry_budget_exhausted_total', help: 'Retries refused by the retry budget or maxRetries', registers: r });

@@ -189,7 +189,11 @@ export class Balancer {
     s.consecutive5xx = 0;
     s.consecutiveGateway = 0;
     this.ejectionsTotal++;
+    this.onEject?.(svc.key);
   }
+
+  /** Told of each ejection (the metrics count them). */
+  onEject: ((service: string) => void) | undefined;
 
   ejectedNow(svc: ServiceInfo, eps: EndpointInfo[]): number {
     const now = Date.now();
