@@ -9,6 +9,9 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Socket } from 'node:net';
 import { ChunkedScanner } from './chunked.ts';
+import { IDLE_TIMEOUT_MS, coarseNow, unwatchIdle, watchIdle } from './idle.ts';
+import { localResponse } from './local-reply.ts';
+import { mirror } from './mirror.ts';
 import { type Head, HttpParseError, forwardHeaders, header, headEnd, normalizeTarget, parseHead } from './parse.ts';
 import type { ResponseSink, UpstreamConn } from '../upstream/conn.ts';
 import type { ProxyCore } from '../core.ts';
@@ -17,26 +20,10 @@ import type { ServiceInfo } from '../routing/table.ts';
 import { type Target, route } from '../route.ts';
 import { DEFAULT_POLICY, type RetryPolicy, backoffMs, retriableStatus } from '../routing/policy.ts';
 import { roll } from '../policy/fault.ts';
+import { recordExchange } from '../telemetry/exchange.ts';
 
 const MAX_HEAD = 64 * 1024;
-const IDLE_TIMEOUT_MS = 300_000;
 
-/**
- * Idle client connections are found by one sweep over every session every
- * few seconds, against a clock the sweep itself advances: no timer per
- * socket re-armed on every read (a measurable cost per request).
- */
-const sessions = new Set<Http1Session>();
-let coarseNow = Date.now();
-let sweeper: NodeJS.Timeout | undefined;
-
-function watchIdle(s: Http1Session): void {
-  sessions.add(s);
-  sweeper ??= setInterval(() => {
-    coarseNow = Date.now();
-    for (const x of sessions) if (x.expireIfIdle(coarseNow)) sessions.delete(x);
-  }, 5000).unref();
-}
 /** Pipelined bytes held before the socket is paused. */
 const MAX_PENDING = 256 * 1024;
 
@@ -46,19 +33,6 @@ const S_WAIT = 2;
 const S_TUNNEL = 3;
 const S_CLOSED = 4;
 
-const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request',
-  403: 'Forbidden',
-  404: 'Not Found',
-  413: 'Content Too Large',
-  429: 'Too Many Requests',
-  431: 'Request Header Fields Too Large',
-  501: 'Not Implemented',
-  502: 'Bad Gateway',
-  503: 'Service Unavailable',
-  504: 'Gateway Timeout',
-  505: 'HTTP Version Not Supported',
-};
 
 export interface SessionContext {
   core: ProxyCore;
@@ -223,7 +197,7 @@ export class Http1Session implements ResponseSink {
     this.retry = replayable ? (rule?.retry !== undefined ? rule.retry : policy.retry) : null;
     this.attempt = 1;
     this.armTimeout(rule?.timeoutMs ?? policy.requestTimeoutMs);
-    if (rule?.mirror && replayable && roll(rule.mirror.percent)) this.mirror(head, rule.mirror.service);
+    if (rule?.mirror && replayable && roll(rule.mirror.percent)) mirror(this.ctx.core, head, rule.mirror.service, (h, t) => this.requestHead(h, t), this.peer);
     if (target.delayMs) {
       // Fault injection: this request waits on purpose before it goes anywhere.
       this.flags = 'DI';
@@ -232,22 +206,6 @@ export class Http1Session implements ResponseSink {
       return;
     }
     this.tryUpstream(head, target);
-  }
-
-  /** A copy of the request to a shadow service; its response is read and dropped. */
-  private mirror(head: Head, serviceKey: string): void {
-    const core = this.ctx.core;
-    const svc = core.table.services.get(serviceKey);
-    const ep = svc && core.balancer.pick(svc, svc.endpoints, head, this.peer);
-    if (!svc || !ep) return;
-    const port = ep.port || svc.ports[0]?.targetPort || 80;
-    const reqHead = this.requestHead(head, { kind: 'upstream', address: ep.address, port, host: `${head.host ?? serviceKey}-shadow` });
-    core.metrics.mirrored.inc();
-    core.pool.acquire(ep.address, port, (err, conn) => {
-      if (err || !conn) return;
-      conn.begin(new DiscardSink(core, conn), head.method === 'HEAD');
-      conn.socket.write(reqHead, 'latin1');
-    });
   }
 
   /** One attempt: a pooled connection (synchronously), or a new one within the connect timeout. */
@@ -602,9 +560,7 @@ export class Http1Session implements ResponseSink {
   }
 
   private writeLocal(status: number, body: string, headers = ''): void {
-    const text = STATUS_TEXT[status] ?? 'Response';
-    const close = this.closeAfter ? 'connection: close\r\n' : '';
-    const out = `HTTP/1.1 ${status} ${text}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${headers}${close}\r\n${body}`;
+    const out = localResponse(status, body, headers, this.closeAfter);
     this.status = status;
     this.resBytes += out.length;
     this.socket.write(out);
@@ -623,33 +579,17 @@ export class Http1Session implements ResponseSink {
       this.activeOn = null;
     }
     this.inRetry = false;
-    const core = this.ctx.core;
-    const t = this.target;
-    const svc: ServiceInfo | undefined = t?.service;
-    const durationMs = performance.now() - this.exStart;
-    const [ns = 'unknown', name = 'unknown'] = svc ? svc.key.split('/') : [];
-    const ep = t?.kind === 'upstream' ? t.endpoint : undefined;
-    const destination: Peer | null = svc ? { workload: ep?.labels.app ?? name, namespace: ns, app: ep?.labels.app ?? 'unknown', ...(ep?.labels.version ? { version: ep.labels.version } : {}) } : null;
-    const service = svc ? svc.hosts[0] ?? `${name}.${ns}.svc.cluster.local` : t?.kind === 'upstream' ? `${t.address}:${t.port}` : 'unknown';
-    core.metrics.recordRequest({ source: this.ctx.source, destination, service, serviceName: name, serviceNamespace: ns, protocol: 'http', code: this.status, flags: this.flags, durationMs, requestBytes: this.reqBytes, responseBytes: this.resBytes });
-    const log = core.accessLog;
-    if (log && log.wants()) {
-      log.write({
-        start: new Date(Date.now() - durationMs).toISOString(),
-        durationMs: Math.round(durationMs * 1000) / 1000,
-        protocol: `HTTP/1.${head.minor}`,
-        method: head.method,
-        status: this.status,
-        flags: this.flags,
-        bytesReceived: this.reqBytes,
-        bytesSent: this.resBytes,
-        ...(t?.kind === 'upstream' ? { upstream: `${t.address}:${t.port}` } : {}),
-        ...(svc ? { service: svc.key } : {}),
-        ...(t?.route ? { route: t.route } : {}),
-        ...(header(head, 'x-request-id') ? { requestId: header(head, 'x-request-id')! } : {}),
-        request: { authority: head.host ?? '', path: head.target, userAgent: header(head, 'user-agent') ?? '' },
-      });
-    }
+    recordExchange(this.ctx.core, {
+      head,
+      protocol: `HTTP/1.${head.minor}`,
+      target: this.target,
+      source: this.ctx.source,
+      status: this.status,
+      flags: this.flags,
+      durationMs: performance.now() - this.exStart,
+      requestBytes: this.reqBytes,
+      responseBytes: this.resBytes,
+    });
   }
 
   private protocolError(err: unknown): void {
@@ -678,32 +618,10 @@ export class Http1Session implements ResponseSink {
       this.record();
     }
     if (this.timer) clearTimeout(this.timer);
-    sessions.delete(this);
+    unwatchIdle(this);
     if (this.state === S_CLOSED && !this.upstream) return;
     this.state = S_CLOSED;
     this.upstream?.abandon();
     this.upstream = null;
   }
-}
-
-
-/** Reads a mirrored request's response to its end and drops it. */
-class DiscardSink implements ResponseSink {
-  private readonly core: ProxyCore;
-  private readonly conn: UpstreamConn;
-  constructor(core: ProxyCore, conn: UpstreamConn) {
-    this.core = core;
-    this.conn = conn;
-  }
-  onInformational(): void {}
-  onHead(): void {}
-  onBody(): boolean {
-    return true;
-  }
-  onTunnel(): void {}
-  onEnd(reusable: boolean): void {
-    if (reusable) this.core.pool.release(this.conn);
-    else this.conn.socket.destroy();
-  }
-  onError(): void {}
 }

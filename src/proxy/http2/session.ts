@@ -14,6 +14,7 @@ import { performance } from 'node:perf_hooks';
 import type { ProxyCore } from '../core.ts';
 import { type Head, normalizeTarget } from '../http1/parse.ts';
 import { route } from '../route.ts';
+import { recordExchange } from '../telemetry/exchange.ts';
 import type { Peer } from '../telemetry/metrics.ts';
 
 const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'host', 'http2-settings']);
@@ -98,23 +99,7 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
   const record = () => {
     if (recorded) return;
     recorded = true;
-    const svc = target.service;
-    const [ns = 'unknown', name = 'unknown'] = svc ? svc.key.split('/') : [];
-    const ep = target.kind === 'upstream' ? target.endpoint : undefined;
-    core.metrics.recordRequest({
-      source: ctx.source,
-      destination: svc ? { workload: ep?.labels.app ?? name, namespace: ns, app: ep?.labels.app ?? 'unknown', ...(ep?.labels.version ? { version: ep.labels.version } : {}) } : null,
-      service: svc ? (svc.hosts[0] ?? `${name}.${ns}.svc.cluster.local`) : target.kind === 'upstream' ? `${target.address}:${target.port}` : 'unknown',
-      serviceName: name,
-      serviceNamespace: ns,
-      protocol: grpc ? 'grpc' : 'http',
-      code: status,
-      ...(grpcStatus !== undefined ? { grpcStatus } : {}),
-      flags,
-      durationMs: performance.now() - start,
-      requestBytes: reqBytes,
-      responseBytes: resBytes,
-    });
+    recordExchange(core, { head, protocol: 'HTTP/2', grpc, ...(grpcStatus !== undefined ? { grpcStatus } : {}), target, source: ctx.source, status, flags, durationMs: performance.now() - start, requestBytes: reqBytes, responseBytes: resBytes });
   };
   down.on('error', () => {});
   down.on('close', record);

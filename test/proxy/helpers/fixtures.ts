@@ -62,7 +62,7 @@ export async function backend(t: ExecutionContext, name: string): Promise<{ port
       res.end(req.method === 'HEAD' ? undefined : body);
     });
   });
-  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+  server.on('upgrade', (_req: IncomingMessage, socket: Socket, head: Buffer) => {
     socket.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n');
     if (head.length) socket.write(head);
     socket.pipe(socket); // echo

@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: Apache-2.0
+/** Mirroring: a copy of a request to a shadow service, whose response is read and dropped. */
+import type { ProxyCore } from '../core.ts';
+import type { Target } from '../route.ts';
+import type { ResponseSink, UpstreamConn } from '../upstream/conn.ts';
+import type { Head } from './parse.ts';
+
+type UpstreamTarget = Target & { kind: 'upstream' };
+
+export function mirror(core: ProxyCore, head: Head, serviceKey: string, requestHead: (h: Head, t: UpstreamTarget) => string, peerIp: string): void {
+  const svc = core.table.services.get(serviceKey);
+  const ep = svc && core.balancer.pick(svc, svc.endpoints, head, peerIp);
+  if (!svc || !ep) return;
+  const port = ep.port || svc.ports[0]?.targetPort || 80;
+  // Envoy's convention: the shadow sees the host with "-shadow" appended.
+  const reqHead = requestHead(head, { kind: 'upstream', address: ep.address, port, host: `${head.host ?? serviceKey}-shadow` });
+  core.metrics.mirrored.inc();
+  core.pool.acquire(ep.address, port, (err, conn) => {
+    if (err || !conn) return;
+    conn.begin(new DiscardSink(core, conn), head.method === 'HEAD');
+    conn.socket.write(reqHead, 'latin1');
+  });
+}
+
+/** Reads a mirrored request's response to its end and drops it. */
+class DiscardSink implements ResponseSink {
+  private readonly core: ProxyCore;
+  private readonly conn: UpstreamConn;
+  constructor(core: ProxyCore, conn: UpstreamConn) {
+    this.core = core;
+    this.conn = conn;
+  }
+  onInformational(): void {}
+  onHead(): void {}
+  onBody(): boolean {
+    return true;
+  }
+  onTunnel(): void {}
+  onEnd(reusable: boolean): void {
+    if (reusable) this.core.pool.release(this.conn);
+    else this.conn.socket.destroy();
+  }
+  onError(): void {}
+}

@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: Apache-2.0
+/** One finished request, whatever the protocol: its metrics, and its access-log line when sampled. */
+import type { ProxyCore } from '../core.ts';
+import { type Head, header } from '../http1/parse.ts';
+import type { Target } from '../route.ts';
+import type { Peer, RequestRecord } from './metrics.ts';
+
+/** Istio's destination labels for where a request was sent (or answered). */
+export function destinationOf(t: Target | null): Pick<RequestRecord, 'destination' | 'service' | 'serviceName' | 'serviceNamespace'> {
+  const svc = t?.service;
+  const [ns = 'unknown', name = 'unknown'] = svc ? svc.key.split('/') : [];
+  const ep = t?.kind === 'upstream' ? t.endpoint : undefined;
+  return {
+    destination: svc ? { workload: ep?.labels.app ?? name, namespace: ns, app: ep?.labels.app ?? 'unknown', ...(ep?.labels.version ? { version: ep.labels.version } : {}) } : null,
+    service: svc ? (svc.hosts[0] ?? `${name}.${ns}.svc.cluster.local`) : t?.kind === 'upstream' ? `${t.address}:${t.port}` : 'unknown',
+    serviceName: name,
+    serviceNamespace: ns,
+  };
+}
+
+export interface Exchange {
+  head: Head;
+  protocol: string;
+  grpc?: boolean;
+  grpcStatus?: string;
+  target: Target | null;
+  source: Peer | null;
+  status: number;
+  flags: string;
+  durationMs: number;
+  requestBytes: number;
+  responseBytes: number;
+}
+
+export function recordExchange(core: ProxyCore, x: Exchange): void {
+  core.metrics.recordRequest({
+    source: x.source,
+    ...destinationOf(x.target),
+    protocol: x.grpc ? 'grpc' : 'http',
+    code: x.status,
+    ...(x.grpcStatus !== undefined ? { grpcStatus: x.grpcStatus } : {}),
+    flags: x.flags,
+    durationMs: x.durationMs,
+    requestBytes: x.requestBytes,
+    responseBytes: x.responseBytes,
+  });
+  const log = core.accessLog;
+  if (!log || !log.wants()) return;
+  const t = x.target;
+  const requestId = header(x.head, 'x-request-id');
+  log.write({
+    start: new Date(Date.now() - x.durationMs).toISOString(),
+    durationMs: Math.round(x.durationMs * 1000) / 1000,
+    protocol: x.protocol,
+    method: x.head.method,
+    status: x.status,
+    flags: x.flags,
+    bytesReceived: x.requestBytes,
+    bytesSent: x.responseBytes,
+    ...(t?.kind === 'upstream' ? { upstream: `${t.address}:${t.port}` } : {}),
+    ...(t?.service ? { service: t.service.key } : {}),
+    ...(t?.route ? { route: t.route } : {}),
+    ...(requestId ? { requestId } : {}),
+    request: { authority: x.head.host ?? '', path: x.head.target, userAgent: header(x.head, 'user-agent') ?? '' },
+  });
+}
