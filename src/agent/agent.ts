@@ -5,6 +5,7 @@
  * listener inside every captured workload's network namespace. Wiring and
  * lifecycle only: every mechanism lives in config/, datapath/ and proxy/.
  */
+import { existsSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { Server as NetServer, Socket } from 'node:net';
 import { AgentSync } from '../config/sync.ts';
@@ -28,6 +29,10 @@ export class Agent {
   datapath: Interceptor | null = null;
   private admin: Server | null = null;
   private readonly listeners = new Map<string, NetServer[]>();
+  /** Per configured workload: enrolled, or why not (shown by kernmesh status). */
+  readonly enrolment = new Map<string, { ok: boolean; reason?: string }>();
+  private statusTimer: NodeJS.Timeout | undefined;
+  private lastTraffic = new Map<string, { requests: number; at: number }>();
   private readonly log: Logger;
 
   constructor(config: AgentConfig, logger: Logger = childLogger('agent', { node: config.node })) {
@@ -45,12 +50,27 @@ export class Agent {
     await this.sync.start();
     this.onChange(this.sync.current() as never);
 
+    // A workload that cannot be enrolled (its pod gone, a bad path) is reported, not fatal.
+    for (const w of this.config.workloads) {
+      const why = !existsSync(w.netnsPath) ? `network namespace ${w.netnsPath} does not exist` : !existsSync(w.cgroupPath) ? `cgroup ${w.cgroupPath} does not exist` : undefined;
+      this.enrolment.set(`${w.namespace}/${w.name}`, why ? { ok: false, reason: why } : { ok: true });
+    }
     if (this.config.mode !== 'off') {
       this.datapath = this.config.mode === 'ebpf' ? await this.openEbpf() : new IptablesDatapath({ outboundPort: this.config.outboundPort });
       this.meshApplied = this.sync.get('MeshSettings', 'mesh')?.version ?? 0;
       await this.applyWorkloads();
     }
-    for (const w of this.config.workloads) await this.openListeners(w);
+    for (const w of this.goodWorkloads()) {
+      try {
+        await this.openListeners(w);
+      } catch (err) {
+        this.enrolment.set(`${w.namespace}/${w.name}`, { ok: false, reason: `listener: ${(err as Error).message}` });
+      }
+    }
+    this.sync.reportExtra = () => this.statusReport();
+    await this.refreshDatapathSnapshot();
+    this.statusTimer = setInterval(() => void this.refreshDatapathSnapshot(), 2000);
+    this.statusTimer.unref();
     if (this.datapath instanceof EbpfDatapath) this.datapath.startHeartbeat(1000);
     if (this.config.adminPort) this.admin = await startAdmin(this.core, this.config.adminPort);
     this.log.info({ mode: this.config.mode, workloads: this.config.workloads.length }, 'agent started');
@@ -74,11 +94,69 @@ export class Agent {
     const mesh = this.meshSettings();
     const capture = (mesh.capture as Spec | undefined) ?? {};
     await this.datapath!.apply({
-      workloads: this.config.workloads.map((w) => ({ name: `${w.namespace}/${w.name}`, netnsPath: w.netnsPath, cgroupPath: w.cgroupPath, excludedPorts: w.excludedPorts, excludedCidrs: w.excludedCidrs })),
+      workloads: this.goodWorkloads().map((w) => ({ name: `${w.namespace}/${w.name}`, netnsPath: w.netnsPath, cgroupPath: w.cgroupPath, excludedPorts: w.excludedPorts, excludedCidrs: w.excludedCidrs })),
       excludedPorts: (capture.excludedPorts as number[]) ?? [],
       excludedCidrs: (capture.excludedCidrs as string[]) ?? [],
       failMode: (mesh.failMode as 'open' | 'closed') ?? 'open',
     });
+  }
+
+  private goodWorkloads(): AgentConfig['workloads'] {
+    return this.config.workloads.filter((w) => this.enrolment.get(`${w.namespace}/${w.name}`)?.ok !== false);
+  }
+
+  /** Map occupancy needs a dump (asynchronous): kept fresh here, read by the report. */
+  private async refreshDatapathSnapshot(): Promise<void> {
+    const dp = this.datapath;
+    if (!(dp instanceof EbpfDatapath)) return;
+    try {
+      const maps: Record<string, { entries: number; capacity: number }> = {};
+      for (const m of ['km_capture_v1', 'km_xport_v1', 'km_odst_tp_v1', 'km_socks_v1'] as const) {
+        maps[m] = { entries: (await dp.dump(m)).length, capacity: dp.mapInfo(m).maxEntries };
+      }
+      this.mapOccupancy = maps;
+    } catch (err) {
+      this.mapOccupancy = { error: (err as Error).message };
+    }
+  }
+
+  private mapOccupancy: Record<string, unknown> = {};
+
+  /** The datapath as status shows it: counters read now (a cheap syscall), occupancy from the last refresh. */
+  private datapathStatus(): Record<string, unknown> {
+    const dp = this.datapath;
+    if (!(dp instanceof EbpfDatapath)) return { mode: this.config.mode };
+    try {
+      const { error, ...maps } = this.mapOccupancy as { error?: string };
+      return {
+        mode: 'ebpf',
+        attachCgroup: dp.attachCgroup,
+        programs: dp.programIds(),
+        failMode: dp.currentSettings().failMode,
+        maps,
+        counters: Object.fromEntries(Object.entries(dp.counters()).map(([k, v]) => [k, Number(v)])),
+        ...(error ? { error } : {}),
+      };
+    } catch (err) {
+      return { mode: 'ebpf', error: (err as Error).message };
+    }
+  }
+
+  /** What kernmesh status shows of this node, sent with every report. */
+  private statusReport(): Record<string, unknown> {
+    const now = Date.now();
+    const traffic = this.core.metrics.summary().map((x) => {
+      const prev = this.lastTraffic.get(x.service);
+      const rps = prev && now > prev.at ? ((x.requests - prev.requests) * 1000) / (now - prev.at) : 0;
+      this.lastTraffic.set(x.service, { requests: x.requests, at: now });
+      return { ...x, rps: Math.round(rps * 10) / 10, successRate: x.requests ? Math.round(((x.requests - x.errors) / x.requests) * 1000) / 1000 : 1 };
+    });
+    return {
+      datapath: this.datapathStatus(),
+      proxy: { activeConnections: this.proxy.activeConnections, connectionsTotal: this.proxy.connectionsTotal, tableVersion: this.core.table.version },
+      workloads: this.config.workloads.map((w) => ({ name: w.name, namespace: w.namespace, ...this.enrolment.get(`${w.namespace}/${w.name}`) })),
+      traffic,
+    };
   }
 
   /** The outbound listener inside the workload's netns, on IPv4 and IPv6 loopback. */
@@ -109,6 +187,7 @@ export class Agent {
   private meshApplied = -1;
 
   async stop(options: { detach?: boolean } = {}): Promise<void> {
+    clearInterval(this.statusTimer);
     await this.proxy.close();
     for (const list of this.listeners.values()) for (const s of list) s.close();
     this.listeners.clear();

@@ -9,6 +9,7 @@ import { registerConfigCommands } from './config-commands.ts';
 import { EXIT, exitCodeFor } from './exit-codes.ts';
 import { registerDatapath } from './datapath.ts';
 import { registerDemo } from './demo.ts';
+import { registerStatus } from './status.ts';
 import { VERSION } from './version.ts';
 
 const program = new Command()
@@ -27,6 +28,7 @@ registerDatapath(program);
 registerDemo(program);
 registerConfigCommands(program);
 registerAgent(program);
+registerStatus(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -16,6 +16,8 @@ export interface AgentStatus {
   uptimeMs: number;
   lastError: string | null;
   counters: Record<string, number>;
+  /** The agent's whole last report (datapath, proxy, workloads, traffic). */
+  report: Record<string, unknown>;
 }
 
 export async function readAgents(redis: Redis, keys: Keys): Promise<AgentStatus[]> {
@@ -26,7 +28,7 @@ export async function readAgents(redis: Redis, keys: Keys): Promise<AgentStatus[
     const meshVersion = Number(version ?? 0);
     const now = Date.now();
     return nodes.map((node, i) => {
-      const r = JSON.parse(reports[node]!) as { mode: string; appliedVersion: number; reportedAt: number; startedAt: number; lastError: string | null; counters: Record<string, number> };
+      const r = JSON.parse(reports[node]!) as { mode: string; appliedVersion: number; reportedAt: number; startedAt: number; lastError: string | null; counters: Record<string, number> } & Record<string, unknown>;
       const health: AgentHealth = alive[i] !== 1 ? 'NOT CONNECTED' : r.appliedVersion === meshVersion ? 'SYNCED' : 'STALE';
       return {
         node,
@@ -38,6 +40,7 @@ export async function readAgents(redis: Redis, keys: Keys): Promise<AgentStatus[
         uptimeMs: now - r.startedAt,
         lastError: r.lastError,
         counters: r.counters,
+        report: r,
       };
     });
   } catch (err) {

@@ -63,7 +63,8 @@ export function storedJson(o: MeshObject): string {
 
 export class MeshStore {
   readonly keys: Keys;
-  private readonly redis: ScriptedRedis;
+  /** The connection (for readers of other keys of this mesh, like agent reports). */
+  readonly redis: ScriptedRedis;
   private readonly maxLen: number;
 
   constructor(redis: Redis, options: StoreOptions = {}) {

@@ -348,9 +348,18 @@ export class AgentSync extends EventEmitter {
   }
 
   /** Tells `kernmesh status` how this agent is doing; a missing alive key = NOT CONNECTED. */
+  /** What the agent adds to every report (datapath, proxy, workloads): set by its owner. */
+  reportExtra: () => Record<string, unknown> = () => ({});
+
   async report(extra: Record<string, unknown> = {}): Promise<void> {
     if (this.cmd.status !== 'ready') return;
     this.lastReportAt = Date.now();
+    let provided: Record<string, unknown> = {};
+    try {
+      provided = this.reportExtra();
+    } catch (err) {
+      this.noteError(err as Error);
+    }
     const body = JSON.stringify({
       node: this.node,
       mode: this.mode,
@@ -360,6 +369,7 @@ export class AgentSync extends EventEmitter {
       counters: this.counters,
       startedAt: this.startedAt,
       reportedAt: Date.now(),
+      ...provided,
       ...extra,
     });
     try {

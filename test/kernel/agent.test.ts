@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // The node agent end to end: the mesh in a real Redis, eBPF interception in a
 // scratch pod, the proxy's listener in the pod's netns, curl from the pod.
+import { execFile } from 'node:child_process';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { StatusReport } from '../../src/status/collect.ts';
 import { Agent } from '../../src/agent/agent.ts';
 import { parseAgentConfig } from '../../src/agent/config.ts';
 import { readAgents } from '../../src/config/agents.ts';
@@ -39,7 +42,11 @@ kernelTest('the agent routes a pod’s VIP traffic from the mesh in Redis, follo
         attachCgroup: scratch.cgroupRoot,
         proxyCgroup: scratch.cgroup('agent'),
         adminPort: 0,
-        workloads: [{ name: 'productpage', namespace: 'shop', netnsPath: scratch.netnsPath, cgroupPath: app, labels: { app: 'productpage' } }],
+        workloads: [
+          { name: 'productpage', namespace: 'shop', netnsPath: scratch.netnsPath, cgroupPath: app, labels: { app: 'productpage' } },
+          // A pod that went away before the agent came up: reported, not fatal.
+          { name: 'gone', namespace: 'shop', netnsPath: '/run/netns/kernmesh-no-such-pod', cgroupPath: app },
+        ],
       }),
       silentLogger,
     );
@@ -60,6 +67,27 @@ kernelTest('the agent routes a pod’s VIP traffic from the mesh in Redis, follo
     await agent.sync.report();
     const [status] = await readAgents(redis.client(), store.keys);
     t.like(status, { node: 'node-a', mode: 'ebpf', health: 'SYNCED', appliedVersion: v });
+
+    // A second, stale agent (its report says version 1), as `kernmesh status` must show it.
+    const fake = redis.client();
+    await fake.hset(store.keys.agents, 'node-b', JSON.stringify({ node: 'node-b', mode: 'iptables', appliedVersion: 1, reportedAt: Date.now(), startedAt: Date.now(), lastError: null, counters: {} }));
+    await fake.set(store.keys.alive('node-b'), '1', 'PX', 10_000);
+
+    const cli = await promisify(execFile)(process.execPath, [new URL('../../src/cli/main.ts', import.meta.url).pathname, 'status', '-o', 'json', '--redis', redis.url]).catch((e: { stdout: string; code: number }) => e);
+    t.is((cli as { code?: number }).code, 1, 'a × problem makes the exit code non-zero');
+    const report = JSON.parse(cli.stdout) as StatusReport;
+    t.true(report.controlPlane.redis.reachable);
+    t.is(report.controlPlane.meshVersion, v!);
+    t.deepEqual(report.agents.map((a) => [a.node, a.health]), [['node-a', 'SYNCED'], ['node-b', 'STALE']]);
+    const dp = report.agents[0]!.datapath as { counters: Record<string, number>; maps: Record<string, { entries: number }>; programs: Record<string, number> };
+    t.true(dp.counters.connect4_redirected! >= 2 && dp.counters.msg_redirected! > 0 && dp.counters.getsockopt_answered! >= 2, JSON.stringify(dp.counters));
+    t.is(dp.maps.km_capture_v1!.entries, 1);
+    t.is(Object.keys(dp.programs).length, 5);
+    t.deepEqual(report.workloads.map((w) => [w.name, w.captured]), [['productpage', true], ['gone', false]]);
+    t.deepEqual(report.namespaces, [{ namespace: 'shop', captured: 1, total: 2 }]);
+    t.true(report.traffic.some((x) => x.service === 'reviews.shop.svc.cluster.local' && x.requests >= 2));
+    t.true(report.problems.some((p) => p.level === 'error' && /shop\/gone on node-a should be captured but is not: network namespace .* does not exist/.test(p.text)));
+    t.true(report.problems.some((p) => p.level === 'warn' && /agent node-b is at version 1/.test(p.text)));
   } finally {
     await agent?.stop({ detach: true });
     t.deepEqual(await scratch.cleanup(), []);

@@ -158,6 +158,37 @@ export class ProxyMetrics {
     if (rec.flags !== '-') this.localReplies.labels(rec.flags).inc();
   }
 
+  /**
+   * Per destination service: requests, 5xx answers, and p50/p99 estimated
+   * from the duration buckets (a bucket's upper bound, as Prometheus'
+   * histogram_quantile would give without interpolation).
+   */
+  summary(): Array<{ service: string; requests: number; errors: number; p50Ms: number; p99Ms: number }> {
+    const by = new Map<string, { requests: number; errors: number; buckets: Float64Array }>();
+    for (const [key, s] of this.series) {
+      const parts = key.split('|');
+      const service = parts[4]!;
+      const code = Number(parts[6]);
+      let agg = by.get(service);
+      if (!agg) {
+        agg = { requests: 0, errors: 0, buckets: new Float64Array(DURATION_BUCKETS_MS.length + 1) };
+        by.set(service, agg);
+      }
+      agg.requests += s.requests;
+      if (code >= 500 || code === 0) agg.errors += s.requests;
+      for (let i = 0; i < s.duration.length; i++) agg.buckets[i]! += s.duration[i]!;
+    }
+    const quantile = (b: Float64Array, total: number, q: number) => {
+      let cum = 0;
+      for (let i = 0; i < b.length; i++) {
+        cum += b[i]!;
+        if (cum >= q * total) return DURATION_BUCKETS_MS[i] ?? Infinity;
+      }
+      return Infinity;
+    };
+    return [...by].map(([service, a]) => ({ service, requests: a.requests, errors: a.errors, p50Ms: quantile(a.buckets, a.requests, 0.5), p99Ms: quantile(a.buckets, a.requests, 0.99) }));
+  }
+
   /** The whole exposition: the HTTP series rendered here, then prom-client's registry. */
   async render(): Promise<string> {
     const out: string[] = [

@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * `kernmesh status`: one view of the mesh from what lives in Redis: the
+ * control plane, every agent's report (datapath, proxy, workloads, traffic),
+ * and a list of problems with what to do about each.
+ */
+import { type AgentStatus, readAgents } from '../config/agents.ts';
+import type { RedisConfig } from '../config/redis.ts';
+import { describeRedis } from '../config/redis.ts';
+import type { MeshStore } from '../config/store.ts';
+
+export type Level = 'ok' | 'warn' | 'error';
+
+export interface Problem {
+  level: Level;
+  text: string;
+  fix?: string;
+}
+
+interface Traffic {
+  service: string;
+  requests: number;
+  errors: number;
+  rps: number;
+  successRate: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+export interface StatusReport {
+  controlPlane: { redis: { reachable: boolean; target: string; error?: string }; meshVersion: number | null; controller: { leader: string | null } };
+  agents: Array<Pick<AgentStatus, 'node' | 'mode' | 'health' | 'appliedVersion' | 'meshVersion' | 'heartbeatAgeMs' | 'uptimeMs' | 'lastError'> & { proxy: Record<string, unknown>; datapath: Record<string, unknown> }>;
+  workloads: Array<{ node: string; namespace: string; name: string; captured: boolean; reason?: string }>;
+  namespaces: Array<{ namespace: string; captured: number; total: number }>;
+  traffic: Traffic[];
+  problems: Problem[];
+  ok: boolean;
+}
+
+export async function collectStatus(cfg: RedisConfig, withStore: (fn: (store: MeshStore) => Promise<void>) => Promise<void>): Promise<StatusReport> {
+  const report: StatusReport = {
+    controlPlane: { redis: { reachable: false, target: describeRedis(cfg) }, meshVersion: null, controller: { leader: null } },
+    agents: [],
+    workloads: [],
+    namespaces: [],
+    traffic: [],
+    problems: [],
+    ok: false,
+  };
+  try {
+    await withStore(async (store) => {
+      report.controlPlane.redis.reachable = true;
+      report.controlPlane.meshVersion = await store.version();
+      const agents = await readAgents(store.redis, store.keys);
+      for (const a of agents) {
+        const r = a.report as { proxy?: Record<string, unknown>; datapath?: Record<string, unknown>; workloads?: Array<{ name: string; namespace: string; ok?: boolean; reason?: string }>; traffic?: Traffic[] };
+        report.agents.push({ node: a.node, mode: a.mode, health: a.health, appliedVersion: a.appliedVersion, meshVersion: a.meshVersion, heartbeatAgeMs: a.heartbeatAgeMs, uptimeMs: a.uptimeMs, lastError: a.lastError, proxy: r.proxy ?? {}, datapath: r.datapath ?? {} });
+        for (const w of r.workloads ?? []) report.workloads.push({ node: a.node, namespace: w.namespace, name: w.name, captured: w.ok !== false && a.health !== 'NOT CONNECTED', ...(w.reason ? { reason: w.reason } : a.health === 'NOT CONNECTED' ? { reason: 'its agent is not connected' } : {}) });
+        if (a.health !== 'NOT CONNECTED') for (const t of r.traffic ?? []) mergeTraffic(report.traffic, t);
+      }
+    });
+  } catch (err) {
+    report.controlPlane.redis.error = (err as Error).message;
+  }
+  const ns = new Map<string, { captured: number; total: number }>();
+  for (const w of report.workloads) {
+    const n = ns.get(w.namespace) ?? { captured: 0, total: 0 };
+    n.total++;
+    if (w.captured) n.captured++;
+    ns.set(w.namespace, n);
+  }
+  report.namespaces = [...ns].map(([namespace, n]) => ({ namespace, ...n })).sort((a, b) => a.namespace.localeCompare(b.namespace));
+  report.traffic.sort((a, b) => a.service.localeCompare(b.service));
+  report.problems = problemsOf(report);
+  report.ok = !report.problems.some((p) => p.level === 'error');
+  return report;
+}
+
+function mergeTraffic(into: Traffic[], t: Traffic): void {
+  const have = into.find((x) => x.service === t.service);
+  if (!have) {
+    into.push({ ...t });
+    return;
+  }
+  const requests = have.requests + t.requests;
+  have.errors += t.errors;
+  have.rps += t.rps;
+  have.successRate = requests ? (requests - have.errors) / requests : 1;
+  have.p50Ms = Math.max(have.p50Ms, t.p50Ms); // per-node quantiles do not add: the worst is shown
+  have.p99Ms = Math.max(have.p99Ms, t.p99Ms);
+  have.requests = requests;
+}
+
+function problemsOf(r: StatusReport): Problem[] {
+  const out: Problem[] = [];
+  if (!r.controlPlane.redis.reachable) {
+    out.push({ level: 'error', text: `Redis at ${r.controlPlane.redis.target} is unreachable: ${r.controlPlane.redis.error ?? ''}`, fix: 'check REDIS_URL (or --redis) and that Redis runs' });
+    return out;
+  }
+  if (r.agents.length === 0) out.push({ level: 'warn', text: 'no agent has reported to this mesh yet', fix: 'start the agents (kubectl apply -k deploy/, or kernmesh agent)' });
+  for (const a of r.agents) {
+    if (a.health === 'NOT CONNECTED') out.push({ level: 'error', text: `agent ${a.node} is not connected (last heard ${Math.round(a.heartbeatAgeMs / 1000)} s ago)`, fix: `check the agent on ${a.node} (kubectl -n kernmesh-system logs, or its process)` });
+    else if (a.health === 'STALE') out.push({ level: 'warn', text: `agent ${a.node} is at version ${a.appliedVersion} of ${a.meshVersion}`, fix: 'it catches up by itself; if it stays behind, look at its lastError' });
+    const c = (a.datapath.counters ?? {}) as Record<string, number>;
+    if ((c.fail_open ?? 0) > 0) out.push({ level: 'warn', text: `agent ${a.node}: ${c.fail_open} connects bypassed the proxy while it was down (fail-open)` });
+    if ((c.fail_closed ?? 0) > 0) out.push({ level: 'warn', text: `agent ${a.node}: ${c.fail_closed} connects were refused while the proxy was down (fail-closed)` });
+    if (a.datapath.error) out.push({ level: 'error', text: `agent ${a.node}: datapath: ${String(a.datapath.error)}` });
+    for (const [map, m] of Object.entries((a.datapath.maps ?? {}) as Record<string, { entries: number; capacity: number }>)) {
+      if (m.entries >= 0.9 * m.capacity) out.push({ level: 'warn', text: `agent ${a.node}: ${map} is ${m.entries}/${m.capacity} full`, fix: 'raise the datapath capacities' });
+    }
+  }
+  for (const w of r.workloads) {
+    if (!w.captured) out.push({ level: 'error', text: `${w.namespace}/${w.name} on ${w.node} should be captured but is not: ${w.reason ?? 'unknown'}`, fix: 'check the pod still exists; the agent retries on its next sync' });
+  }
+  if (out.length === 0) out.push({ level: 'ok', text: 'the mesh is healthy' });
+  return out;
+}
