@@ -1,22 +1,44 @@
 // SPDX-License-Identifier: Apache-2.0
-/**
- * `kernmesh demo`: until the full local mesh lands, the demo shows the real
- * interception path: a scratch pod (netns + cgroup) dials service VIPs and
- * the kernel steers and splices its connections to a stand-in proxy.
- */
+/** `kernmesh demo up | traffic | down`: the whole mesh on this machine. */
 import type { Command } from 'commander';
-import { selftest } from '../datapath/index.ts';
-import { printSelftest } from './datapath.ts';
+import { down } from '../demo/down.ts';
+import { DEFAULT_DEMO_DIR } from '../demo/state.ts';
+import { renderTraffic, traffic } from '../demo/traffic.ts';
+import { up } from '../demo/up.ts';
 
 export function registerDemo(program: Command): void {
-  program
-    .command('demo')
-    .description('show eBPF interception on this machine (scratch pod -> VIP -> proxy), then clean up')
-    .action(async () => {
-      console.log('kernmesh demo: a scratch pod dials 10.96.0.10:80 and [fd00:96::10]:80;');
-      console.log('connect4/6 steer it to the proxy, sockops+sk_msg splice the sockets, getsockopt tells the proxy where it was going.\n');
-      const report = await selftest();
-      printSelftest(report);
-      if (!report.ok) process.exitCode = 1;
+  const demo = program.command('demo').description('the whole mesh on this machine: pods as network namespaces, Redis, the agent in eBPF mode');
+  const dirOption = ['--dir <dir>', 'where the demo keeps its state', DEFAULT_DEMO_DIR] as const;
+  demo
+    .command('up')
+    .description('build the demo mesh (again, if one is up)')
+    .option(...dirOption)
+    .action(async (opts: { dir: string }) => {
+      const state = await up(opts.dir, (l) => console.log(l));
+      console.log(`\nthe demo is up. Next:\n  kernmesh demo traffic --seconds 10\n  REDIS_URL=unix://${state.redisSocket} kernmesh status\n  kernmesh demo down`);
+    });
+  demo
+    .command('traffic')
+    .description('send a steady mix of requests from the captured pod and show them live')
+    .option(...dirOption)
+    .option('--seconds <n>', 'how long', '10')
+    .option('--json', 'print one JSON summary at the end instead of the live view')
+    .action(async (opts: { dir: string; seconds: string; json?: boolean }) => {
+      const summary = await traffic(opts.dir, Number(opts.seconds), (lines) => {
+        if (!opts.json) process.stdout.write(`\x1b[2J\x1b[H${renderTraffic(lines)}\n`);
+      });
+      if (opts.json) console.log(JSON.stringify({ seconds: Number(opts.seconds), services: summary }));
+      else console.log(`\nover ${opts.seconds} s:\n${renderTraffic(summary)}`);
+    });
+  demo
+    .command('down')
+    .description('remove everything the demo made')
+    .option(...dirOption)
+    .action(async (opts: { dir: string }) => {
+      const problems = await down(opts.dir, (l) => console.log(l));
+      if (problems.length) {
+        for (const p of problems) console.error(`could not remove ${p}`);
+        process.exitCode = 1;
+      } else console.log('the demo is down');
     });
 }

@@ -1,0 +1,69 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * `kernmesh demo down`: ends the demo's processes (by the pids it wrote
+ * down), removes its pins, namespaces, cgroups and files. Works after a crash
+ * too: whatever the state file names, and the demo's fixed names.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { cgroup2Root, cleanupPins, ensureBpffs } from '../datapath/index.ts';
+import { readState } from './state.ts';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function stop(pid: number): Promise<void> {
+  if (!alive(pid)) return;
+  process.kill(pid, 'SIGTERM');
+  for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+  if (alive(pid)) process.kill(pid, 'SIGKILL');
+  for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 20));
+}
+
+/** Removes the demo; returns what could not be removed (empty when clean). */
+export async function down(dir: string, say: (line: string) => void = () => {}): Promise<string[]> {
+  const state = readState(dir);
+  const problems: string[] = [];
+  // The agent first (it holds the datapath), then the rest.
+  for (const name of ['agent', 'backends', 'redis']) {
+    const pid = state?.pids[name];
+    if (pid) {
+      await stop(pid);
+      say(`stopped      ${name} (pid ${pid})`);
+    }
+  }
+  const pins = state?.pinDir ?? join(ensureBpffs(), 'kernmesh-demo');
+  if (existsSync(pins)) {
+    cleanupPins(pins);
+    say(`removed      pins ${pins}`);
+  }
+  const netns = existsSync('/run/netns') ? readdirSync('/run/netns').filter((n) => n.startsWith('kmdemo-')) : [];
+  for (const ns of netns) {
+    try {
+      execFileSync('ip', ['netns', 'del', ns], { stdio: 'pipe' });
+      say(`removed      netns ${ns}`);
+    } catch (err) {
+      problems.push(`netns ${ns}: ${(err as Error).message}`);
+    }
+  }
+  const cg = state?.cgroupRoot ?? join(cgroup2Root(), 'kmdemo');
+  if (existsSync(cg)) {
+    try {
+      for (const e of readdirSync(cg, { withFileTypes: true })) if (e.isDirectory()) rmdirSync(join(cg, e.name));
+      rmdirSync(cg);
+      say(`removed      cgroup ${cg}`);
+    } catch (err) {
+      problems.push(`cgroup ${cg}: ${(err as Error).message}`);
+    }
+  }
+  rmSync(dir, { recursive: true, force: true });
+  rmSync('/run/kernmesh/kernmesh-demo.lock', { force: true });
+  return problems;
+}
