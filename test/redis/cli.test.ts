@@ -76,3 +76,15 @@ test('Redis unreachable: a clear message and exit code 5', async (t) => {
   t.is(r.code, 5);
   t.regex(r.stderr, /cannot reach Redis at unix:\/\/\/nonexistent\/kernmesh\.sock/);
 });
+
+test('kernmesh check includes Redis: reachable, or a clear failure and exit code 1', async (t) => {
+  const server = await new RedisServer().start();
+  t.teardown(() => server.stop());
+  const good = await kernmesh(server.url, ['check', '--json']);
+  const report = JSON.parse(good.stdout) as { checks: Array<{ name: string; ok: boolean; detail: string }> };
+  t.like(report.checks.find((c) => c.name === 'redis'), { ok: true });
+  t.regex(report.checks.find((c) => c.name === 'redis')!.detail, /mesh version 0/);
+  const bad = await kernmesh('unix:///nonexistent/kernmesh.sock', ['check', '--json']);
+  t.is(bad.code, 1);
+  t.like((JSON.parse(bad.stdout) as { checks: Array<{ name: string; ok: boolean }> }).checks.find((c) => c.name === 'redis'), { ok: false });
+});
