@@ -6,6 +6,7 @@ import { KmError } from '../errors.ts';
 import { registerAgent } from './agent.ts';
 import { registerCheck } from './check.ts';
 import { registerConfigCommands } from './config-commands.ts';
+import { registerController } from './controller.ts';
 import { EXIT, exitCodeFor } from './exit-codes.ts';
 import { registerDatapath } from './datapath.ts';
 import { registerDemo } from './demo.ts';
@@ -29,6 +30,7 @@ registerDemo(program);
 registerConfigCommands(program);
 registerAgent(program);
 registerStatus(program);
+registerController(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -15,6 +15,8 @@ export interface Keys {
   agents: string;
   /** Per-node TTL key: present while the agent is alive. */
   alive(node: string): string;
+  /** The controller leader's identity, with a TTL its holder keeps renewing. */
+  controllerLeader: string;
 }
 
 export function meshKeys(prefix = 'kernmesh', mesh = 'mesh'): Keys {
@@ -26,6 +28,7 @@ export function meshKeys(prefix = 'kernmesh', mesh = 'mesh'): Keys {
     stream: `${p}stream`,
     agents: `${p}agents`,
     alive: (node) => `${p}alive:${node}`,
+    controllerLeader: `${p}controller-leader`,
   };
 }
 

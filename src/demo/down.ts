@@ -32,7 +32,7 @@ export async function down(dir: string, say: (line: string) => void = () => {}):
   const state = readState(dir);
   const problems: string[] = [];
   // The agent first (it holds the datapath), then the rest.
-  for (const name of ['agent', 'backends', 'redis']) {
+  for (const name of ['agent', 'controller', 'backends', 'redis']) {
     const pid = state?.pids[name];
     if (pid) {
       await stop(pid);

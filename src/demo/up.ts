@@ -97,23 +97,33 @@ export async function up(dir: string, say: (line: string) => void = () => {}): P
   state.pids.backends = startIn(join(cg, 'backends'), process.execPath, [backendMain, JSON.stringify(replicas)], join(dir, 'backends.log')).pid!;
   writeState(state);
 
-  // The mesh: services with VIPs, endpoints, subsets, and the sample rules.
+  // Services and endpoints come from the controller, in local-registry mode.
+  const registry = {
+    services: (['reviews', 'ratings'] as const).map((name) => ({
+      name,
+      namespace: 'shop',
+      addresses: [VIPS[name]],
+      ports: [{ port: 80, protocol: 'http' }],
+      endpoints: replicas.filter((r) => r.service === name).map((r) => ({ address: '127.0.0.1', port: r.port, labels: { app: name, version: r.version } })),
+    })),
+  };
+  writeFileSync(join(dir, 'registry.yaml'), stringify(registry));
+  state.pids.controller = startIn(join(cg, 'agent'), process.execPath, [self, 'controller', '--registry', join(dir, 'registry.yaml'), '--redis', `unix://${state.redisSocket}`, '--id', 'demo-controller'], join(dir, 'controller.log')).pid!;
+  writeState(state);
+
+  // The user's rules, as `kernmesh apply` would write them.
   const store = new MeshStore(new Redis({ path: state.redisSocket }));
-  const eps = (service: string) => replicas.filter((r) => r.service === service).map((r) => ({ address: '127.0.0.1', port: r.port, labels: { app: service, version: r.version }, weight: 1, ready: true }));
   await store.write(
     [
-      obj('Service', 'reviews', 'shop', { hosts: ['reviews.shop.svc.cluster.local'], addresses: [VIPS.reviews], ports: [{ port: 80, protocol: 'http' }] }),
-      obj('Service', 'ratings', 'shop', { hosts: ['ratings.shop.svc.cluster.local'], addresses: [VIPS.ratings], ports: [{ port: 80, protocol: 'http' }] }),
-      obj('Endpoints', 'reviews', 'shop', { endpoints: eps('reviews') }),
-      obj('Endpoints', 'ratings', 'shop', { endpoints: eps('ratings') }),
       obj('ClusterPolicy', 'reviews', 'shop', { service: 'reviews', subsets: [{ name: 'v1', labels: { version: 'v1' } }, { name: 'v2', labels: { version: 'v2' } }], loadBalancer: { type: 'least_request' }, outlierDetection: { consecutive5xx: 5 } }),
       obj('Route', 'reviews', 'shop', { service: 'reviews', rules: [{ name: 'canary', action: { split: [{ subset: 'v1', weight: 90 }, { subset: 'v2', weight: 10 }] }, retries: { attempts: 2, retryOn: ['5xx', 'connect-failure'] }, timeout: '2s' }] }),
       obj('RateLimit', 'ratings', 'shop', { service: 'ratings', maxTokens: 40, tokensPerFill: 40, fillInterval: '1s' }),
       obj('AuthorizationPolicy', 'no-deletes', 'shop', { service: 'reviews', action: 'DENY', rules: [{ to: { methods: ['DELETE'] } }] }),
     ].map((object) => ({ op: 'put' as const, object })),
   );
+  await waitFor(async () => (await store.exists({ kind: 'Endpoints', key: 'shop/ratings' })) && (await store.exists({ kind: 'Endpoints', key: 'shop/reviews' })), `the controller (see ${join(dir, 'controller.log')})`, 20_000);
   store.redis.disconnect();
-  say('mesh         2 services, canary 90/10 with retries, a rate limit on ratings, DELETE denied on reviews');
+  say('mesh         2 services from the controller (local registry); canary 90/10 with retries, a rate limit on ratings, DELETE denied on reviews');
 
   // The agent, in eBPF mode, capturing the shop pod.
   const agentConfig = {

@@ -51,6 +51,7 @@ export async function collectStatus(cfg: RedisConfig, withStore: (fn: (store: Me
     await withStore(async (store) => {
       report.controlPlane.redis.reachable = true;
       report.controlPlane.meshVersion = await store.version();
+      report.controlPlane.controller.leader = await store.redis.get(store.keys.controllerLeader);
       const agents = await readAgents(store.redis, store.keys);
       for (const a of agents) {
         const r = a.report as { proxy?: Record<string, unknown>; datapath?: Record<string, unknown>; workloads?: Array<{ name: string; namespace: string; ok?: boolean; reason?: string }>; traffic?: Traffic[] };

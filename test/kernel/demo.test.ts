@@ -23,6 +23,7 @@ kernelTest('demo up, traffic and status show the mesh at work; down leaves nothi
 
     const status = JSON.parse((await run(['status', '-o', 'json'], { REDIS_URL: `unix://${join(dir, 'redis.sock')}` })).stdout) as StatusReport;
     t.true(status.ok);
+    t.is(status.controlPlane.controller.leader, 'demo-controller');
     t.deepEqual(status.agents.map((a) => [a.node, a.health]), [['demo-node', 'SYNCED']]);
     const c = (status.agents[0]!.datapath as { counters: Record<string, number> }).counters;
     t.true(c.connect4_redirected! > 10 && c.msg_redirected! > 10 && c.getsockopt_answered! > 10, 'traffic went through the eBPF path');

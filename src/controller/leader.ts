@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * Leadership through Redis (local mode; in Kubernetes a coordination.k8s.io
+ * Lease plays this part): SET NX with a TTL, renewed by its holder only
+ * (compare-and-extend in Lua), so exactly one controller writes at a time and
+ * a dead leader's claim runs out.
+ */
+import type { Redis } from 'ioredis';
+
+const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
+
+export class RedisLeader {
+  private readonly redis: Redis;
+  private readonly key: string;
+  readonly identity: string;
+  private readonly ttlMs: number;
+  private timer: NodeJS.Timeout | undefined;
+  leading = false;
+  onChange: (leading: boolean) => void = () => {};
+
+  constructor(redis: Redis, key: string, identity: string, ttlMs = 5000) {
+    this.redis = redis;
+    this.key = key;
+    this.identity = identity;
+    this.ttlMs = ttlMs;
+  }
+
+  /** One round: claim if free, renew if ours; lost on any failure (stop writing at once). */
+  async tick(): Promise<boolean> {
+    let now = false;
+    try {
+      if (this.leading) now = (await this.redis.eval(RENEW, 1, this.key, this.identity, String(this.ttlMs))) === 1;
+      if (!now) now = (await this.redis.set(this.key, this.identity, 'PX', this.ttlMs, 'NX')) === 'OK';
+    } catch {
+      now = false;
+    }
+    if (now !== this.leading) {
+      this.leading = now;
+      this.onChange(now);
+    }
+    return now;
+  }
+
+  start(): void {
+    void this.tick();
+    this.timer = setInterval(() => void this.tick(), Math.max(100, this.ttlMs / 3));
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    if (this.leading) {
+      this.leading = false;
+      this.onChange(false);
+      // Step down at once rather than leave the others waiting out the TTL.
+      await this.redis.eval(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`, 1, this.key, this.identity).catch(() => {});
+    }
+  }
+}
+
+export async function currentLeader(redis: Redis, key: string): Promise<string | null> {
+  return redis.get(key);
+}

@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * The controller in local-registry mode (no Kubernetes): a YAML file lists
+ * services and their endpoints; the leader writes them to the mesh as
+ * Service and Endpoints objects (only what changed, and deletes what went),
+ * and follows the file as it is edited.
+ */
+import { readFileSync, watch } from 'node:fs';
+import type { FSWatcher } from 'node:fs';
+import { parse } from 'yaml';
+import { z } from 'zod';
+import { KmError } from '../errors.ts';
+import type { MeshObject } from '../config/objects.ts';
+import { type MeshStore, type WriteOp, storedJson } from '../config/store.ts';
+import { RedisLeader } from './leader.ts';
+
+const Registry = z
+  .object({
+    services: z
+      .array(
+        z
+          .object({
+            name: z.string().min(1),
+            namespace: z.string().min(1).default('default'),
+            addresses: z.array(z.string()).default([]),
+            ports: z.array(z.object({ port: z.number().int(), targetPort: z.number().int().optional(), protocol: z.enum(['http', 'http2', 'grpc', 'tcp', 'tls']).default('http') }).strict()).min(1),
+            endpoints: z.array(z.object({ address: z.string(), port: z.number().int().optional(), labels: z.record(z.string(), z.string()).default({}), node: z.string().optional(), zone: z.string().optional(), weight: z.number().int().default(1), ready: z.boolean().default(true) }).strict()).default([]),
+          })
+          .strict(),
+      )
+      .default([]),
+  })
+  .strict();
+
+export function readRegistry(path: string): MeshObject[] {
+  let raw: unknown;
+  try {
+    raw = parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new KmError('KM_ERR_INVALID_CONFIG', `cannot read the registry ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  const r = Registry.safeParse(raw ?? {});
+  if (!r.success) throw new KmError('KM_ERR_INVALID_CONFIG', `${path}: ${r.error.issues[0]?.path.join('.')}: ${r.error.issues[0]?.message}`, { cause: r.error });
+  return r.data.services.flatMap((s) => [
+    { apiVersion: 'kernmesh.io/v1', kind: 'Service', metadata: { name: s.name, namespace: s.namespace }, spec: { hosts: [`${s.name}.${s.namespace}.svc.cluster.local`], addresses: s.addresses, ports: s.ports } },
+    { apiVersion: 'kernmesh.io/v1', kind: 'Endpoints', metadata: { name: s.name, namespace: s.namespace }, spec: { endpoints: s.endpoints } },
+  ]);
+}
+
+const OWNED = 'kernmesh.io/owner';
+
+export class LocalController {
+  private readonly store: MeshStore;
+  private readonly path: string;
+  readonly leader: RedisLeader;
+  private watcher: FSWatcher | undefined;
+  private pending: NodeJS.Timeout | undefined;
+  syncs = 0;
+  lastError: string | undefined;
+
+  constructor(store: MeshStore, path: string, identity: string) {
+    this.store = store;
+    this.path = path;
+    this.leader = new RedisLeader(store.redis, store.keys.controllerLeader, identity);
+    // Writes only while leading; becoming leader means a full pass.
+    this.leader.onChange = (leading) => {
+      if (leading) void this.syncNow();
+    };
+  }
+
+  start(): void {
+    this.leader.start();
+    this.watcher = watch(this.path, () => {
+      clearTimeout(this.pending);
+      this.pending = setTimeout(() => void this.syncNow(), 50);
+    });
+  }
+
+  /** Makes the mesh's registry-owned Services and Endpoints equal to the file. */
+  async syncNow(): Promise<void> {
+    if (!this.leader.leading) return;
+    try {
+      const want = readRegistry(this.path).map((o) => ({ ...o, metadata: { ...o.metadata, labels: { [OWNED]: 'local-registry' } } }));
+      const have = (await this.store.list()).filter((o) => (o.object.kind === 'Service' || o.object.kind === 'Endpoints') && o.object.metadata.labels?.[OWNED] === 'local-registry');
+      const ops: WriteOp[] = [];
+      const wantKeys = new Set(want.map((o) => `${o.kind}/${o.metadata.namespace}/${o.metadata.name}`));
+      for (const o of want) {
+        const cur = have.find((h) => h.object.kind === o.kind && h.object.metadata.namespace === o.metadata.namespace && h.object.metadata.name === o.metadata.name);
+        if (!cur || storedJson(cur.object) !== storedJson(o)) ops.push({ op: 'put', object: o as MeshObject });
+      }
+      for (const h of have) {
+        const k = `${h.object.kind}/${h.object.metadata.namespace}/${h.object.metadata.name}`;
+        if (!wantKeys.has(k)) ops.push({ op: 'delete', ref: { kind: h.object.kind, key: `${h.object.metadata.namespace}/${h.object.metadata.name}` } });
+      }
+      // Leadership is checked again right before writing: a controller that lost it writes nothing.
+      if (ops.length && (await this.leader.tick())) await this.store.write(ops);
+      this.syncs++;
+      this.lastError = undefined;
+    } catch (err) {
+      this.lastError = (err as Error).message;
+    }
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.pending);
+    this.watcher?.close();
+    await this.leader.stop();
+  }
+}
