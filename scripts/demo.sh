@@ -8,7 +8,7 @@ bash scripts/bootstrap.sh
 export PATH="/usr/local/bin:$PATH"
 node dist/cli/main.js demo up
 node dist/cli/main.js demo traffic --seconds 10
-REDIS_URL=unix:///run/kernmesh/demo/redis.sock node dist/cli/main.js status || true
+node dist/cli/main.js status || true
 echo
-echo "the demo stays up: see it with 'REDIS_URL=unix:///run/kernmesh/demo/redis.sock npx kernmesh status',"
+echo "the demo stays up: see it with 'npx kernmesh status',"
 echo "send more with 'npx kernmesh demo traffic', remove it with 'npx kernmesh demo down'."

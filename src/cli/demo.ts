@@ -15,7 +15,7 @@ export function registerDemo(program: Command): void {
     .option(...dirOption)
     .action(async (opts: { dir: string }) => {
       const state = await up(opts.dir, (l) => console.log(l));
-      console.log(`\nthe demo is up. Next:\n  kernmesh demo traffic --seconds 10\n  REDIS_URL=unix://${state.redisSocket} kernmesh status\n  kernmesh demo down`);
+      console.log(`\nthe demo is up (Redis at unix://${state.redisSocket}). Next:\n  kernmesh demo traffic --seconds 10\n  kernmesh status\n  kernmesh demo down`);
     });
   demo
     .command('traffic')

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 /** The Redis connection the config commands share: --redis, or REDIS_URL and friends. */
+import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { type RedisConfig, connectExplained, connectRedis, describeRedis, redisConfigFromEnv } from '../config/redis.ts';
 import { MeshStore, redisError } from '../config/store.ts';
+import { DEFAULT_DEMO_DIR, readState } from '../demo/state.ts';
 
 export interface RedisFlags {
   redis?: string;
@@ -11,12 +13,17 @@ export interface RedisFlags {
 
 export function addRedisFlags(cmd: Command): Command {
   return cmd
-    .option('--redis <url>', 'Redis URL (redis://, rediss://, unix:///path); default $REDIS_URL or redis://127.0.0.1:6379')
+    .option('--redis <url>', 'Redis URL (redis://, rediss://, unix:///path); default $REDIS_URL, else the local demo\'s, else redis://127.0.0.1:6379')
     .option('--mesh <name>', 'mesh name (several meshes can share one Redis); default $KERNMESH_MESH or "mesh"');
 }
 
 export function redisConfig(flags: RedisFlags): RedisConfig {
   const cfg = redisConfigFromEnv();
+  // Nothing said where Redis is: the local demo's embedded one, when a demo is up.
+  if (!flags.redis && !process.env.REDIS_URL && !process.env.REDIS_SENTINELS) {
+    const demo = readState(DEFAULT_DEMO_DIR);
+    if (demo && existsSync(demo.redisSocket)) cfg.url = `unix://${demo.redisSocket}`;
+  }
   if (flags.redis) cfg.url = flags.redis;
   if (flags.mesh) cfg.mesh = flags.mesh;
   return cfg;

@@ -1,27 +1,29 @@
 // SPDX-License-Identifier: Apache-2.0
 // The newcomer's path: demo up, traffic, status, down, through the CLI as a person runs it.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { cgroup2Root } from '../../src/datapath/index.ts';
+import { DEFAULT_DEMO_DIR } from '../../src/demo/state.ts';
 import type { StatusReport } from '../../src/status/collect.ts';
 import { kernelTest } from './helpers/kernel-test.ts';
 
 const cli = new URL('../../src/cli/main.ts', import.meta.url).pathname;
-const run = (args: string[], env: NodeJS.ProcessEnv = {}) => promisify(execFile)(process.execPath, [cli, ...args], { env: { ...process.env, ...env } });
+// As a person runs it: no REDIS_URL, so status finds the demo's own Redis.
+const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('REDIS_')));
+const run = (args: string[]) => promisify(execFile)(process.execPath, [cli, ...args], { env });
 
 kernelTest('demo up, traffic and status show the mesh at work; down leaves nothing behind', async (t) => {
-  const dir = join(mkdtempSync(join(tmpdir(), 'kernmesh-demo-')), 'state');
+  const dir = DEFAULT_DEMO_DIR;
   try {
-    await run(['demo', 'up', '--dir', dir]);
-    await run(['demo', 'up', '--dir', dir]); // twice: the second replaces the first
-    const { stdout } = await run(['demo', 'traffic', '--dir', dir, '--seconds', '3', '--json']);
+    await run(['demo', 'up']);
+    await run(['demo', 'up']); // twice: the second replaces the first
+    const { stdout } = await run(['demo', 'traffic', '--seconds', '3', '--json']);
     const summary = JSON.parse(stdout) as { services: Array<{ service: string; rps: number; success: number }> };
     t.true(summary.services.some((s) => s.service === 'reviews' && s.rps > 10 && s.success === 1), stdout);
 
-    const status = JSON.parse((await run(['status', '-o', 'json'], { REDIS_URL: `unix://${join(dir, 'redis.sock')}` })).stdout) as StatusReport;
+    const status = JSON.parse((await run(['status', '-o', 'json'])).stdout) as StatusReport;
     t.true(status.ok);
     t.is(status.controlPlane.controller.leader, 'demo-controller');
     t.deepEqual(status.agents.map((a) => [a.node, a.health]), [['demo-node', 'SYNCED']]);
@@ -31,7 +33,7 @@ kernelTest('demo up, traffic and status show the mesh at work; down leaves nothi
     const reviews = status.traffic.find((x) => x.service === 'reviews.shop.svc.cluster.local');
     t.true((reviews?.requests ?? 0) > 10, 'and through the proxy');
   } finally {
-    await run(['demo', 'down', '--dir', dir]);
+    await run(['demo', 'down']);
   }
   t.false(existsSync(dir));
   t.deepEqual(readdirSync('/run/netns').filter((n) => n.startsWith('kmdemo-')), []);
