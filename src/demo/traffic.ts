@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { formatTable } from '../cli/tables.ts';
-import { readState } from './state.ts';
+import { packageScript, readState } from './state.ts';
 
 export interface TrafficLine {
   service: string;
@@ -17,7 +17,7 @@ export interface TrafficLine {
 export async function traffic(dir: string, seconds: number, onSecond: (lines: TrafficLine[]) => void): Promise<TrafficLine[]> {
   const state = readState(dir);
   if (!state) throw new Error('no demo is up: run `kernmesh demo up` first');
-  const loadMain = process.argv[1]!.replace(/cli\/main\.(ts|js)$/, (_, ext: string) => `demo/load-main.${ext}`);
+  const loadMain = packageScript('demo/load-main');
   const cfg = {
     seconds,
     rps: 60,

@@ -18,7 +18,7 @@ import type { MeshObject } from '../config/objects.ts';
 import { MeshStore } from '../config/store.ts';
 import { cgroup2Root, ensureBpffs } from '../datapath/index.ts';
 import { down } from './down.ts';
-import { type DemoState, readState, writeState } from './state.ts';
+import { type DemoState, packageScript, readState, writeState } from './state.ts';
 
 export const VIPS = { reviews: '10.96.0.20', ratings: '10.96.0.30' };
 const PODS = [
@@ -92,8 +92,8 @@ export async function up(dir: string, say: (line: string) => void = () => {}): P
   for (const [service, version, n] of [['reviews', 'v1', 2], ['reviews', 'v2', 1], ['ratings', 'v1', 2]] as const) {
     for (let i = 1; i <= n; i++) replicas.push({ service, version, replica: i, port: await freePort() });
   }
-  const self = process.argv[1]!;
-  const backendMain = self.replace(/cli\/main\.(ts|js)$/, (_, ext: string) => `demo/backend-main.${ext}`);
+  const self = packageScript('cli/main');
+  const backendMain = packageScript('demo/backend-main');
   state.pids.backends = startIn(join(cg, 'backends'), process.execPath, [backendMain, JSON.stringify(replicas)], join(dir, 'backends.log')).pid!;
   writeState(state);
 

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The newcomer's path: demo up, traffic, status, down, through the CLI as a person runs it.
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { cgroup2Root } from '../../src/datapath/index.ts';
@@ -9,7 +10,9 @@ import { DEFAULT_DEMO_DIR } from '../../src/demo/state.ts';
 import type { StatusReport } from '../../src/status/collect.ts';
 import { kernelTest } from './helpers/kernel-test.ts';
 
-const cli = new URL('../../src/cli/main.ts', import.meta.url).pathname;
+// Through a bin link, as npx runs it (a symlink to dist/cli/main.js): scripts must not be found from argv.
+const cli = join(mkdtempSync(join(tmpdir(), 'kernmesh-bin-')), 'kernmesh');
+symlinkSync(new URL('../../dist/cli/main.js', import.meta.url).pathname, cli);
 // As a person runs it: no REDIS_URL, so status finds the demo's own Redis.
 const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('REDIS_')));
 const run = (args: string[]) => promisify(execFile)(process.execPath, [cli, ...args], { env });
