@@ -32,7 +32,7 @@ export class Agent {
   /** Per configured workload: enrolled, or why not (shown by kernmesh status). */
   readonly enrolment = new Map<string, { ok: boolean; reason?: string }>();
   private statusTimer: NodeJS.Timeout | undefined;
-  private lastTraffic = new Map<string, { requests: number; at: number }>();
+  private lastTraffic = new Map<string, { requests: number; at: number; rps: number }>();
   private readonly log: Logger;
 
   constructor(config: AgentConfig, logger: Logger = childLogger('agent', { node: config.node })) {
@@ -45,8 +45,20 @@ export class Agent {
   }
 
   async start(): Promise<void> {
+    try {
+      await this.startParts();
+    } catch (err) {
+      // Whatever did start is stopped again: a failed start leaves no connection or timer behind.
+      await this.stop().catch(() => {});
+      throw err;
+    }
+  }
+
+  private readonly onChangeListener = (view: { version: number; objects: ReadonlyMap<string, { version: number; object: { kind: string; spec: Spec } }> }) => this.onChange(view);
+
+  private async startParts(): Promise<void> {
     // Config first: the proxy must know the mesh before it takes a connection.
-    this.sync.on('change', (view: { version: number; objects: ReadonlyMap<string, { version: number; object: { kind: string; spec: Spec } }> }) => this.onChange(view));
+    this.sync.on('change', this.onChangeListener);
     await this.sync.start();
     this.onChange(this.sync.current() as never);
 
@@ -55,11 +67,7 @@ export class Agent {
       const why = !existsSync(w.netnsPath) ? `network namespace ${w.netnsPath} does not exist` : !existsSync(w.cgroupPath) ? `cgroup ${w.cgroupPath} does not exist` : undefined;
       this.enrolment.set(`${w.namespace}/${w.name}`, why ? { ok: false, reason: why } : { ok: true });
     }
-    if (this.config.mode !== 'off') {
-      this.datapath = this.config.mode === 'ebpf' ? await this.openEbpf() : new IptablesDatapath({ outboundPort: this.config.outboundPort });
-      this.meshApplied = this.sync.get('MeshSettings', 'mesh')?.version ?? 0;
-      await this.applyWorkloads();
-    }
+    // Listeners before interception: a workload is only steered to a proxy that is listening for it.
     for (const w of this.goodWorkloads()) {
       try {
         await this.openListeners(w);
@@ -67,9 +75,17 @@ export class Agent {
         this.enrolment.set(`${w.namespace}/${w.name}`, { ok: false, reason: `listener: ${(err as Error).message}` });
       }
     }
+    if (this.config.mode !== 'off') {
+      this.datapath = this.config.mode === 'ebpf' ? await this.openEbpf() : new IptablesDatapath({ outboundPort: this.config.outboundPort });
+      this.meshApplied = this.sync.get('MeshSettings', 'mesh')?.version ?? 0;
+      await this.applyWorkloads();
+    }
     this.sync.reportExtra = () => this.statusReport();
     await this.refreshDatapathSnapshot();
-    this.statusTimer = setInterval(() => void this.refreshDatapathSnapshot(), 2000);
+    this.statusTimer = setInterval(() => {
+      this.sampleTraffic();
+      void this.refreshDatapathSnapshot();
+    }, 2000);
     this.statusTimer.unref();
     if (this.datapath instanceof EbpfDatapath) this.datapath.startHeartbeat(1000);
     if (this.config.adminPort) this.admin = await startAdmin(this.core, this.config.adminPort);
@@ -142,19 +158,29 @@ export class Agent {
     }
   }
 
-  /** What kernmesh status shows of this node, sent with every report. */
-  private statusReport(): Record<string, unknown> {
+  /** Request rates over the status timer's fixed 2 s window (reports come at other moments too). */
+  private sampleTraffic(): void {
     const now = Date.now();
-    const traffic = this.core.metrics.summary().map((x) => {
+    for (const x of this.core.metrics.summary()) {
       const prev = this.lastTraffic.get(x.service);
       const rps = prev && now > prev.at ? ((x.requests - prev.requests) * 1000) / (now - prev.at) : 0;
-      this.lastTraffic.set(x.service, { requests: x.requests, at: now });
-      return { ...x, rps: Math.round(rps * 10) / 10, successRate: x.requests ? Math.round(((x.requests - x.errors) / x.requests) * 1000) / 1000 : 1 };
-    });
+      this.lastTraffic.set(x.service, { requests: x.requests, at: now, rps: Math.round(rps * 10) / 10 });
+    }
+  }
+
+  /** What kernmesh status shows of this node, sent with every report. */
+  private statusReport(): Record<string, unknown> {
+    const traffic = this.core.metrics.summary().map((x) => ({
+      ...x,
+      p50Ms: Number.isFinite(x.p50Ms) ? x.p50Ms : null,
+      p99Ms: Number.isFinite(x.p99Ms) ? x.p99Ms : null,
+      rps: this.lastTraffic.get(x.service)?.rps ?? 0,
+      successRate: x.requests ? Math.round(((x.requests - x.errors) / x.requests) * 1000) / 1000 : 1,
+    }));
     return {
       datapath: this.datapathStatus(),
       proxy: { activeConnections: this.proxy.activeConnections, connectionsTotal: this.proxy.connectionsTotal, tableVersion: this.core.table.version },
-      workloads: this.config.workloads.map((w) => ({ name: w.name, namespace: w.namespace, ...this.enrolment.get(`${w.namespace}/${w.name}`) })),
+      workloads: this.config.workloads.map((w) => ({ name: w.name, namespace: w.namespace, ...(this.config.mode === 'off' ? { ok: false, reason: 'the agent runs with mode off' } : this.enrolment.get(`${w.namespace}/${w.name}`)) })),
       traffic,
     };
   }
@@ -164,9 +190,14 @@ export class Agent {
     const source = { workload: w.labels.app ?? w.name, namespace: w.namespace, app: w.labels.app ?? 'unknown', ...(w.labels.version ? { version: w.labels.version } : {}), ...(w.identity ? { identity: w.identity } : {}) };
     const originalDst = (s: Socket) => nativeAddon().originalDst(socketFd(s));
     const servers: NetServer[] = [];
-    for (const host of ['127.0.0.1', '::1']) {
-      const fd = nativeAddon().listenInNetns(w.netnsPath, host, this.config.outboundPort);
-      servers.push(await this.proxy.listen({ fd }, { originalDst, source }));
+    try {
+      for (const host of ['127.0.0.1', '::1']) {
+        const fd = nativeAddon().listenInNetns(w.netnsPath, host, this.config.outboundPort);
+        servers.push(await this.proxy.listen({ fd }, { originalDst, source }));
+      }
+    } catch (err) {
+      for (const s of servers) s.close();
+      throw err;
     }
     this.listeners.set(`${w.namespace}/${w.name}`, servers);
   }
@@ -186,13 +217,28 @@ export class Agent {
 
   private meshApplied = -1;
 
+  /**
+   * Stops in the order that never leaves a pod steered to a closed port: the
+   * proxy is declared dead first (so connects fail open or closed, as the
+   * mesh says), then it stops listening, then the datapath and the sync.
+   */
   async stop(options: { detach?: boolean } = {}): Promise<void> {
     clearInterval(this.statusTimer);
+    this.sync.off('change', this.onChangeListener);
+    if (this.datapath instanceof EbpfDatapath) {
+      this.datapath.stopHeartbeat();
+      try {
+        this.datapath.heartbeat(0n);
+      } catch {
+        /* already closed */
+      }
+    }
     await this.proxy.close();
     for (const list of this.listeners.values()) for (const s of list) s.close();
     this.listeners.clear();
     if (this.admin) await new Promise((r) => this.admin!.close(r));
     await this.datapath?.close(options);
+    this.datapath = null;
     await this.sync.stop();
   }
 }

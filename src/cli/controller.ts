@@ -20,7 +20,12 @@ export function registerController(program: Command): void {
     const redis = connectRedis(cfg, `kernmesh-controller-${opts.id}`, { enableOfflineQueue: true, lazyConnect: false });
     redis.on('error', () => {});
     const controller = new LocalController(new MeshStore(redis, { ...(cfg.prefix ? { prefix: cfg.prefix } : {}), ...(cfg.mesh ? { mesh: cfg.mesh } : {}) }), opts.registry, opts.id);
-    controller.start();
+    try {
+      controller.start();
+    } catch (err) {
+      redis.disconnect();
+      throw err;
+    }
     await new Promise<void>((resolve) => {
       const stop = () => void controller.stop().then(() => (redis.disconnect(), resolve()));
       process.once('SIGTERM', stop);

@@ -21,8 +21,12 @@ export function redisConfig(flags: RedisFlags): RedisConfig {
   const cfg = redisConfigFromEnv();
   // Nothing said where Redis is: the local demo's embedded one, when a demo is up.
   if (!flags.redis && !process.env.REDIS_URL && !process.env.REDIS_SENTINELS) {
-    const demo = readState(DEFAULT_DEMO_DIR);
-    if (demo && existsSync(demo.redisSocket)) cfg.url = `unix://${demo.redisSocket}`;
+    try {
+      const demo = readState(DEFAULT_DEMO_DIR);
+      if (demo && existsSync(demo.redisSocket)) cfg.url = `unix://${demo.redisSocket}`;
+    } catch {
+      /* a damaged demo state file: fall back to the default URL */
+    }
   }
   if (flags.redis) cfg.url = flags.redis;
   if (flags.mesh) cfg.mesh = flags.mesh;

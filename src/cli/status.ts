@@ -8,7 +8,7 @@ import { addRedisFlags, type RedisFlags, redisConfig, withStore } from './mesh-c
 import { FAIL, OK, WARN } from './output.ts';
 import { formatTable } from './tables.ts';
 
-const ms = (v: number) => (Number.isFinite(v) ? `${v} ms` : '-');
+const ms = (v: number | null) => (v !== null && Number.isFinite(v) ? `${v} ms` : '> 1 h');
 const ago = (v: number) => (v < 60_000 ? `${Math.round(v / 1000)}s` : `${Math.round(v / 60_000)}m`);
 
 export function renderStatus(r: StatusReport, wide: boolean): string {

@@ -172,8 +172,9 @@ export class AgentSync extends EventEmitter {
     clearTimeout(this.reportSoon);
     this.stream.disconnect();
     await this.loop?.catch(() => {});
-    // Whatever was applied is what the next start serves from, pending timers or not.
-    this.persistNow();
+    // Whatever was applied is what the next start serves from, pending timers or not
+    // (but a sync that never started has nothing to say, and must not overwrite the cache).
+    if (this.loop) this.persistNow();
     this.cmd.disconnect();
   }
 

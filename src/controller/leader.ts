@@ -7,7 +7,12 @@
  */
 import type { Redis } from 'ioredis';
 
-const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
+/** Acquire if free, extend if ours, in one step: 1 when we hold it afterwards. */
+const CLAIM = `
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if not holder then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+return 0`;
 
 export class RedisLeader {
   private readonly redis: Redis;
@@ -16,6 +21,9 @@ export class RedisLeader {
   private readonly ttlMs: number;
   private timer: NodeJS.Timeout | undefined;
   leading = false;
+  private stopped = false;
+  /** One claim at a time: an overlapping one must not see its own key as someone else's. */
+  private inFlight: Promise<boolean> | undefined;
   onChange: (leading: boolean) => void = () => {};
 
   constructor(redis: Redis, key: string, identity: string, ttlMs = 5000) {
@@ -26,14 +34,20 @@ export class RedisLeader {
   }
 
   /** One round: claim if free, renew if ours; lost on any failure (stop writing at once). */
-  async tick(): Promise<boolean> {
+  tick(): Promise<boolean> {
+    this.inFlight ??= this.claim().finally(() => (this.inFlight = undefined));
+    return this.inFlight;
+  }
+
+  private async claim(): Promise<boolean> {
+    if (this.stopped) return false;
     let now = false;
     try {
-      if (this.leading) now = (await this.redis.eval(RENEW, 1, this.key, this.identity, String(this.ttlMs))) === 1;
-      if (!now) now = (await this.redis.set(this.key, this.identity, 'PX', this.ttlMs, 'NX')) === 'OK';
+      now = (await this.redis.eval(CLAIM, 1, this.key, this.identity, String(this.ttlMs))) === 1;
     } catch {
       now = false;
     }
+    if (this.stopped) return false;
     if (now !== this.leading) {
       this.leading = now;
       this.onChange(now);
@@ -48,7 +62,9 @@ export class RedisLeader {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     clearInterval(this.timer);
+    await this.inFlight;
     if (this.leading) {
       this.leading = false;
       this.onChange(false);

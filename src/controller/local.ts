@@ -6,6 +6,7 @@
  * and follows the file as it is edited.
  */
 import { readFileSync, watch } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import type { FSWatcher } from 'node:fs';
 import { parse } from 'yaml';
 import { z } from 'zod';
@@ -39,7 +40,9 @@ export function readRegistry(path: string): MeshObject[] {
   } catch (err) {
     throw new KmError('KM_ERR_INVALID_CONFIG', `cannot read the registry ${path}: ${(err as Error).message}`, { cause: err });
   }
-  const r = Registry.safeParse(raw ?? {});
+  // An empty file is more likely a half-written one than "no services": refuse it.
+  if (raw === null || raw === undefined) throw new KmError('KM_ERR_INVALID_CONFIG', `${path} is empty: write "services: []" to remove every service`);
+  const r = Registry.safeParse(raw);
   if (!r.success) throw new KmError('KM_ERR_INVALID_CONFIG', `${path}: ${r.error.issues[0]?.path.join('.')}: ${r.error.issues[0]?.message}`, { cause: r.error });
   return r.data.services.flatMap((s) => [
     { apiVersion: 'kernmesh.io/v1', kind: 'Service', metadata: { name: s.name, namespace: s.namespace }, spec: { hosts: [`${s.name}.${s.namespace}.svc.cluster.local`], addresses: s.addresses, ports: s.ports } },
@@ -68,12 +71,22 @@ export class LocalController {
     };
   }
 
+  private resync: NodeJS.Timeout | undefined;
+
+  /** Checks the registry first: a controller that cannot read it does not take the lease. */
   start(): void {
-    this.leader.start();
-    this.watcher = watch(this.path, () => {
+    readRegistry(this.path);
+    // The directory is watched, not the file: editors replace files by renaming.
+    const name = basename(this.path);
+    this.watcher = watch(dirname(this.path), (_event, file) => {
+      if (file !== null && file !== name) return;
       clearTimeout(this.pending);
       this.pending = setTimeout(() => void this.syncNow(), 50);
     });
+    // And a periodic pass, so a failed sync (Redis away) is retried without waiting for an edit.
+    this.resync = setInterval(() => void this.syncNow(), 10_000);
+    this.resync.unref();
+    this.leader.start();
   }
 
   /** Makes the mesh's registry-owned Services and Endpoints equal to the file. */
@@ -98,11 +111,13 @@ export class LocalController {
       this.lastError = undefined;
     } catch (err) {
       this.lastError = (err as Error).message;
+      console.error(`kernmesh controller: ${this.lastError}`);
     }
   }
 
   async stop(): Promise<void> {
     clearTimeout(this.pending);
+    clearInterval(this.resync);
     this.watcher?.close();
     await this.leader.stop();
   }

@@ -5,10 +5,20 @@
  * too: whatever the state file names, and the demo's fixed names.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { cgroup2Root, cleanupPins, ensureBpffs } from '../datapath/index.ts';
 import { readState } from './state.ts';
+
+/** Whether pid is one of the demo's: its cgroup is under the demo's (a reused pid is someone else's). */
+function ours(pid: number, cgroupRoot: string): boolean {
+  try {
+    const line = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((l) => l.startsWith('0::'));
+    return !!line && join(cgroup2Root(), line.slice(3)).startsWith(cgroupRoot);
+  } catch {
+    return false;
+  }
+}
 
 function alive(pid: number): boolean {
   try {
@@ -31,12 +41,21 @@ async function stop(pid: number): Promise<void> {
 export async function down(dir: string, say: (line: string) => void = () => {}): Promise<string[]> {
   const state = readState(dir);
   const problems: string[] = [];
-  // The agent first (it holds the datapath), then the rest.
+  const cg = state?.cgroupRoot ?? join(cgroup2Root(), 'kmdemo');
+  // The agent first (it holds the datapath), then the rest. Redis runs outside the demo's
+  // cgroups; the others are checked to still be in them, so a reused pid is never hit.
   for (const name of ['agent', 'controller', 'backends', 'redis']) {
     const pid = state?.pids[name];
-    if (pid) {
+    if (pid && (name === 'redis' || ours(pid, cg))) {
       await stop(pid);
       say(`stopped      ${name} (pid ${pid})`);
+    }
+  }
+  // Anything else still in the demo's cgroups (a traffic run that was interrupted) is the demo's too.
+  if (existsSync(cg)) {
+    for (const e of readdirSync(cg, { withFileTypes: true })) {
+      if (!e.isDirectory()) continue;
+      for (const pid of readFileSync(join(cg, e.name, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number)) await stop(pid);
     }
   }
   const pins = state?.pinDir ?? join(ensureBpffs(), 'kernmesh-demo');
@@ -53,7 +72,6 @@ export async function down(dir: string, say: (line: string) => void = () => {}):
       problems.push(`netns ${ns}: ${(err as Error).message}`);
     }
   }
-  const cg = state?.cgroupRoot ?? join(cgroup2Root(), 'kmdemo');
   if (existsSync(cg)) {
     try {
       for (const e of readdirSync(cg, { withFileTypes: true })) if (e.isDirectory()) rmdirSync(join(cg, e.name));

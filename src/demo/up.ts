@@ -113,6 +113,7 @@ export async function up(dir: string, say: (line: string) => void = () => {}): P
 
   // The user's rules, as `kernmesh apply` would write them.
   const store = new MeshStore(new Redis({ path: state.redisSocket }));
+  try {
   await store.write(
     [
       obj('ClusterPolicy', 'reviews', 'shop', { service: 'reviews', subsets: [{ name: 'v1', labels: { version: 'v1' } }, { name: 'v2', labels: { version: 'v2' } }], loadBalancer: { type: 'least_request' }, outlierDetection: { consecutive5xx: 5 } }),
@@ -122,7 +123,9 @@ export async function up(dir: string, say: (line: string) => void = () => {}): P
     ].map((object) => ({ op: 'put' as const, object })),
   );
   await waitFor(async () => (await store.exists({ kind: 'Endpoints', key: 'shop/ratings' })) && (await store.exists({ kind: 'Endpoints', key: 'shop/reviews' })), `the controller (see ${join(dir, 'controller.log')})`, 20_000);
-  store.redis.disconnect();
+  } finally {
+    store.redis.disconnect();
+  }
   say('mesh         2 services from the controller (local registry); canary 90/10 with retries, a rate limit on ratings, DELETE denied on reviews');
 
   // The agent, in eBPF mode, capturing the shop pod.

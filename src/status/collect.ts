@@ -23,8 +23,8 @@ interface Traffic {
   errors: number;
   rps: number;
   successRate: number;
-  p50Ms: number;
-  p99Ms: number;
+  p50Ms: number | null;
+  p99Ms: number | null;
 }
 
 export interface StatusReport {
@@ -61,7 +61,8 @@ export async function collectStatus(cfg: RedisConfig, withStore: (fn: (store: Me
       }
     });
   } catch (err) {
-    report.controlPlane.redis.error = (err as Error).message;
+    if (report.controlPlane.redis.reachable) report.problems.push({ level: 'error', text: `reading the mesh state failed: ${(err as Error).message}` });
+    else report.controlPlane.redis.error = (err as Error).message;
   }
   const ns = new Map<string, { captured: number; total: number }>();
   for (const w of report.workloads) {
@@ -72,7 +73,9 @@ export async function collectStatus(cfg: RedisConfig, withStore: (fn: (store: Me
   }
   report.namespaces = [...ns].map(([namespace, n]) => ({ namespace, ...n })).sort((a, b) => a.namespace.localeCompare(b.namespace));
   report.traffic.sort((a, b) => a.service.localeCompare(b.service));
-  report.problems = problemsOf(report);
+  // Problems met while collecting come first; "healthy" only when there is nothing else.
+  const found = problemsOf(report);
+  report.problems = report.problems.length ? [...report.problems, ...found.filter((p) => p.level !== 'ok')] : found;
   report.ok = !report.problems.some((p) => p.level === 'error');
   return report;
 }
@@ -87,8 +90,9 @@ function mergeTraffic(into: Traffic[], t: Traffic): void {
   have.errors += t.errors;
   have.rps += t.rps;
   have.successRate = requests ? (requests - have.errors) / requests : 1;
-  have.p50Ms = Math.max(have.p50Ms, t.p50Ms); // per-node quantiles do not add: the worst is shown
-  have.p99Ms = Math.max(have.p99Ms, t.p99Ms);
+  // Per-node quantiles do not add: the worst is shown (null: beyond the last bucket).
+  have.p50Ms = have.p50Ms === null || t.p50Ms === null ? null : Math.max(have.p50Ms, t.p50Ms);
+  have.p99Ms = have.p99Ms === null || t.p99Ms === null ? null : Math.max(have.p99Ms, t.p99Ms);
   have.requests = requests;
 }
 
