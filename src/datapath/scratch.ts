@@ -26,6 +26,17 @@ export interface RunResult {
   stderr: string;
 }
 
+/**
+ * The argv that runs cmd inside a cgroup (and a network namespace, if given):
+ * the shell joins the cgroup before exec, so the command's first socket is
+ * already the cgroup's.
+ */
+export function inCgroup(cgroup: string, netnsPath: string | null, cmd: string, args: string[]): [string, string[]] {
+  return netnsPath
+    ? ['sh', ['-c', 'cg=$1; ns=$2; shift 2; echo $$ > "$cg/cgroup.procs" && exec nsenter --net="$ns" "$@"', 'sh', cgroup, netnsPath, cmd, ...args]]
+    : ['sh', ['-c', 'cg=$1; shift; echo $$ > "$cg/cgroup.procs" && exec "$@"', 'sh', cgroup, cmd, ...args]];
+}
+
 const SCRATCH_NAME = /^kernmesh-[a-z]+-\d+-\d+$/;
 const scratchLock = (id: string) => join(LOCK_DIR, `${id}.scratch.lock`);
 
@@ -88,18 +99,10 @@ export class Scratch {
     writeFileSync(join(this.cgroup(cgroupName), 'cgroup.procs'), String(process.pid));
   }
 
-  /**
-   * Starts cmd inside a scratch cgroup (and the namespace unless netns is
-   * false). The shell joins the cgroup before exec, so the command's first
-   * socket is already the cgroup's.
-   */
+  /** Starts cmd inside a scratch cgroup (and the namespace unless netns is false). */
   spawn(cgroupName: string, cmd: string, args: string[], options: { netns?: boolean } = {}): ChildProcess {
-    const cg = this.cgroup(cgroupName);
-    const script =
-      (options.netns ?? true)
-        ? 'cg=$1; ns=$2; shift 2; echo $$ > "$cg/cgroup.procs" && exec nsenter --net="$ns" "$@"'
-        : 'cg=$1; shift 2; echo $$ > "$cg/cgroup.procs" && exec "$@"';
-    const child = spawn('sh', ['-c', script, 'sh', cg, this.netnsPath, cmd, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const [sh, argv] = inCgroup(this.cgroup(cgroupName), (options.netns ?? true) ? this.netnsPath : null, cmd, args);
+    const child = spawn(sh, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
     this.children.add(child);
     child.once('exit', () => this.children.delete(child));
     return child;

@@ -31,11 +31,3 @@ export function writeState(s: DemoState): void {
   writeFileSync(statePath(s.dir), JSON.stringify(s, null, 2));
 }
 
-/**
- * A script of this package by its path from src/ (or dist/, whichever this
- * module runs from): never from process.argv, which npx points at a symlink.
- */
-export function packageScript(fromSrc: string): string {
-  const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
-  return new URL(`../${fromSrc}.${ext}`, import.meta.url).pathname;
-}

@@ -4,7 +4,9 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { formatTable } from '../cli/tables.ts';
-import { packageScript, readState } from './state.ts';
+import { inCgroup } from '../datapath/index.ts';
+import { packageScript } from '../paths.ts';
+import { readState } from './state.ts';
 
 export interface TrafficLine {
   service: string;
@@ -29,7 +31,8 @@ export async function traffic(dir: string, seconds: number, onSecond: (lines: Tr
     ],
   };
   const cg = join(state.cgroupRoot, 'shop-productpage');
-  const child = spawn('sh', ['-c', 'cg=$1; ns=$2; shift 2; echo $$ > "$cg/cgroup.procs" && exec nsenter --net="$ns" "$@"', 'sh', cg, '/run/netns/kmdemo-shop-productpage', process.execPath, loadMain, JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const [sh, argv] = inCgroup(cg, '/run/netns/kmdemo-shop-productpage', process.execPath, [loadMain, JSON.stringify(cfg)]);
+  const child = spawn(sh, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
   const all = new Map<string, TrafficLine>();
   let second: TrafficLine[] = [];
   let flush: NodeJS.Timeout | undefined;

@@ -9,16 +9,17 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { stringify } from 'yaml';
 import { readAgents } from '../config/agents.ts';
 import type { MeshObject } from '../config/objects.ts';
 import { MeshStore } from '../config/store.ts';
-import { cgroup2Root, ensureBpffs } from '../datapath/index.ts';
+import { cgroup2Root, ensureBpffs, inCgroup } from '../datapath/index.ts';
 import { down } from './down.ts';
-import { type DemoState, packageScript, readState, writeState } from './state.ts';
+import { packageScript } from '../paths.ts';
+import { type DemoState, readState, writeState } from './state.ts';
+import { freePort } from '../ports.ts';
 
 export const VIPS = { reviews: '10.96.0.20', ratings: '10.96.0.30' };
 const PODS = [
@@ -26,19 +27,12 @@ const PODS = [
   { ns: 'legacy', name: 'client', captured: false },
 ];
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Starts cmd detached inside a cgroup (joined before exec), logging to a file. */
 function startIn(cgroup: string, cmd: string, args: string[], log: string): ChildProcess {
   const fd = openSync(log, 'a');
-  const child = spawn('sh', ['-c', 'cg=$1; shift; echo $$ > "$cg/cgroup.procs" && exec "$@"', 'sh', cgroup, cmd, ...args], { detached: true, stdio: ['ignore', fd, fd] });
+  const [sh, argv] = inCgroup(cgroup, null, cmd, args);
+  const child = spawn(sh, argv, { detached: true, stdio: ['ignore', fd, fd] });
   closeSync(fd);
   child.unref();
   return child;

@@ -8,6 +8,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import type { StoredObject } from '../config/store.ts';
+import { packageScript } from '../paths.ts';
 
 export interface WorkerListen {
   port: number;
@@ -29,7 +30,7 @@ export interface WorkerStats {
   version: number;
 }
 
-const entry = new URL(`./worker-main.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url).pathname;
+const entry = packageScript('proxy/worker-main');
 
 function reply<T>(w: ChildProcess, type: string, send?: WorkerMessage): Promise<T> {
   const id = send ? nextId++ : undefined;

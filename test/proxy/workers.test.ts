@@ -1,20 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // Every core: worker processes share one port (SO_REUSEPORT) and each swaps its table on change.
 import test from 'ava';
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { ProxyWorkers } from '../../src/proxy/workers.ts';
 import { backend, endpoints, service } from './helpers/fixtures.ts';
 import { rawExchange } from './helpers/raw.ts';
+import { freePort } from '../../src/ports.ts';
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 test('two workers on one port share the connections and follow config changes', async (t) => {
   const a = await backend(t, 'a');

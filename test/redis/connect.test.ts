@@ -3,23 +3,15 @@
 import test from 'ava';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { type RedisConfig, connectExplained, connectRedis } from '../../src/config/redis.ts';
 import { MeshStore } from '../../src/config/store.ts';
 import { service } from './helpers/objects.ts';
+import { freePort } from '../../src/ports.ts';
 
 /** A free TCP port on loopback (Sentinel and TLS need TCP, not a unix socket). */
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Starts redis-server (or sentinel) with args; resolves once `ready` says so; stops by pid in teardown. */
 async function start(t: import('ava').ExecutionContext, args: string[], ready: (c: Redis) => Promise<boolean>, cfg: RedisConfig): Promise<void> {

@@ -6,7 +6,7 @@
  * reports one line per hook, and removes everything again.
  */
 import { type Server, type Socket, createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
+import { packageScript } from '../../paths.ts';
 import { type Counters } from '../codec.ts';
 import { EbpfDatapath } from '../ebpf.ts';
 import { programsStillLoaded } from '../pins.ts';
@@ -36,8 +36,7 @@ const OUTBOUND_PORT = 15001;
 
 /** The probe client's entry point, next to this file whether run from src/ or dist/. */
 export function clientScript(): string {
-  const self = fileURLToPath(import.meta.url);
-  return self.replace(/run\.(ts|js)$/, (_, ext: string) => `client.${ext}`);
+  return packageScript('datapath/selftest/client');
 }
 
 interface ClientLine {
