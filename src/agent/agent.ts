@@ -12,14 +12,20 @@ import { AgentSync } from '../config/sync.ts';
 import { redisConfigFromEnv } from '../config/redis.ts';
 import { EbpfDatapath, type Interceptor, IptablesDatapath, nativeAddon, socketFd } from '../datapath/index.ts';
 import { type Logger, childLogger } from '../log.ts';
-import { startAdmin } from '../proxy/admin.ts';
+import { startAdmin, startMetrics } from '../proxy/admin.ts';
 import { ProxyCore } from '../proxy/core.ts';
 import { buildTable } from '../proxy/routing/table.ts';
 import { ProxyServer } from '../proxy/server.ts';
 import { AccessLog } from '../proxy/telemetry/access-log.ts';
+import { loadKubeConfig } from '../kube/client.ts';
+import { type NotCaptured, PodWatch } from '../kube/pod-watch.ts';
+import { cgroup2Root } from '../datapath/index.ts';
 import type { AgentConfig } from './config.ts';
 
 type Spec = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- validated by the config layer
+/** A captured workload: from the file, or a pod from the Kubernetes API (with its uid). */
+export type Workload = AgentConfig['workloads'][number] & { uid?: string; inboundPorts?: number[] };
+const keyOf = (w: { namespace: string; name: string }) => `${w.namespace}/${w.name}`;
 
 export class Agent {
   readonly config: AgentConfig;
@@ -28,9 +34,18 @@ export class Agent {
   readonly sync: AgentSync;
   datapath: Interceptor | null = null;
   private admin: Server | null = null;
-  private readonly listeners = new Map<string, NetServer[]>();
-  /** Per configured workload: enrolled, or why not (shown by kernmesh status). */
+  private readonly listeners = new Map<string, { servers: NetServer[]; identity: string }>();
+  /** Per workload: enrolled, or why not (shown by kernmesh status). */
   readonly enrolment = new Map<string, { ok: boolean; reason?: string }>();
+  /** The workloads wanted now: the file's, plus the pods the Kubernetes watch found. */
+  private workloads: Workload[] = [];
+  private notCaptured: NotCaptured[] = [];
+  podWatch: PodWatch | null = null;
+  private metricsServer: Server | null = null;
+  /** Workload changes are applied one at a time, in order. */
+  private reconciling: Promise<void> = Promise.resolve();
+  private heartbeatStarted = false;
+  private drained = false;
   private statusTimer: NodeJS.Timeout | undefined;
   private lastTraffic = new Map<string, { requests: number; at: number; rps: number }>();
   private readonly log: Logger;
@@ -62,34 +77,121 @@ export class Agent {
     await this.sync.start();
     this.onChange(this.sync.current() as never);
 
-    // A workload that cannot be enrolled (its pod gone, a bad path) is reported, not fatal.
-    for (const w of this.config.workloads) {
-      const why = !existsSync(w.netnsPath) ? `network namespace ${w.netnsPath} does not exist` : !existsSync(w.cgroupPath) ? `cgroup ${w.cgroupPath} does not exist` : undefined;
-      this.enrolment.set(`${w.namespace}/${w.name}`, why ? { ok: false, reason: why } : { ok: true });
-    }
-    // Listeners before interception: a workload is only steered to a proxy that is listening for it.
-    for (const w of this.goodWorkloads()) {
-      try {
-        await this.openListeners(w);
-      } catch (err) {
-        this.enrolment.set(`${w.namespace}/${w.name}`, { ok: false, reason: `listener: ${(err as Error).message}` });
-      }
+    if (this.config.kubernetes.enabled) {
+      const k = this.config.kubernetes;
+      this.podWatch = new PodWatch({
+        kc: loadKubeConfig(k.kubeconfig ? { kubeconfig: k.kubeconfig } : {}),
+        node: this.config.node,
+        cgroupRoot: k.cgroupRoot ?? cgroup2Root(),
+        procRoot: k.procRoot,
+        ...(k.kubepodsCgroup ? { kubepodsCgroup: k.kubepodsCgroup } : {}),
+        log: this.log.child({ part: 'kube' }),
+      });
     }
     if (this.config.mode !== 'off') {
+      // Opening reuses pinned maps and links: a restarted agent attaches nothing twice.
       this.datapath = this.config.mode === 'ebpf' ? await this.openEbpf() : new IptablesDatapath({ outboundPort: this.config.outboundPort });
       this.meshApplied = this.sync.get('MeshSettings', 'mesh')?.version ?? 0;
-      await this.applyWorkloads();
     }
     this.sync.reportExtra = () => this.statusReport();
+    if (this.config.adminPort) this.admin = await startAdmin(this.core, this.config.adminPort, '127.0.0.1', { drain: () => this.drain() });
+    if (this.config.metricsPort !== undefined) this.metricsServer = await startMetrics(this.core, this.config.metricsPort);
+
+    if (this.podWatch) {
+      // Nothing is applied (and so nothing pruned) before both informers have listed: until then the
+      // pinned state stays as the last agent left it, and with no heartbeat its pods fail open.
+      this.podWatch.onWorkloads = (captured, notCaptured) => {
+        this.notCaptured = notCaptured;
+        void this.setWorkloads([...this.config.workloads, ...captured]);
+      };
+      void this.podWatch.start().catch((err) => this.log.error({ err }, 'the Kubernetes watch could not start'));
+    } else {
+      await this.setWorkloads(this.config.workloads);
+    }
     await this.refreshDatapathSnapshot();
     this.statusTimer = setInterval(() => {
       this.sampleTraffic();
       void this.refreshDatapathSnapshot();
     }, 2000);
     this.statusTimer.unref();
-    if (this.datapath instanceof EbpfDatapath) this.datapath.startHeartbeat(1000);
-    if (this.config.adminPort) this.admin = await startAdmin(this.core, this.config.adminPort);
-    this.log.info({ mode: this.config.mode, workloads: this.config.workloads.length }, 'agent started');
+    this.log.info({ mode: this.config.mode, workloads: this.config.workloads.length, kubernetes: this.config.kubernetes.enabled }, 'agent started');
+  }
+
+  /** Resolves once the Kubernetes watch has listed and the first reconcile is done (at once without Kubernetes). */
+  async ready(): Promise<void> {
+    if (this.podWatch) await Promise.all([this.podWatch.namespaces.synced, this.podWatch.pods.synced]);
+    await new Promise((r) => setTimeout(r, 50));
+    await this.reconciling;
+  }
+
+  /**
+   * Makes the agent serve exactly these workloads: listeners opened for new
+   * ones before they are intercepted, interception released before the
+   * listeners of departed ones close. Serialised: calls apply in order.
+   */
+  setWorkloads(list: Workload[]): Promise<void> {
+    const run = this.reconciling.then(() => this.reconcile(list));
+    this.reconciling = run.catch((err) => this.log.error({ err }, 'reconcile failed'));
+    return run;
+  }
+
+  private async reconcile(list: Workload[]): Promise<void> {
+    if (this.drained) return;
+    this.workloads = list;
+    this.enrolment.clear();
+    // A workload that cannot be enrolled (its pod gone, a bad path) is reported, not fatal.
+    for (const w of list) {
+      const why = !existsSync(w.netnsPath) ? `network namespace ${w.netnsPath} does not exist` : !existsSync(w.cgroupPath) ? `cgroup ${w.cgroupPath} does not exist` : undefined;
+      this.enrolment.set(keyOf(w), why ? { ok: false, reason: why } : { ok: true });
+    }
+    // Listeners before interception: a workload is only steered to a proxy that is listening for it.
+    for (const w of this.goodWorkloads()) {
+      const have = this.listeners.get(keyOf(w));
+      if (have && have.identity === identityOf(w)) continue;
+      if (have) this.closeListeners(keyOf(w));
+      try {
+        await this.openListeners(w);
+      } catch (err) {
+        this.enrolment.set(keyOf(w), { ok: false, reason: `listener: ${(err as Error).message}` });
+      }
+    }
+    if (this.datapath) {
+      await this.applyWorkloads();
+      if (!this.heartbeatStarted && this.datapath instanceof EbpfDatapath) {
+        this.heartbeatStarted = true;
+        this.datapath.startHeartbeat(1000);
+      }
+    }
+    const wanted = new Set(this.goodWorkloads().map(keyOf));
+    for (const key of [...this.listeners.keys()]) if (!wanted.has(key)) this.closeListeners(key);
+  }
+
+  private closeListeners(key: string): void {
+    for (const s of this.listeners.get(key)?.servers ?? []) s.close();
+    this.listeners.delete(key);
+  }
+
+  /**
+   * Stops steering new connections to this node's proxy and removes the
+   * programs and pins (the DaemonSet's preStop): connections already in the
+   * proxy finish; new ones go straight to their destination.
+   */
+  async drain(): Promise<void> {
+    this.drained = true;
+    await this.reconciling;
+    this.podWatch?.stop();
+    const dp = this.datapath;
+    this.datapath = null;
+    if (dp instanceof EbpfDatapath) {
+      dp.stopHeartbeat();
+      try {
+        dp.heartbeat(0n);
+      } catch {
+        /* already closed */
+      }
+    }
+    await dp?.close({ detach: true });
+    this.log.info('drained: interception removed, programs detached and pins removed');
   }
 
   private async openEbpf(): Promise<EbpfDatapath> {
@@ -107,18 +209,19 @@ export class Agent {
   }
 
   private async applyWorkloads(): Promise<void> {
+    if (!this.datapath) return;
     const mesh = this.meshSettings();
     const capture = (mesh.capture as Spec | undefined) ?? {};
-    await this.datapath!.apply({
-      workloads: this.goodWorkloads().map((w) => ({ name: `${w.namespace}/${w.name}`, netnsPath: w.netnsPath, cgroupPath: w.cgroupPath, excludedPorts: w.excludedPorts, excludedCidrs: w.excludedCidrs })),
+    await this.datapath.apply({
+      workloads: this.goodWorkloads().map((w) => ({ name: keyOf(w), netnsPath: w.netnsPath, cgroupPath: w.cgroupPath, excludedPorts: w.excludedPorts, excludedCidrs: w.excludedCidrs })),
       excludedPorts: (capture.excludedPorts as number[]) ?? [],
       excludedCidrs: (capture.excludedCidrs as string[]) ?? [],
       failMode: (mesh.failMode as 'open' | 'closed') ?? 'open',
     });
   }
 
-  private goodWorkloads(): AgentConfig['workloads'] {
-    return this.config.workloads.filter((w) => this.enrolment.get(`${w.namespace}/${w.name}`)?.ok !== false);
+  private goodWorkloads(): Workload[] {
+    return this.workloads.filter((w) => this.enrolment.get(keyOf(w))?.ok !== false);
   }
 
   /** Map occupancy needs a dump (asynchronous): kept fresh here, read by the report. */
@@ -180,13 +283,16 @@ export class Agent {
     return {
       datapath: this.datapathStatus(),
       proxy: { activeConnections: this.proxy.activeConnections, connectionsTotal: this.proxy.connectionsTotal, tableVersion: this.core.table.version },
-      workloads: this.config.workloads.map((w) => ({ name: w.name, namespace: w.namespace, ...(this.config.mode === 'off' ? { ok: false, reason: 'the agent runs with mode off' } : this.enrolment.get(`${w.namespace}/${w.name}`)) })),
+      workloads: [
+        ...this.workloads.map((w) => ({ name: w.name, namespace: w.namespace, ...(this.config.mode === 'off' ? { ok: false, reason: 'the agent runs with mode off' } : this.enrolment.get(keyOf(w))) })),
+        ...this.notCaptured.map((n) => ({ name: n.name, namespace: n.namespace, ok: false, reason: n.reason })),
+      ],
       traffic,
     };
   }
 
   /** The outbound listener inside the workload's netns, on IPv4 and IPv6 loopback. */
-  private async openListeners(w: AgentConfig['workloads'][number]): Promise<void> {
+  private async openListeners(w: Workload): Promise<void> {
     const source = { workload: w.labels.app ?? w.name, namespace: w.namespace, app: w.labels.app ?? 'unknown', ...(w.labels.version ? { version: w.labels.version } : {}), ...(w.identity ? { identity: w.identity } : {}) };
     const originalDst = (s: Socket) => nativeAddon().originalDst(socketFd(s));
     const servers: NetServer[] = [];
@@ -199,7 +305,7 @@ export class Agent {
       for (const s of servers) s.close();
       throw err;
     }
-    this.listeners.set(`${w.namespace}/${w.name}`, servers);
+    this.listeners.set(keyOf(w), { servers, identity: identityOf(w) });
   }
 
   private onChange(view: { version: number; objects: ReadonlyMap<string, { version: number; object: { kind: string; spec: Spec } }> }): void {
@@ -224,6 +330,9 @@ export class Agent {
    */
   async stop(options: { detach?: boolean } = {}): Promise<void> {
     clearInterval(this.statusTimer);
+    this.drained = true;
+    this.podWatch?.stop();
+    await this.reconciling;
     this.sync.off('change', this.onChangeListener);
     if (this.datapath instanceof EbpfDatapath) {
       this.datapath.stopHeartbeat();
@@ -234,11 +343,16 @@ export class Agent {
       }
     }
     await this.proxy.close();
-    for (const list of this.listeners.values()) for (const s of list) s.close();
-    this.listeners.clear();
+    for (const key of [...this.listeners.keys()]) this.closeListeners(key);
     if (this.admin) await new Promise((r) => this.admin!.close(r));
+    if (this.metricsServer) await new Promise((r) => this.metricsServer!.close(r));
     await this.datapath?.close(options);
     this.datapath = null;
     await this.sync.stop();
   }
+}
+
+/** A listener stays as long as this does not change: a pod recreated under the same name gets new ones. */
+function identityOf(w: Workload): string {
+  return w.uid ?? w.netnsPath;
 }

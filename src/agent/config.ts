@@ -18,8 +18,24 @@ export const AgentWorkload = z
   })
   .strict();
 
+export const KubernetesSettings = z
+  .object({
+    /** Take the captured pods from the Kubernetes API (namespace label, pod annotations). */
+    enabled: z.boolean().default(false),
+    /** Default: in-cluster service account, else KUBECONFIG or ~/.kube/config. */
+    kubeconfig: z.string().optional(),
+    /** The host's /proc as mounted in the agent's container (no hostPID needed). */
+    procRoot: z.string().startsWith('/').default('/proc'),
+    /** Where kubepods is looked for; default: the cgroup2 mount. */
+    cgroupRoot: z.string().startsWith('/').optional(),
+    /** The kubepods cgroup itself, when it cannot be found. */
+    kubepodsCgroup: z.string().startsWith('/').optional(),
+  })
+  .strict();
+
 export const AgentConfigSchema = z
   .object({
+    /** Default: the NODE_NAME environment variable (the downward API in the DaemonSet). */
     node: z.string().min(1),
     mode: z.enum(['ebpf', 'iptables', 'off']).default('ebpf'),
     redis: z.object({ url: z.string().optional(), mesh: z.string().optional(), prefix: z.string().optional() }).strict().default({}),
@@ -31,9 +47,14 @@ export const AgentConfigSchema = z
     proxyCgroup: z.string().optional(),
     outboundPort: z.number().int().min(1).max(65535).default(15001),
     adminPort: z.number().int().min(0).max(65535).default(15000),
+    /** /metrics on every address, for Prometheus (the admin port stays on loopback). Off when absent. */
+    metricsPort: z.number().int().min(0).max(65535).optional(),
+    /** On SIGTERM, detach the programs and remove the pins (a DaemonSet pod going away) instead of leaving them for a restart. */
+    detachOnStop: z.boolean().default(false),
+    kubernetes: KubernetesSettings.default({ enabled: false, procRoot: '/proc' }),
     /** Where this node is, for locality-aware load balancing. */
     zone: z.string().optional(),
-    /** Captured workloads (until the Kubernetes watch fills this in). */
+    /** Captured workloads named in the file (local mode); with kubernetes.enabled, pods come from the API as well. */
     workloads: z.array(AgentWorkload).default([]),
   })
   .strict();
@@ -41,11 +62,14 @@ export const AgentConfigSchema = z
 export type AgentConfig = z.output<typeof AgentConfigSchema>;
 export type AgentConfigInput = z.input<typeof AgentConfigSchema>;
 
-export function parseAgentConfig(input: unknown, source = 'agent configuration'): AgentConfig {
-  const r = AgentConfigSchema.safeParse(input);
+export function parseAgentConfig(input: unknown, source = 'agent configuration', env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  // The node name usually comes from the downward API, not the file.
+  const withNode = input && typeof input === 'object' && !('node' in input) && env.NODE_NAME ? { ...input, node: env.NODE_NAME } : input;
+  const r = AgentConfigSchema.safeParse(withNode);
   if (!r.success) {
     const i = r.error.issues[0];
-    throw new KmError('KM_ERR_INVALID_CONFIG', `${source}: ${i?.path.join('.') || '(root)'}: ${i?.message ?? 'invalid'}`, { cause: r.error });
+    const hint = i?.path[0] === 'node' ? ' (set node in the file or the NODE_NAME environment variable)' : '';
+    throw new KmError('KM_ERR_INVALID_CONFIG', `${source}: ${i?.path.join('.') || '(root)'}: ${i?.message ?? 'invalid'}${hint}`, { cause: r.error });
   }
   return r.data;
 }

@@ -12,8 +12,9 @@ import { parse } from 'yaml';
 import { z } from 'zod';
 import { KmError } from '../errors.ts';
 import type { MeshObject } from '../config/objects.ts';
-import { type MeshStore, type WriteOp, storedJson } from '../config/store.ts';
+import type { MeshStore } from '../config/store.ts';
 import { RedisLeader } from './leader.ts';
+import { OwnedSync } from './owned.ts';
 
 const Registry = z
   .object({
@@ -50,10 +51,8 @@ export function readRegistry(path: string): MeshObject[] {
   ]);
 }
 
-const OWNED = 'kernmesh.io/owner';
-
 export class LocalController {
-  private readonly store: MeshStore;
+  private readonly owned: OwnedSync;
   private readonly path: string;
   readonly leader: RedisLeader;
   private watcher: FSWatcher | undefined;
@@ -62,11 +61,12 @@ export class LocalController {
   lastError: string | undefined;
 
   constructor(store: MeshStore, path: string, identity: string) {
-    this.store = store;
+    this.owned = new OwnedSync(store, 'local-registry');
     this.path = path;
     this.leader = new RedisLeader(store.redis, store.keys.controllerLeader, identity);
-    // Writes only while leading; becoming leader means a full pass.
+    // Writes only while leading; becoming leader means a full pass from what Redis holds.
     this.leader.onChange = (leading) => {
+      this.owned.reset();
       if (leading) void this.syncNow();
     };
   }
@@ -93,20 +93,8 @@ export class LocalController {
   async syncNow(): Promise<void> {
     if (!this.leader.leading) return;
     try {
-      const want = readRegistry(this.path).map((o) => ({ ...o, metadata: { ...o.metadata, labels: { [OWNED]: 'local-registry' } } }));
-      const have = (await this.store.list()).filter((o) => (o.object.kind === 'Service' || o.object.kind === 'Endpoints') && o.object.metadata.labels?.[OWNED] === 'local-registry');
-      const ops: WriteOp[] = [];
-      const wantKeys = new Set(want.map((o) => `${o.kind}/${o.metadata.namespace}/${o.metadata.name}`));
-      for (const o of want) {
-        const cur = have.find((h) => h.object.kind === o.kind && h.object.metadata.namespace === o.metadata.namespace && h.object.metadata.name === o.metadata.name);
-        if (!cur || storedJson(cur.object) !== storedJson(o)) ops.push({ op: 'put', object: o as MeshObject });
-      }
-      for (const h of have) {
-        const k = `${h.object.kind}/${h.object.metadata.namespace}/${h.object.metadata.name}`;
-        if (!wantKeys.has(k)) ops.push({ op: 'delete', ref: { kind: h.object.kind, key: `${h.object.metadata.namespace}/${h.object.metadata.name}` } });
-      }
       // Leadership is checked again right before writing: a controller that lost it writes nothing.
-      if (ops.length && (await this.leader.tick())) await this.store.write(ops);
+      await this.owned.sync(readRegistry(this.path), () => this.leader.tick());
       this.syncs++;
       this.lastError = undefined;
     } catch (err) {

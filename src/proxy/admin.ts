@@ -2,12 +2,18 @@
 /**
  * The proxy's admin endpoint, on localhost only: /metrics (Prometheus),
  * /healthz, /readyz (a routing table is loaded), /config_dump (the snapshot
- * version and what the proxy built from it).
+ * version and what the proxy built from it), and POST /drain when the agent
+ * offers it (the DaemonSet's preStop: stop intercepting before SIGTERM).
+ * startMetrics serves /metrics alone on every address, for Prometheus.
  */
 import { type Server, createServer } from 'node:http';
 import type { ProxyCore } from './core.ts';
 
-export function startAdmin(core: ProxyCore, port: number, host = '127.0.0.1'): Promise<Server> {
+export interface AdminActions {
+  drain?: () => Promise<void>;
+}
+
+export function startAdmin(core: ProxyCore, port: number, host = '127.0.0.1', actions: AdminActions = {}): Promise<Server> {
   const server = createServer((req, res) => {
     const send = (status: number, type: string, body: string) => {
       res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
@@ -15,8 +21,14 @@ export function startAdmin(core: ProxyCore, port: number, host = '127.0.0.1'): P
     };
     switch (req.url?.split('?')[0]) {
       case '/metrics':
-        core.metrics.upstreamPoolIdle.set(Object.values(core.pool.sizes()).reduce((a, b) => a + b, 0));
-        void core.metrics.render().then((text) => send(200, core.metrics.contentType, text));
+        return sendMetrics(core, send);
+      case '/drain':
+        if (!actions.drain) return send(404, 'text/plain', 'nothing to drain here\n');
+        if (req.method !== 'POST') return send(405, 'text/plain', 'use POST /drain\n');
+        void actions.drain().then(
+          () => send(200, 'text/plain', 'drained: new connections are no longer intercepted\n'),
+          (err: Error) => send(500, 'text/plain', `drain failed: ${err.message}\n`),
+        );
         return;
       case '/healthz':
         return send(200, 'text/plain', 'ok\n');
@@ -39,6 +51,30 @@ export function startAdmin(core: ProxyCore, port: number, host = '127.0.0.1'): P
         return send(404, 'text/plain', 'not found: try /metrics, /healthz, /readyz, /config_dump\n');
     }
   });
+  return listen(server, port, host);
+}
+
+type Send = (status: number, type: string, body: string) => void;
+
+function sendMetrics(core: ProxyCore, send: Send): void {
+  core.metrics.upstreamPoolIdle.set(Object.values(core.pool.sizes()).reduce((a, b) => a + b, 0));
+  void core.metrics.render().then((text) => send(200, core.metrics.contentType, text));
+}
+
+/** /metrics alone, for a Prometheus scraping the node (nothing else is exposed beyond loopback). */
+export function startMetrics(core: ProxyCore, port: number, host = '0.0.0.0'): Promise<Server> {
+  const server = createServer((req, res) => {
+    const send: Send = (status, type, body) => {
+      res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+    };
+    if (req.url?.split('?')[0] === '/metrics') return sendMetrics(core, send);
+    send(404, 'text/plain', 'only /metrics is served here\n');
+  });
+  return listen(server, port, host);
+}
+
+function listen(server: Server, port: number, host: string): Promise<Server> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve(server));

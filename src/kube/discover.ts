@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * Finding a pod on this node: its cgroup v2 directory from its UID in the
+ * kubepods tree, and its network namespace from a process in that cgroup.
+ * Both kubelet cgroup drivers name the pod's directory after its UID:
+ *   systemd:  kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid with _>.slice
+ *   cgroupfs: kubepods/burstable/pod<uid>
+ * (Guaranteed pods sit directly under kubepods.) The kubepods directory is
+ * also where the datapath attaches, so every pod is under it.
+ */
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+const KUBEPODS = new Set(['kubepods.slice', 'kubepods', 'kubelet-kubepods.slice']);
+
+/** The kubepods cgroup under a cgroup2 mount (searched a few levels down: kind and nested setups put it deeper). */
+export function findKubepods(cgroupRoot: string, depth = 3): string | undefined {
+  let level = [cgroupRoot];
+  for (let d = 0; d <= depth && level.length; d++) {
+    const next: string[] = [];
+    for (const dir of level) {
+      for (const name of subdirs(dir)) {
+        const path = join(dir, name);
+        if (KUBEPODS.has(name)) return path;
+        next.push(path);
+      }
+    }
+    level = next;
+  }
+  return undefined;
+}
+
+function subdirs(dir: string): string[] {
+  try {
+    return readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+  } catch {
+    return [];
+  }
+}
+
+/** The pod's cgroup directory, or undefined while it does not exist (yet). */
+export function findPodCgroup(kubepods: string, uid: string): string | undefined {
+  const names = [`pod${uid}`, `pod${uid.replaceAll('-', '_')}`];
+  const isPod = (name: string) => names.some((n) => name === n || name.endsWith(`-${n}.slice`));
+  // The pod sits at depth 1 (Guaranteed) or 2 (Burstable, BestEffort).
+  for (const a of subdirs(kubepods)) {
+    if (isPod(a)) return join(kubepods, a);
+    for (const b of subdirs(join(kubepods, a))) if (isPod(b)) return join(kubepods, a, b);
+  }
+  return undefined;
+}
+
+/** Every pid in a cgroup and its children (the pod's containers are child cgroups). */
+export function cgroupPids(dir: string): number[] {
+  const pids: number[] = [];
+  const walk = (d: string) => {
+    try {
+      for (const line of readFileSync(join(d, 'cgroup.procs'), 'utf8').split('\n')) if (line) pids.push(Number(line));
+    } catch {
+      /* gone meanwhile */
+    }
+    for (const s of subdirs(d)) walk(join(d, s));
+  };
+  walk(dir);
+  return pids;
+}
+
+/**
+ * A path to the pod's network namespace: /proc/<pid>/ns/net of a process in
+ * its cgroup, read through procRoot (the host's /proc mounted into the agent,
+ * so the agent does not need hostPID). Every container of a pod shares it.
+ */
+export function findPodNetns(podCgroup: string, procRoot = '/proc'): { path?: string; problem?: string } {
+  const host = inode(join(procRoot, '1', 'ns', 'net'));
+  for (const pid of cgroupPids(podCgroup)) {
+    const path = join(procRoot, String(pid), 'ns', 'net');
+    const ino = inode(path);
+    if (ino === undefined) continue; // the process ended: try the next
+    // Never the node's own namespace: capturing it would steer the host's traffic.
+    if (ino === host) return { problem: `its processes are in the node's network namespace (${path})` };
+    return { path };
+  }
+  return { problem: `no process in ${podCgroup} yet (containers starting?)` };
+}
+
+function inode(path: string): bigint | undefined {
+  try {
+    return statSync(path, { bigint: true }).ino;
+  } catch {
+    return undefined;
+  }
+}

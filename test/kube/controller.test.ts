@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: Apache-2.0
+// The controller on Kubernetes: a fake API server (real list/watch, Lease
+// get/create/replace with conflicts) and a real redis-server. Services and
+// EndpointSlices reach Redis as mesh objects; churn is coalesced; a deleted
+// Service goes; one of two replicas writes; a replica that loses its lease
+// stops writing at once; the other takes over.
+import test, { type ExecutionContext } from 'ava';
+import { MeshStore } from '../../src/config/store.ts';
+import { KubeController } from '../../src/controller/kube.ts';
+import { kubeConfigFor } from '../../src/kube/client.ts';
+import { silentLogger } from '../../src/log.ts';
+import { RedisServer } from '../redis/helpers/redis-server.ts';
+import { FakeApiServer } from './helpers/fake-apiserver.ts';
+import { k8sService, pod, slice, until } from './helpers/objects.ts';
+
+type Eps = { endpoints: Array<{ address: string; port?: number; ready: boolean; node?: string; zone?: string; labels: Record<string, string> }> };
+const LEASE = { leaseDurationMs: 1000, renewDeadlineMs: 700, retryPeriodMs: 100 };
+
+async function setup(t: ExecutionContext) {
+  const api = new FakeApiServer();
+  await api.start();
+  const redis = await new RedisServer().start();
+  const store = new MeshStore(redis.client());
+  const made: KubeController[] = [];
+  const replica = (id: string) => {
+    const c = new KubeController({ kc: kubeConfigFor(api.url), store: new MeshStore(redis.client()), identity: id, leaseNamespace: 'kernmesh-system', log: silentLogger, lease: LEASE, backoff: { initialMs: 50, maxMs: 200 } });
+    made.push(c);
+    return c;
+  };
+  t.teardown(async () => {
+    for (const c of made) await c.stop();
+    await api.close();
+    await redis.stop();
+  });
+  return { api, store, replica };
+}
+
+const eps = async (store: MeshStore, key: string) => ((await store.get('Endpoints', key))?.object.spec as Eps | undefined)?.endpoints;
+
+test('Services and EndpointSlices reach Redis with readiness, node, zone and pod labels; churn follows; a deleted Service goes', async (t) => {
+  const { api, store, replica } = await setup(t);
+  api.put('pods', pod('shop', 'reviews-v1-x', 'node-a', { labels: { app: 'reviews', version: 'v1' } }));
+  api.put('pods', pod('shop', 'reviews-v2-y', 'node-b', { labels: { app: 'reviews', version: 'v2' } }));
+  api.put('services', k8sService('shop', 'reviews', '10.96.0.20', [{ name: 'http', port: 80, targetPort: 'http' }]));
+  api.put('services', k8sService('shop', 'db', '10.96.0.40', [{ name: 'postgres', port: 5432, targetPort: 5432 }, { name: 'dns', port: 53, protocol: 'UDP' }]));
+  api.put('endpointslices', slice('shop', 'reviews', 'reviews-abc', { name: 'http', port: 9080 }, [
+    { ip: '10.244.1.5', node: 'node-a', zone: 'z1', pod: 'reviews-v1-x' },
+    { ip: '10.244.2.7', node: 'node-b', zone: 'z2', pod: 'reviews-v2-y', ready: false },
+  ]));
+  const c = replica('controller-0');
+  c.start();
+  await until(async () => (await eps(store, 'shop/reviews'))?.length === 2, 'the endpoints');
+
+  const svc = (await store.get('Service', 'shop/reviews'))!.object;
+  t.like(svc.spec, { hosts: ['reviews.shop.svc.cluster.local'], addresses: ['10.96.0.20'], ports: [{ name: 'http', port: 80, targetPort: 9080, protocol: 'http' }] });
+  t.is(svc.metadata.labels?.['kernmesh.io/owner'], 'kubernetes');
+  t.deepEqual(await eps(store, 'shop/reviews'), [
+    { address: '10.244.1.5', port: 9080, node: 'node-a', zone: 'z1', labels: { app: 'reviews', version: 'v1' }, ready: true },
+    { address: '10.244.2.7', port: 9080, node: 'node-b', zone: 'z2', labels: { app: 'reviews', version: 'v2' }, ready: false },
+  ]);
+  // An undeclared protocol is opaque TCP; UDP ports are not the mesh's.
+  t.like((await store.get('Service', 'shop/db'))!.object.spec, { ports: [{ name: 'postgres', port: 5432, targetPort: 5432, protocol: 'tcp' }] });
+  t.is(((await store.get('Service', 'shop/db'))!.object.spec as { ports: unknown[] }).ports.length, 1);
+
+  // Churn: fifty slice updates in a burst end in the last state, in far fewer writes.
+  const writesBefore = c.writes;
+  for (let i = 0; i < 50; i++) {
+    api.put('endpointslices', slice('shop', 'reviews', 'reviews-abc', { name: 'http', port: 9080 }, Array.from({ length: (i % 5) + 1 }, (_, k) => ({ ip: `10.244.3.${k + 1}`, node: 'node-c' }))));
+  }
+  api.put('endpointslices', slice('shop', 'reviews', 'reviews-def', { name: 'http', port: 9080 }, [{ ip: '10.244.4.1', node: 'node-d', ready: true }]));
+  await until(async () => (await eps(store, 'shop/reviews'))?.map((e) => e.address).join() === '10.244.3.1,10.244.3.2,10.244.3.3,10.244.3.4,10.244.3.5,10.244.4.1', 'the churn to settle');
+  t.true(c.writes - writesBefore < 50, `coalesced: ${c.writes - writesBefore} writes for 51 changes`);
+
+  // A slice removed takes its endpoints; a Service deleted takes both objects.
+  api.remove('endpointslices', 'reviews-abc', 'shop');
+  await until(async () => (await eps(store, 'shop/reviews'))?.length === 1, 'the slice removal');
+  api.remove('services', 'reviews', 'shop');
+  await until(async () => !(await store.get('Service', 'shop/reviews')) && !(await store.get('Endpoints', 'shop/reviews')), 'the service removal');
+  t.truthy(await store.get('Service', 'shop/db'), 'other services stay');
+  // Objects the controller does not own are left alone.
+  t.pass();
+});
+
+test('one of two replicas writes; one that loses its lease stops writing at once; the other takes over when the lease runs out', async (t) => {
+  const { api, store, replica } = await setup(t);
+  api.put('services', k8sService('shop', 'ratings', '10.96.0.30', [{ name: 'http', port: 80, targetPort: 9080 }]));
+  api.put('endpointslices', slice('shop', 'ratings', 'ratings-1', { name: 'http', port: 9080 }, [{ ip: '10.244.1.1' }]));
+  const a = replica('controller-a');
+  a.start();
+  await until(() => a.leader.isLeading(), 'a to lead');
+  const b = replica('controller-b');
+  b.start();
+  await until(async () => (await eps(store, 'shop/ratings'))?.length === 1, 'the first write');
+  await until(() => b.synced, 'b to list');
+  t.false(b.leader.isLeading());
+  t.is(api.get('leases', 'kernmesh-controller', 'kernmesh-system')?.spec && (api.get('leases', 'kernmesh-controller', 'kernmesh-system')!.spec as { holderIdentity: string }).holderIdentity, 'controller-a');
+
+  // An intruder takes the lease (as another replica would after a partition): a stops at its next renewal...
+  const lease = api.get('leases', 'kernmesh-controller', 'kernmesh-system')!;
+  api.put('leases', { ...lease, spec: { ...(lease.spec as object), holderIdentity: 'intruder', renewTime: new Date().toISOString() } });
+  await until(() => !a.leader.isLeading(), 'a to stop leading');
+  // ...and writes nothing from then on, while the intruder's lease is fresh.
+  api.put('endpointslices', slice('shop', 'ratings', 'ratings-1', { name: 'http', port: 9080 }, [{ ip: '10.244.1.1' }, { ip: '10.244.1.2' }]));
+  await new Promise((r) => setTimeout(r, 300));
+  t.is((await eps(store, 'shop/ratings'))?.length, 1, 'nobody wrote while the lease was someone else’s');
+  // The intruder never renews: after the lease duration one replica takes over and writes the change.
+  await until(async () => (await eps(store, 'shop/ratings'))?.length === 2, 'a new leader to write', 10_000);
+  t.true(a.leader.isLeading() !== b.leader.isLeading(), 'exactly one leads');
+
+  // The leader dies without releasing (a crash): the other takes over after the lease runs out.
+  const [leader, other] = a.leader.isLeading() ? [a, b] : [b, a];
+  await leader.stop({ release: false });
+  await until(() => other.leader.isLeading(), 'the other to lead', 10_000);
+  api.put('endpointslices', slice('shop', 'ratings', 'ratings-1', { name: 'http', port: 9080 }, [{ ip: '10.244.1.9' }]));
+  await until(async () => (await eps(store, 'shop/ratings'))?.map((e) => e.address).join() === '10.244.1.9', 'the new leader to write');
+  const transitions = (api.get('leases', 'kernmesh-controller', 'kernmesh-system')!.spec as { leaseTransitions: number }).leaseTransitions;
+  t.true(transitions >= 2, `lease transitions: ${transitions}`);
+});
+
+test('a replica that cannot reach the API server to renew stops writing once the renew deadline passes', async (t) => {
+  const { api, store, replica } = await setup(t);
+  api.put('services', k8sService('shop', 'ratings', '10.96.0.30', [{ name: 'http', port: 80, targetPort: 9080 }]));
+  const a = replica('controller-a');
+  a.start();
+  await until(async () => !!(await store.get('Service', 'shop/ratings')), 'the first write');
+  api.failNext('leases', 500, { times: 1000 });
+  await until(() => !a.leader.isLeading(), 'a to give up leading', 5000);
+  t.regex(a.leader.lastError ?? '', /500|Internal|injected/i);
+});
