@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # The whole suite, after scripts/bootstrap.sh: type check, unit tests, then
-# the Redis tests (a real redis-server per test), then the kernel tests
+# the Redis tests (a real redis-server per test), the Kubernetes tests (a
+# fake API server speaking the real list/watch protocol), then the kernel tests
 # (real BPF, real sockets, as root). KM_SKIP_KERNEL_TESTS=1
 # skips the kernel tests on purpose; without it, a kernel test that cannot
 # run fails the run.
@@ -38,6 +39,7 @@ run typecheck npx tsc -p tsconfig.json
 run unit npx ava 'test/unit/**/*.test.ts'
 run proxy npx ava 'test/proxy/**/*.test.ts'
 run redis npx ava 'test/redis/**/*.test.ts'
+run kube npx ava 'test/kube/**/*.test.ts'
 run kernel npx ava --concurrency 1 'test/kernel/**/*.test.ts'
 
 echo

@@ -18,8 +18,10 @@ import { buildTable } from '../proxy/routing/table.ts';
 import { ProxyServer } from '../proxy/server.ts';
 import { AccessLog } from '../proxy/telemetry/access-log.ts';
 import { loadKubeConfig } from '../kube/client.ts';
+import { findOwnCgroup } from '../kube/discover.ts';
 import { type NotCaptured, PodWatch } from '../kube/pod-watch.ts';
 import { cgroup2Root } from '../datapath/index.ts';
+import { KmError } from '../errors.ts';
 import type { AgentConfig } from './config.ts';
 
 type Spec = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- validated by the config layer
@@ -195,12 +197,21 @@ export class Agent {
   }
 
   private async openEbpf(): Promise<EbpfDatapath> {
-    if (!this.config.attachCgroup) throw new Error('ebpf mode needs attachCgroup (the cgroup whose pods are intercepted)');
+    // On Kubernetes the programs attach to kubepods, which holds every pod (this agent's too).
+    const attachCgroup = this.config.attachCgroup ?? this.podWatch?.kubepods();
+    if (!attachCgroup) {
+      throw new KmError(
+        'KM_ERR_CGROUP_NOT_FOUND',
+        this.podWatch ? `no kubepods cgroup under ${this.config.kubernetes.cgroupRoot ?? cgroup2Root()}: set kubernetes.kubepodsCgroup (or attachCgroup) in the agent configuration` : 'ebpf mode needs attachCgroup (the cgroup whose pods are intercepted)',
+      );
+    }
+    // In a container /proc/self/cgroup reads "0::/": find this process in the node's tree instead.
+    const proxyCgroup = this.config.proxyCgroup ?? (this.podWatch ? findOwnCgroup(attachCgroup) : undefined);
     return EbpfDatapath.open({
       pinDir: this.config.pinDir,
-      attachCgroup: this.config.attachCgroup,
+      attachCgroup,
       outboundPort: this.config.outboundPort,
-      ...(this.config.proxyCgroup ? { proxyCgroup: this.config.proxyCgroup } : {}),
+      ...(proxyCgroup ? { proxyCgroup } : {}),
     });
   }
 

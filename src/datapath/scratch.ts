@@ -193,15 +193,21 @@ export function sweepStaleScratch(): string[] {
         if (errnoCode(err) !== 'ENOENT') removed.push(`${what} (failed: ${(err as Error).message})`);
       }
     };
-    if (existsSync(`/run/netns/${id}`)) attempt(`netns ${id}`, () => execFileSync('ip', ['netns', 'del', id], { stdio: 'pipe' }));
+    // The scratch namespace, and any a test made beside it under the same name (id-suffix).
+    for (const ns of existsSync('/run/netns') ? readdirSync('/run/netns').filter((n) => n === id || n.startsWith(`${id}-`)) : []) {
+      attempt(`netns ${ns}`, () => execFileSync('ip', ['netns', 'del', ns], { stdio: 'pipe' }));
+    }
     const pins = join(ensureBpffs(), id);
     if (existsSync(pins)) attempt(`pins ${pins}`, () => cleanupPins(pins));
     const root = join(cgroup2Root(), id);
     if (existsSync(root)) {
       attempt(`cgroup ${root}`, () => {
-        // Children first; a process still in them is not ours to kill: the rmdir fails and says so.
-        for (const e of readdirSync(root, { withFileTypes: true })) if (e.isDirectory()) rmdirSync(join(root, e.name));
-        rmdirSync(root);
+        // Deepest first; a process still in them is not ours to kill: the rmdir fails and says so.
+        const remove = (dir: string): void => {
+          for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) remove(join(dir, e.name));
+          rmdirSync(dir);
+        };
+        remove(root);
       });
     }
     rmSync(join(LOCK_DIR, `${id}.lock`), { force: true });

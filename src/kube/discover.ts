@@ -90,3 +90,27 @@ function inode(path: string): bigint | undefined {
     return undefined;
   }
 }
+
+/**
+ * The agent's own cgroup in the node's hierarchy. /proc/self/cgroup cannot
+ * tell inside a container with its own cgroup namespace (it reads "0::/"),
+ * but the node's cgroup.procs files list pids as this process's pid
+ * namespace sees them, so the directory that lists our pid is ours.
+ */
+export function findOwnCgroup(kubepods: string, pid = process.pid, depth = 4): string | undefined {
+  const me = String(pid);
+  const walk = (dir: string, d: number): string | undefined => {
+    try {
+      if (readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').includes(me)) return dir;
+    } catch {
+      /* gone meanwhile */
+    }
+    if (d === 0) return undefined;
+    for (const s of subdirs(dir)) {
+      const found = walk(join(dir, s), d - 1);
+      if (found) return found;
+    }
+    return undefined;
+  };
+  return walk(kubepods, depth);
+}

@@ -62,7 +62,7 @@ test('a bookmark advances the resourceVersion, so a dropped stream resumes witho
   await until(() => api.openWatches() === 1, 'the watch');
   api.put('leases', { metadata: { name: 'unrelated', namespace: 'x' } }); // moves the global resourceVersion
   api.bookmark();
-  const bookmarkRv = api.get('leases', 'unrelated', 'x')!.metadata.resourceVersion;
+  const bookmarkRv = api.get('leases', 'unrelated', 'x')!.metadata.resourceVersion ?? null;
   await until(() => true, 'a tick');
   await new Promise((r) => setTimeout(r, 50));
   const lists = () => api.requests.filter((r) => !r.watch && r.path === '/api/v1/pods').length;
