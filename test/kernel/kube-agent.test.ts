@@ -6,7 +6,7 @@
 // reaches the backend through the proxy, and out of it when the same
 // request is refused (nothing listens on the VIP inside the pod).
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -17,6 +17,7 @@ import { Agent } from '../../src/agent/agent.ts';
 import { parseAgentConfig } from '../../src/agent/config.ts';
 import { MeshStore } from '../../src/config/store.ts';
 import { EbpfDatapath, Scratch, cgroupId, inCgroup } from '../../src/datapath/index.ts';
+import { freePort } from '../../src/ports.ts';
 import { childLogger, silentLogger } from '../../src/log.ts';
 import { backend, endpoints, service } from '../proxy/helpers/fixtures.ts';
 import { RedisServer } from '../redis/helpers/redis-server.ts';
@@ -121,7 +122,7 @@ kernelTest('on Kubernetes: pods are captured when their namespace is labelled, f
       redis: { url: redis.url },
       cachePath: join(dir, 'cache.json'),
       pinDir: scratch.pinDir,
-      adminPort: 0,
+      adminPort: await freePort(),
       kubernetes: { enabled: true, kubeconfig: kubeconfig(dir, api.url), procRoot: '/proc', cgroupRoot: scratch.cgroupRoot },
     });
     const report = () => (agent as unknown as { statusReport(): Report }).statusReport().workloads;
@@ -180,10 +181,16 @@ kernelTest('on Kubernetes: pods are captured when their namespace is labelled, f
     api.remove('pods', 'p3', 'shop');
     await until(async () => (await bed!.curl(p3)) === null && (await bed!.curl(p1)) !== null, 'p3 released and p1 back');
 
-    // Removing the label releases every pod of the namespace.
+    // The DaemonSet's preStop: `kernmesh drain` stops interception and removes programs and pins.
+    const drained = await promisify(execFile)(process.execPath, [new URL('../../src/cli/main.ts', import.meta.url).pathname, 'drain', '--admin', `127.0.0.1:${config.adminPort}`]);
+    t.regex(drained.stdout, /drained/);
+    t.false(existsSync(scratch.pinDir), 'pins removed');
+    t.is(execFileSync('bpftool', ['cgroup', 'show', bed.kubepods]).toString().trim(), '', 'nothing attached');
+    t.is(await bed.curl(p1), null, 'no longer intercepted');
+    // Later changes change nothing.
     api.put('namespaces', namespace('shop', false));
-    await until(async () => (await bed!.curl(p1)) === null && (await bed!.curl(p2)) === null, 'everything released');
-    t.deepEqual(report(), []);
+    await new Promise((r) => setTimeout(r, 100));
+    t.false(existsSync(scratch.pinDir));
   } finally {
     await agent?.stop({ detach: true }).catch(() => {});
     await bed?.cleanup();

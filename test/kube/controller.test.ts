@@ -5,6 +5,13 @@
 // Service goes; one of two replicas writes; a replica that loses its lease
 // stops writing at once; the other takes over.
 import test, { type ExecutionContext } from 'ava';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { stringify } from 'yaml';
+import { freePort } from '../../src/ports.ts';
 import { MeshStore } from '../../src/config/store.ts';
 import { KubeController } from '../../src/controller/kube.ts';
 import { kubeConfigFor } from '../../src/kube/client.ts';
@@ -32,7 +39,7 @@ async function setup(t: ExecutionContext) {
     await api.close();
     await redis.stop();
   });
-  return { api, store, replica };
+  return { api, store, replica, redis };
 }
 
 const eps = async (store: MeshStore, key: string) => ((await store.get('Endpoints', key))?.object.spec as Eps | undefined)?.endpoints;
@@ -126,4 +133,35 @@ test('a replica that cannot reach the API server to renew stops writing once the
   api.failNext('leases', 500, { times: 1000 });
   await until(() => !a.leader.isLeading(), 'a to give up leading', 5000);
   t.regex(a.leader.lastError ?? '', /500|Internal|injected/i);
+});
+
+test('`kernmesh controller --kubernetes` writes the services, answers its probes, and hands the lease back on SIGTERM', async (t) => {
+  const { api, store, redis } = await setup(t);
+  api.put('services', k8sService('shop', 'ratings', '10.96.0.30', [{ name: 'http', port: 80, targetPort: 9080 }]));
+  const dir = mkdtempSync(join(tmpdir(), 'kernmesh-kc-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const kubeconfig = join(dir, 'kubeconfig');
+  writeFileSync(kubeconfig, stringify({ apiVersion: 'v1', kind: 'Config', clusters: [{ name: 'f', cluster: { server: api.url, 'insecure-skip-tls-verify': true } }], users: [{ name: 'u', user: { token: 't' } }], contexts: [{ name: 'f', context: { cluster: 'f', user: 'u' } }], 'current-context': 'f' }));
+  const port = await freePort();
+  const child = spawn(process.execPath, [new URL('../../src/cli/main.ts', import.meta.url).pathname, 'controller', '--kubernetes', '--kubeconfig', kubeconfig, '--redis', redis.url, '--id', 'cli-0', '--lease-namespace', 'kernmesh-system', '--health-port', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr += d));
+  t.teardown(() => void (child.exitCode === null && child.kill('SIGKILL')));
+  await until(async () => !!(await store.get('Service', 'shop/ratings')), 'the service in Redis', 15_000).catch((e) => {
+    throw new Error(`${e.message}: ${stderr}`);
+  });
+  const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+  t.is(ready.status, 200);
+  t.like(await ready.json(), { leading: true, synced: true });
+  t.is((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  child.kill('SIGTERM');
+  t.is(await exited, 0);
+  t.is((api.get('leases', 'kernmesh-controller', 'kernmesh-system')!.spec as { holderIdentity: string }).holderIdentity, '', 'released');
+});
+
+test('`kernmesh controller` says where services must come from', async (t) => {
+  const r = await promisify(execFile)(process.execPath, [new URL('../../src/cli/main.ts', import.meta.url).pathname, 'controller', '--redis', 'redis://127.0.0.1:1']).catch((e: { code: number; stderr: string }) => e);
+  t.is((r as { code: number }).code, 3);
+  t.regex((r as { stderr: string }).stderr, /--kubernetes, or --registry FILE/);
 });

@@ -5,6 +5,7 @@
  * Kubernetes OpenAPI schemas (kubernetes-models), then what the agent, the
  * controller and Redis rely on checked field by field.
  */
+import { parseAgentConfig } from '../../src/agent/config.ts';
 import test from 'ava';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -209,7 +210,7 @@ test('RBAC is least privilege: no wildcards, no secrets, the lease by name', (t)
   const rulesOf = (kind: string, name: string) => find<KubeObject>(base, kind, name).rules as Rule[];
   t.deepEqual(rulesOf('ClusterRole', 'kernmesh-agent'), [{ apiGroups: [''], resources: ['pods', 'namespaces'], verbs: ['get', 'list', 'watch'] }]);
   t.deepEqual(rulesOf('ClusterRole', 'kernmesh-controller'), [
-    { apiGroups: [''], resources: ['services'], verbs: ['get', 'list', 'watch'] },
+    { apiGroups: [''], resources: ['services', 'pods'], verbs: ['get', 'list', 'watch'] },
     { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch'] },
   ]);
   const leases = rulesOf('Role', 'kernmesh-controller-leases');
@@ -259,6 +260,8 @@ test('the ConfigMap holds the agent configuration with exactly the expected keys
     detachOnStop: true,
     kubernetes: { enabled: true, procRoot: '/host/proc', cgroupRoot: '/sys/fs/cgroup' },
   });
+  // And the agent itself accepts it, with the node name from the downward API.
+  t.like(parseAgentConfig(agent, 'agent.yaml', { NODE_NAME: 'node-1' }), { node: 'node-1', detachOnStop: true, kubernetes: { enabled: true, procRoot: '/host/proc' } });
   t.truthy(data.KERNMESH_MESH);
   t.is(data.KERNMESH_LOG_LEVEL, 'info');
   // The agent's metrics port is the one Prometheus is told to scrape.

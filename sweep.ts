@@ -1,2 +1,0 @@
-import { sweepStaleScratch } from './src/datapath/index.ts';
-console.log(sweepStaleScratch());
