@@ -2,7 +2,9 @@
 /** `kernmesh status [-o table|wide|json|yaml] [--watch]`. */
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
+import { loadKubeConfig } from '../kube/client.ts';
 import { type StatusReport, collectStatus } from '../status/collect.ts';
+import { expectedPods } from '../status/kube.ts';
 import { EXIT } from './exit-codes.ts';
 import { addRedisFlags, type RedisFlags, redisConfig, withStore } from './mesh-client.ts';
 import { FAIL, OK, WARN } from './output.ts';
@@ -50,10 +52,13 @@ export function registerStatus(program: Command): void {
       .command('status')
       .description('the mesh at a glance: control plane, agents, datapath, workloads, traffic, problems')
       .option('-o, --output <format>', 'table, wide, json or yaml', 'table')
-      .option('-w, --watch', 'refresh every 2 seconds'),
-  ).action(async (opts: RedisFlags & { output: string; watch?: boolean }) => {
+      .option('-w, --watch', 'refresh every 2 seconds')
+      .option('--kubeconfig <file>', 'also ask this cluster which pods should be captured (default with --kubernetes: in-cluster, KUBECONFIG or ~/.kube/config)')
+      .option('--kubernetes', 'also ask the Kubernetes API which pods should be captured'),
+  ).action(async (opts: RedisFlags & { output: string; watch?: boolean; kubeconfig?: string; kubernetes?: boolean }) => {
+    const kc = opts.kubeconfig || opts.kubernetes ? loadKubeConfig(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}) : undefined;
     const once = async () => {
-      const r = await collectStatus(redisConfig(opts), (fn) => withStore(opts, fn));
+      const r = await collectStatus(redisConfig(opts), (fn) => withStore(opts, fn), kc ? () => expectedPods(kc) : undefined);
       const text = opts.output === 'json' ? JSON.stringify(r, null, 2) : opts.output === 'yaml' ? stringify(r) : renderStatus(r, opts.output === 'wide');
       return { r, text };
     };

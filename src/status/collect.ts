@@ -4,6 +4,7 @@
  * control plane, every agent's report (datapath, proxy, workloads, traffic),
  * and a list of problems with what to do about each.
  */
+import type { ExpectedPod } from './kube.ts';
 import { type AgentStatus, readAgents } from '../config/agents.ts';
 import type { RedisConfig } from '../config/redis.ts';
 import { describeRedis } from '../config/redis.ts';
@@ -37,7 +38,10 @@ export interface StatusReport {
   ok: boolean;
 }
 
-export async function collectStatus(cfg: RedisConfig, withStore: (fn: (store: MeshStore) => Promise<void>) => Promise<void>): Promise<StatusReport> {
+/** What the Kubernetes API says should be captured (status against a cluster). */
+export type KubeSource = () => Promise<{ namespaces: string[]; pods: ExpectedPod[] }>;
+
+export async function collectStatus(cfg: RedisConfig, withStore: (fn: (store: MeshStore) => Promise<void>) => Promise<void>, kube?: KubeSource): Promise<StatusReport> {
   const report: StatusReport = {
     controlPlane: { redis: { reachable: false, target: describeRedis(cfg) }, meshVersion: null, controller: { leader: null } },
     agents: [],
@@ -65,6 +69,20 @@ export async function collectStatus(cfg: RedisConfig, withStore: (fn: (store: Me
     else report.controlPlane.redis.error = (err as Error).message;
   }
   const ns = new Map<string, { captured: number; total: number }>();
+  if (kube) {
+    try {
+      const expected = await kube();
+      for (const n of expected.namespaces) ns.set(n, { captured: 0, total: 0 });
+      const reported = new Set(report.workloads.map((w) => `${w.namespace}/${w.name}`));
+      const nodes = new Set(report.agents.map((a) => a.node));
+      for (const p of expected.pods) {
+        if (reported.has(`${p.namespace}/${p.name}`)) continue;
+        report.workloads.push({ node: p.node, namespace: p.namespace, name: p.name, captured: false, reason: nodes.has(p.node) ? `the agent on ${p.node} does not report it (yet)` : `no agent runs on node ${p.node}` });
+      }
+    } catch (err) {
+      report.problems.push({ level: 'warn', text: `could not read the Kubernetes API: ${(err as Error).message}`, fix: 'check --kubeconfig / KUBECONFIG, or leave them out to see the agents\' reports only' });
+    }
+  }
   for (const w of report.workloads) {
     const n = ns.get(w.namespace) ?? { captured: 0, total: 0 };
     n.total++;

@@ -43,6 +43,7 @@ const ROUTES: Array<[RegExp, Resource]> = [
   [/^\/api\/v1\/services$/, 'services'],
   [/^\/apis\/discovery\.k8s\.io\/v1\/endpointslices$/, 'endpointslices'],
 ];
+const NAMESPACED_PODS = /^\/api\/v1\/namespaces\/([^/]+)\/pods$/;
 const LEASE = /^\/apis\/coordination\.k8s\.io\/v1\/namespaces\/([^/]+)\/leases(?:\/([^/]+))?$/;
 
 export class FakeApiServer {
@@ -167,6 +168,13 @@ export class FakeApiServer {
     this.requests.push({ method: req.method ?? 'GET', path: url.pathname, watch, resourceVersion: url.searchParams.get('resourceVersion'), fieldSelector: url.searchParams.get('fieldSelector') });
     const lease = LEASE.exec(url.pathname);
     if (lease) return void this.lease(req, res, lease[1]!, lease[2]);
+    const inNamespace = NAMESPACED_PODS.exec(url.pathname);
+    if (inNamespace && !watch) {
+      const items = this.list('pods').filter((o) => o.metadata.namespace === inNamespace[1]);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: String(this.rv) }, items }));
+      return;
+    }
     const route = ROUTES.find(([re]) => re.test(url.pathname));
     if (!route || req.method !== 'GET') return this.status(res, 404, 'NotFound', `the fake API server does not serve ${req.method} ${url.pathname}`);
     const resource = route[1];
