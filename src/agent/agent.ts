@@ -5,7 +5,7 @@
  * listener inside every captured workload's network namespace. Wiring and
  * lifecycle only: every mechanism lives in config/, datapath/ and proxy/.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { Server as NetServer, Socket } from 'node:net';
 import { AgentSync } from '../config/sync.ts';
@@ -142,31 +142,69 @@ export class Agent {
     this.workloads = list;
     this.enrolment.clear();
     // A workload that cannot be enrolled (its pod gone, a bad path) is reported, not fatal.
+    let stalePath = false;
     for (const w of list) {
       const why = !existsSync(w.netnsPath) ? `network namespace ${w.netnsPath} does not exist` : !existsSync(w.cgroupPath) ? `cgroup ${w.cgroupPath} does not exist` : undefined;
+      if (why && w.uid) stalePath = true;
       this.enrolment.set(keyOf(w), why ? { ok: false, reason: why } : { ok: true });
     }
-    // Listeners before interception: a workload is only steered to a proxy that is listening for it.
-    for (const w of this.goodWorkloads()) {
-      const have = this.listeners.get(keyOf(w));
-      if (have && have.identity === identityOf(w)) continue;
-      if (have) this.closeListeners(keyOf(w));
-      try {
-        await this.openListeners(w);
-      } catch (err) {
-        this.enrolment.set(keyOf(w), { ok: false, reason: `listener: ${(err as Error).message}` });
+    // A pod's namespace path goes through one of its processes: if that one ended, look the pod up again.
+    if (stalePath) setTimeout(() => this.podWatch?.refresh(), 500).unref();
+    try {
+      // Listeners before interception: a workload is only steered to a proxy that is listening for it.
+      for (const w of this.goodWorkloads()) {
+        const have = this.listeners.get(keyOf(w));
+        const identity = identityOf(w);
+        if (have && have.identity === identity) continue;
+        if (have) this.closeListeners(keyOf(w));
+        try {
+          await this.openListeners(w, identity);
+        } catch (err) {
+          this.enrolment.set(keyOf(w), { ok: false, reason: `listener: ${(err as Error).message}` });
+        }
       }
-    }
-    if (this.datapath) {
-      await this.applyWorkloads();
-      if (!this.heartbeatStarted && this.datapath instanceof EbpfDatapath) {
-        this.heartbeatStarted = true;
-        this.datapath.startHeartbeat(1000);
+      if (this.datapath) {
+        await this.applyEach();
+        if (!this.heartbeatStarted && this.datapath instanceof EbpfDatapath) {
+          this.heartbeatStarted = true;
+          this.datapath.startHeartbeat(1000);
+        }
       }
+    } finally {
+      // Listeners of workloads no longer wanted close after their interception went (or failed to go):
+      // an open listener would keep a deleted pod's network namespace alive.
+      const wanted = new Set(this.goodWorkloads().map(keyOf));
+      for (const key of [...this.listeners.keys()]) if (!wanted.has(key)) this.closeListeners(key);
     }
-    const wanted = new Set(this.goodWorkloads().map(keyOf));
-    for (const key of [...this.listeners.keys()]) if (!wanted.has(key)) this.closeListeners(key);
   }
+
+  /**
+   * Applies the good workloads; when the datapath refuses one (its namespace
+   * vanished meanwhile, the maps are full), that one is marked failed with
+   * the reason and the rest are applied without it, so one pod never holds
+   * back the others.
+   */
+  private async applyEach(): Promise<void> {
+    for (let attempt = 0; attempt < 8; attempt++) {
+      try {
+        await this.applyWorkloads();
+        this.applied.clear();
+        for (const w of this.goodWorkloads()) this.applied.add(keyOf(w));
+        return;
+      } catch (err) {
+        const message = (err as Error).message;
+        const named = /^workload ([^:]+):/.exec(message)?.[1];
+        const culprits = named ? [named] : this.goodWorkloads().map(keyOf).filter((k) => !this.applied.has(k));
+        // Nothing new to blame (a settings change failed): leave it to the next reconcile.
+        if (culprits.length === 0 || !culprits.every((k) => this.enrolment.has(k))) throw err;
+        for (const k of culprits) this.enrolment.set(k, { ok: false, reason: message });
+        this.log.warn({ workloads: culprits, err: message }, 'workloads left out of the datapath');
+      }
+    }
+  }
+
+  /** Workloads the datapath holds after the last successful apply (the ones to keep when new ones overflow it). */
+  private readonly applied = new Set<string>();
 
   private closeListeners(key: string): void {
     for (const s of this.listeners.get(key)?.servers ?? []) s.close();
@@ -302,21 +340,28 @@ export class Agent {
     };
   }
 
-  /** The outbound listener inside the workload's netns, on IPv4 and IPv6 loopback. */
-  private async openListeners(w: Workload): Promise<void> {
+  /** The outbound listener inside the workload's netns, on IPv4 and (where the pod has IPv6) IPv6 loopback. */
+  private async openListeners(w: Workload, identity: string): Promise<void> {
     const source = { workload: w.labels.app ?? w.name, namespace: w.namespace, app: w.labels.app ?? 'unknown', ...(w.labels.version ? { version: w.labels.version } : {}), ...(w.identity ? { identity: w.identity } : {}) };
     const originalDst = (s: Socket) => nativeAddon().originalDst(socketFd(s));
     const servers: NetServer[] = [];
     try {
       for (const host of ['127.0.0.1', '::1']) {
-        const fd = nativeAddon().listenInNetns(w.netnsPath, host, this.config.outboundPort);
+        let fd: number;
+        try {
+          fd = nativeAddon().listenInNetns(w.netnsPath, host, this.config.outboundPort);
+        } catch (err) {
+          // A pod (or node) without IPv6 has no ::1: it cannot make IPv6 connects to steer either.
+          if (host === '::1' && ['EADDRNOTAVAIL', 'EAFNOSUPPORT'].includes((err as { code?: string }).code ?? '')) continue;
+          throw err;
+        }
         servers.push(await this.proxy.listen({ fd }, { originalDst, source }));
       }
     } catch (err) {
       for (const s of servers) s.close();
       throw err;
     }
-    this.listeners.set(keyOf(w), { servers, identity: identityOf(w) });
+    this.listeners.set(keyOf(w), { servers, identity });
   }
 
   private onChange(view: { version: number; objects: ReadonlyMap<string, { version: number; object: { kind: string; spec: Spec } }> }): void {
@@ -363,7 +408,18 @@ export class Agent {
   }
 }
 
-/** A listener stays as long as this does not change: a pod recreated under the same name gets new ones. */
+/**
+ * A listener stays as long as this does not change: a pod recreated under
+ * the same name (new uid), or a sandbox recreated under the same uid (new
+ * network namespace), gets new ones. The path is not part of it: it goes
+ * through a pid, which changes when a container restarts.
+ */
 function identityOf(w: Workload): string {
-  return w.uid ?? w.netnsPath;
+  let ns = w.netnsPath;
+  try {
+    ns = String(statSync(w.netnsPath, { bigint: true }).ino);
+  } catch {
+    /* gone: the path then */
+  }
+  return `${w.uid ?? ''}/${ns}`;
 }

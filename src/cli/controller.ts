@@ -34,8 +34,14 @@ export function registerController(program: Command): void {
   ).action(async (opts: Flags) => {
     if (!!opts.kubernetes === !!opts.registry) throw new KmError('KM_ERR_INVALID_CONFIG', 'say where services come from: --kubernetes, or --registry FILE (one of them)');
     const cfg = redisConfig(opts);
-    // Commands may queue while Redis is away: leadership lapses meanwhile, so nothing stale is written.
-    const redis = connectRedis(cfg, `kernmesh-controller-${opts.id}`, { enableOfflineQueue: true, lazyConnect: false });
+    // Local mode: commands may queue while Redis is away (the leader claim lives in the same Redis, in order, so a
+    // queued write follows a claim that lapsed). Kubernetes mode: the lease lives elsewhere, so a write must reach
+    // Redis promptly or not at all: no offline queue, no resend after a reconnect, a command timeout.
+    const redis = connectRedis(
+      cfg,
+      `kernmesh-controller-${opts.id}`,
+      opts.kubernetes ? { enableOfflineQueue: false, lazyConnect: false, maxRetriesPerRequest: 0, commandTimeout: 3000 } : { enableOfflineQueue: true, lazyConnect: false },
+    );
     redis.on('error', () => {});
     const store = new MeshStore(redis, { ...(cfg.prefix ? { prefix: cfg.prefix } : {}), ...(cfg.mesh ? { mesh: cfg.mesh } : {}) });
     let controller: { stop(): Promise<void>; health(): { ready: boolean; detail: Record<string, unknown> } };

@@ -39,6 +39,7 @@ export class KubeController {
   private pending: NodeJS.Timeout | undefined;
   private resync: NodeJS.Timeout | undefined;
   private running: Promise<void> = Promise.resolve();
+  private stopping = false;
   synced = false;
   syncs = 0;
   writes = 0;
@@ -70,8 +71,12 @@ export class KubeController {
       this.schedule(0);
     });
     this.leader.start();
-    // A periodic pass retries what failed (Redis away) without waiting for the next change.
-    this.resync = setInterval(() => this.schedule(0), 30_000);
+    // A periodic pass retries what failed (Redis away) and, reading Redis afresh, repairs anything written
+    // behind this replica's back (a late write from an earlier leader).
+    this.resync = setInterval(() => {
+      this.owned.reset();
+      this.schedule(0);
+    }, 30_000);
     this.resync.unref();
   }
 
@@ -88,12 +93,12 @@ export class KubeController {
 
   private async pass(): Promise<void> {
     // Until every informer has listed, a Service missing from the cache may just not be listed yet: never delete on that.
-    if (!this.synced || !this.leader.isLeading()) return;
+    if (this.stopping || !this.synced || !this.leader.isLeading()) return;
     try {
       const slices = this.slices.list();
       const podLabels = (ns: string, name: string) => this.pods.get(name, ns)?.metadata?.labels;
       const want = this.services.list().flatMap((s) => meshObjectsFor(s, slices, podLabels));
-      this.writes += await this.owned.sync(want, () => this.leader.isLeading());
+      this.writes += await this.owned.sync(want, () => !this.stopping && this.leader.isLeading());
       this.syncs++;
       this.lastError = undefined;
     } catch (err) {
@@ -107,7 +112,9 @@ export class KubeController {
     clearTimeout(this.pending);
     clearInterval(this.resync);
     for (const i of [this.services, this.slices, this.pods]) i.stop();
-    await this.leader.stop({ release: options.release ?? true });
+    // The pass in flight finishes before the lease is handed back: no write lands after a successor took over.
+    this.stopping = true;
     await this.running;
+    await this.leader.stop({ release: options.release ?? true });
   }
 }

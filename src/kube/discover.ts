@@ -68,11 +68,19 @@ export function cgroupPids(dir: string): number[] {
 /**
  * A path to the pod's network namespace: /proc/<pid>/ns/net of a process in
  * its cgroup, read through procRoot (the host's /proc mounted into the agent,
- * so the agent does not need hostPID). Every container of a pod shares it.
+ * so the agent does not need hostPID). Every container of a pod shares it;
+ * the oldest process (the sandbox's pause, as a rule) is chosen because it
+ * lives as long as the pod, where an app container may restart.
+ *
+ * The pids come from the pod's cgroup.procs; from inside another pid
+ * namespace those read as 0, and then from `byUid` (a scan of
+ * procRoot/<pid>/cgroup, see podPidsFromProc) instead.
  */
-export function findPodNetns(podCgroup: string, procRoot = '/proc'): { path?: string; problem?: string } {
+export function findPodNetns(podCgroup: string, procRoot = '/proc', uid?: string, byUid?: () => Map<string, number[]>): { path?: string; problem?: string } {
   const host = inode(join(procRoot, '1', 'ns', 'net'));
-  for (const pid of cgroupPids(podCgroup)) {
+  let pids = cgroupPids(podCgroup).filter((p) => p > 0);
+  if (pids.length === 0 && uid && byUid) pids = byUid().get(uid) ?? [];
+  for (const pid of byAge(pids, procRoot)) {
     const path = join(procRoot, String(pid), 'ns', 'net');
     const ino = inode(path);
     if (ino === undefined) continue; // the process ended: try the next
@@ -81,6 +89,52 @@ export function findPodNetns(podCgroup: string, procRoot = '/proc'): { path?: st
     return { path };
   }
   return { problem: `no process in ${podCgroup} yet (containers starting?)` };
+}
+
+/** Oldest first, by start time (field 22 of /proc/<pid>/stat); unreadable ones last. */
+function byAge(pids: number[], procRoot: string): number[] {
+  const start = (pid: number): number => {
+    try {
+      const stat = readFileSync(join(procRoot, String(pid), 'stat'), 'utf8');
+      // The command name may hold spaces and parentheses: count fields after the last ')'.
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    } catch {
+      return Number.MAX_SAFE_INTEGER;
+    }
+  };
+  return pids.map((p) => [p, start(p)] as const).sort((a, b) => a[1] - b[1] || a[0] - b[0]).map(([p]) => p);
+}
+
+const POD_IN_CGROUP = /pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})/;
+
+/**
+ * Pod uid -> pids, from every process's /proc/<pid>/cgroup (the path names
+ * the pod under either cgroup driver). One pass over /proc serves every pod.
+ */
+export function podPidsFromProc(procRoot = '/proc'): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  let entries: string[];
+  try {
+    entries = readdirSync(procRoot);
+  } catch {
+    return out;
+  }
+  for (const name of entries) {
+    if (!/^\d+$/.test(name)) continue;
+    let text: string;
+    try {
+      text = readFileSync(join(procRoot, name, 'cgroup'), 'utf8');
+    } catch {
+      continue;
+    }
+    const m = POD_IN_CGROUP.exec(text);
+    if (!m) continue;
+    const uid = m[1]!.replaceAll('_', '-');
+    const list = out.get(uid) ?? [];
+    list.push(Number(name));
+    out.set(uid, list);
+  }
+  return out;
 }
 
 function inode(path: string): bigint | undefined {

@@ -28,9 +28,26 @@ export interface InformerOptions<T> {
   backoff?: { initialMs?: number; maxMs?: number };
 }
 
-/** Watch with allowWatchBookmarks=true (the library's own does not ask). */
+/**
+ * Watch with allowWatchBookmarks=true (the library's own does not ask), and
+ * none at all once the informer is stopped: ListWatch does not look at its
+ * stopped flag again after a relist or a reconnect delay, so a stop() in
+ * that window would otherwise open a fresh watch nobody listens to.
+ */
 class BookmarkWatch extends Watch {
+  private readonly stopped: () => boolean;
+
+  constructor(kc: KubeConfig, stopped: () => boolean) {
+    super(kc);
+    this.stopped = stopped;
+  }
+
   override watch(path: string, query: Record<string, unknown>, callback: (phase: string, obj: unknown, watchObj?: unknown) => void, done: (err: unknown) => void): Promise<AbortController> {
+    if (this.stopped()) {
+      const c = new AbortController();
+      c.abort();
+      return Promise.resolve(c);
+    }
     return super.watch(path, { ...query, allowWatchBookmarks: true }, callback, done);
   }
 }
@@ -59,7 +76,7 @@ export class Informer<T extends KubernetesObject> {
     this.log = options.log;
     this.initialMs = options.backoff?.initialMs ?? 500;
     this.maxMs = options.backoff?.maxMs ?? 30_000;
-    this.lw = new ListWatch<T>(options.path, new BookmarkWatch(options.kc), options.list, false, options.labelSelector, options.fieldSelector);
+    this.lw = new ListWatch<T>(options.path, new BookmarkWatch(options.kc, () => this.stopped), options.list, false, options.labelSelector, options.fieldSelector);
     this.synced = new Promise((r) => (this.syncedResolve = r));
     this.lw.on('add', (o) => this.changed('add', o));
     this.lw.on('update', (o) => this.changed('update', o));
@@ -68,6 +85,7 @@ export class Informer<T extends KubernetesObject> {
   }
 
   private changed(type: 'add' | 'update' | 'delete', obj: T): void {
+    if (this.stopped) return;
     this.attempts = 0;
     this.onChange(type, obj);
   }

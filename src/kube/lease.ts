@@ -11,8 +11,12 @@
  * lease, and also once renewDeadline has passed without a successful
  * renewal (the API server unreachable): a controller that may have lost its
  * lease stops writing at once, before anyone else can take it over.
+ * Elapsed times use the monotonic clock (an NTP step cannot stretch a term);
+ * timestamps sent are MicroTime (six fractional digits, which the API
+ * server insists on).
  */
-import { CoordinationV1Api, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
+import { performance } from 'node:perf_hooks';
+import { CoordinationV1Api, type KubeConfig, type V1Lease, V1MicroTime } from '@kubernetes/client-node';
 import type { Logger } from '../log.ts';
 
 export interface LeaseOptions {
@@ -60,7 +64,7 @@ export class LeaseLeader {
 
   /** True only while our last renewal is younger than renewDeadline. */
   isLeading(): boolean {
-    if (this.leading && Date.now() - this.lastRenew > this.opts.renewDeadlineMs) this.setLeading(false, 'renew deadline passed');
+    if (this.leading && performance.now() - this.lastRenew > this.opts.renewDeadlineMs) this.setLeading(false, 'renew deadline passed');
     return this.leading;
   }
 
@@ -90,7 +94,8 @@ export class LeaseLeader {
   private async tryAcquireOrRenew(): Promise<boolean> {
     if (this.stopped) return false;
     const { namespace, name, identity } = this.opts;
-    const now = new Date();
+    const now = new V1MicroTime();
+    const started = performance.now();
     try {
       let lease: V1Lease | undefined;
       try {
@@ -103,14 +108,14 @@ export class LeaseLeader {
           namespace,
           body: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace }, spec: { holderIdentity: identity, leaseDurationSeconds: Math.ceil(this.opts.leaseDurationMs / 1000), acquireTime: now, renewTime: now, leaseTransitions: 0 } },
         });
-        return this.won(now);
+        return this.won(started);
       }
       const spec = lease.spec ?? {};
       const holder = spec.holderIdentity ?? '';
       const renew = spec.renewTime ? new Date(spec.renewTime).toISOString() : '';
-      if (!this.observed || this.observed.holder !== holder || this.observed.renew !== renew) this.observed = { holder, renew, at: Date.now() };
+      if (!this.observed || this.observed.holder !== holder || this.observed.renew !== renew) this.observed = { holder, renew, at: performance.now() };
       const durationMs = (spec.leaseDurationSeconds ?? Math.ceil(this.opts.leaseDurationMs / 1000)) * 1000;
-      if (holder && holder !== identity && Date.now() - this.observed.at < durationMs) {
+      if (holder && holder !== identity && performance.now() - this.observed.at < durationMs) {
         this.setLeading(false, `held by ${holder}`);
         return false;
       }
@@ -130,7 +135,7 @@ export class LeaseLeader {
           },
         },
       });
-      return this.won(now);
+      return this.won(started);
     } catch (err) {
       // 409: someone else wrote the lease between our read and write; they won this round.
       this.lastError = code(err) === 409 ? 'conflict: another replica renewed or took the lease' : (err as Error).message;
@@ -140,9 +145,10 @@ export class LeaseLeader {
     }
   }
 
-  private won(at: Date): boolean {
+  private won(startedAt: number): boolean {
     if (this.stopped) return false;
-    this.lastRenew = at.getTime();
+    // From when the round started: the renewal is only as fresh as the moment we asked.
+    this.lastRenew = startedAt;
     this.lastError = undefined;
     this.setLeading(true, 'acquired or renewed the lease');
     return true;

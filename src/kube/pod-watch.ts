@@ -8,7 +8,7 @@
  */
 import { CoreV1Api, type KubeConfig, type V1Namespace, type V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../log.ts';
-import { findKubepods, findPodCgroup, findPodNetns } from './discover.ts';
+import { findKubepods, findPodCgroup, findPodNetns, podPidsFromProc } from './discover.ts';
 import { Informer } from './informer.ts';
 import { decidePods } from './pods.ts';
 
@@ -78,7 +78,13 @@ export class PodWatch {
     this.emit();
   }
 
+  /** Looks again now (the agent found a namespace path gone: a container restarted). */
+  refresh(): void {
+    this.schedule();
+  }
+
   stop(): void {
+    this.started = false;
     clearTimeout(this.pending);
     clearTimeout(this.retry);
     this.namespaces.stop();
@@ -98,6 +104,9 @@ export class PodWatch {
     const notCaptured: NotCaptured[] = [];
     let waiting = false;
     const kubepods = this.kubepods();
+    // Only when some pod's cgroup.procs is unreadable from here (another pid namespace): one /proc scan for all.
+    let scan: Map<string, number[]> | undefined;
+    const byUid = () => (scan ??= podPidsFromProc(this.opts.procRoot));
     for (const d of decidePods(this.namespaces.list(), this.pods.list(), this.opts.node)) {
       const who = { name: d.name, namespace: d.namespace };
       if (!d.capture) {
@@ -110,7 +119,7 @@ export class PodWatch {
         notCaptured.push({ ...who, reason: kubepods ? `no cgroup for pod uid ${d.uid} under ${kubepods} yet` : `no kubepods cgroup under ${this.opts.cgroupRoot}` });
         continue;
       }
-      const netns = findPodNetns(cgroupPath, this.opts.procRoot);
+      const netns = findPodNetns(cgroupPath, this.opts.procRoot, d.uid, byUid);
       if (!netns.path) {
         waiting = true;
         notCaptured.push({ ...who, reason: netns.problem ?? 'no network namespace found' });

@@ -48,6 +48,8 @@ export class ProxyServer {
   listen(where: { fd: number } | { port: number; host: string; reusePort?: boolean }, options: ListenerOptions = {}): Promise<Server> {
     const server = createServer({ allowHalfOpen: true, pauseOnConnect: false }, (s) => this.accept(s, options));
     this.servers.push(server);
+    // A listener closed on its own (a pod gone) leaves the list, so pod churn does not grow it.
+    server.once('close', () => this.servers.splice(this.servers.indexOf(server) >>> 0, 1));
     return new Promise((resolve, reject) => {
       server.once('error', reject);
       server.listen(where, () => resolve(server));

@@ -157,6 +157,11 @@ kernelTest('on Kubernetes: pods are captured when their namespace is labelled, f
     api.put('pods', pod('shop', 'p3', 'node-a', { uid: p3.uid }));
     await until(async () => (await bed!.curl(p3)) !== null, 'p3 to be captured');
 
+    // A pod recreated under the same name (a StatefulSet's): new uid, new namespace, new listeners there.
+    const p2b = bed.make('p2b');
+    api.put('pods', pod('shop', 'p2', 'node-a', { uid: p2b.uid }));
+    await until(async () => (await bed!.curl(p2b)) !== null && (await bed!.curl(p2)) === null, 'the new p2 captured, the old one released');
+
     // Opting out releases the pod.
     api.put('pods', pod('shop', 'p1', 'node-a', { uid: p1.uid, annotations: { 'kernmesh.io/capture': 'disabled' } }));
     await until(async () => (await bed!.curl(p1)) === null, 'p1 to be released');
@@ -180,6 +185,13 @@ kernelTest('on Kubernetes: pods are captured when their namespace is labelled, f
     api.put('pods', pod('shop', 'p1', 'node-a', { uid: p1.uid }));
     api.remove('pods', 'p3', 'shop');
     await until(async () => (await bed!.curl(p3)) === null && (await bed!.curl(p1)) !== null, 'p3 released and p1 back');
+
+    // Removing the label releases every pod of the namespace.
+    api.put('namespaces', namespace('shop', false));
+    await until(async () => (await bed!.curl(p1)) === null && (await bed!.curl(p2b)) === null, 'everything released');
+    t.deepEqual(report(), []);
+    api.put('namespaces', namespace('shop', true));
+    await until(async () => (await bed!.curl(p1)) !== null, 'p1 back with the label');
 
     // The DaemonSet's preStop: `kernmesh drain` stops interception and removes programs and pins.
     const drained = await promisify(execFile)(process.execPath, [new URL('../../src/cli/main.ts', import.meta.url).pathname, 'drain', '--admin', `127.0.0.1:${config.adminPort}`]);

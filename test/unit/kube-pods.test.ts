@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { V1Namespace, V1Pod } from '@kubernetes/client-node';
-import { findKubepods, findOwnCgroup, findPodCgroup, findPodNetns } from '../../src/kube/discover.ts';
+import { findKubepods, findOwnCgroup, findPodCgroup, findPodNetns, podPidsFromProc } from '../../src/kube/discover.ts';
 import { portProtocol } from '../../src/kube/mesh-objects.ts';
 import { decidePods } from '../../src/kube/pods.ts';
 import { namespace, pod } from '../kube/helpers/objects.ts';
@@ -81,4 +81,30 @@ test('a Kubernetes port’s protocol: appProtocol, then the port name, else opaq
   t.is(portProtocol({ name: 'https-web' }), 'tls');
   t.is(portProtocol({ name: 'postgres' }), 'tcp');
   t.is(portProtocol({}), 'tcp');
+});
+
+test('from another pid namespace (cgroup.procs reads 0), the pod’s processes are found by scanning /proc/<pid>/cgroup; the oldest is chosen', (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'kernmesh-pidns-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  const uid = '0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d';
+  const pod = join(root, 'cg', `kubepods-besteffort-pod${uid.replaceAll('-', '_')}.slice`);
+  mkdirSync(join(pod, 'cri-containerd-1.scope'), { recursive: true });
+  writeFileSync(join(pod, 'cri-containerd-1.scope', 'cgroup.procs'), '0\n0\n');
+  const proc = join(root, 'proc');
+  const fakeProc = (pid: number, cgroup: string, start: number) => {
+    mkdirSync(join(proc, String(pid), 'ns'), { recursive: true });
+    writeFileSync(join(proc, String(pid), 'cgroup'), `0::${cgroup}\n`);
+    writeFileSync(join(proc, String(pid), 'stat'), `${pid} (sleep (x)) S ${Array.from({ length: 18 }, () => '0').join(' ')} ${start} 0\n`);
+    writeFileSync(join(proc, `ns-${pid}`), '');
+    symlinkSync(join(proc, `ns-${pid}`), join(proc, String(pid), 'ns', 'net'));
+  };
+  fakeProc(1, '/init.scope', 1);
+  fakeProc(700, `/../../kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${uid.replaceAll('-', '_')}.slice/cri-containerd-2.scope`, 900);
+  fakeProc(650, `/../../kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${uid.replaceAll('-', '_')}.slice/cri-containerd-1.scope`, 500);
+  fakeProc(800, '/kubepods/besteffort/pod11111111-2222-3333-4444-555555555555/abc', 10);
+  const scan = podPidsFromProc(proc);
+  t.deepEqual(scan.get(uid)?.sort(), [650, 700]);
+  t.deepEqual(scan.get('11111111-2222-3333-4444-555555555555'), [800]);
+  t.deepEqual(findPodNetns(pod, proc, uid, () => scan), { path: join(proc, '650', 'ns', 'net') }, 'the oldest process: the sandbox');
+  t.regex(findPodNetns(pod, proc).problem!, /no process/, 'without the scan, zeros find nothing');
 });

@@ -219,6 +219,13 @@ export class FakeApiServer {
       res.writeHead(code, { 'content-type': 'application/json' });
       res.end(JSON.stringify(o));
     };
+    // Like the real server: MicroTime fields must carry exactly six fractional digits.
+    for (const field of ['acquireTime', 'renewTime']) {
+      const v = (body?.spec as Record<string, unknown> | undefined)?.[field];
+      if (v !== undefined && v !== null && !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(String(v))) {
+        return this.status(res, 400, 'BadRequest', `Lease in version "v1" cannot be handled as a Lease: spec.${field}: parsing time "${String(v)}" as "2006-01-02T15:04:05.000000Z07:00"`);
+      }
+    }
     if (req.method === 'GET' && name) {
       const o = this.get('leases', name, namespace);
       return o ? send(200, o) : this.status(res, 404, 'NotFound', `leases.coordination.k8s.io "${name}" not found`);
