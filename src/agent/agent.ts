@@ -16,6 +16,10 @@ import { startAdmin, startMetrics } from '../proxy/admin.ts';
 import { ProxyCore } from '../proxy/core.ts';
 import { buildTable } from '../proxy/routing/table.ts';
 import { ProxyServer } from '../proxy/server.ts';
+import { type SummaryCounts, summarize } from '../proxy/telemetry/metrics.ts';
+import { mergeExpositions } from '../proxy/telemetry/merge.ts';
+import { ProxyWorkers, type WorkerStats } from '../proxy/workers.ts';
+import { availableParallelism } from 'node:os';
 import { AccessLog } from '../proxy/telemetry/access-log.ts';
 import { loadKubeConfig } from '../kube/client.ts';
 import { findOwnCgroup } from '../kube/discover.ts';
@@ -44,6 +48,10 @@ export class Agent {
   private notCaptured: NotCaptured[] = [];
   podWatch: PodWatch | null = null;
   private metricsServer: Server | null = null;
+  /** Proxy worker processes (proxyWorkers > 0), and what they last said of their traffic and connections. */
+  workers: ProxyWorkers | null = null;
+  private workerCounts: SummaryCounts[][] = [];
+  private workerStats: WorkerStats[] = [];
   /** Workload changes are applied one at a time, in order. */
   private reconciling: Promise<void> = Promise.resolve();
   private heartbeatStarted = false;
@@ -79,6 +87,12 @@ export class Agent {
     await this.sync.start();
     this.onChange(this.sync.current() as never);
 
+    const n = this.config.proxyWorkers === 'auto' ? availableParallelism() : this.config.proxyWorkers;
+    if (n > 0) {
+      this.workers = await ProxyWorkers.start(n);
+      const view = this.sync.current() as { version: number; objects: ReadonlyMap<string, unknown> };
+      await this.workers.setObjects(view.version, [...view.objects.values()] as never);
+    }
     if (this.config.kubernetes.enabled) {
       const k = this.config.kubernetes;
       this.podWatch = new PodWatch({
@@ -96,8 +110,9 @@ export class Agent {
       this.meshApplied = this.sync.get('MeshSettings', 'mesh')?.version ?? 0;
     }
     this.sync.reportExtra = () => this.statusReport();
-    if (this.config.adminPort) this.admin = await startAdmin(this.core, this.config.adminPort, '127.0.0.1', { drain: () => this.drain() });
-    if (this.config.metricsPort !== undefined) this.metricsServer = await startMetrics(this.core, this.config.metricsPort);
+    const metrics = () => this.metricsText();
+    if (this.config.adminPort) this.admin = await startAdmin(this.core, this.config.adminPort, '127.0.0.1', { drain: () => this.drain(), metrics });
+    if (this.config.metricsPort !== undefined) this.metricsServer = await startMetrics(this.core, this.config.metricsPort, '0.0.0.0', metrics);
 
     if (this.podWatch) {
       // Nothing is applied (and so nothing pruned) before both informers have listed: until then the
@@ -112,11 +127,32 @@ export class Agent {
     }
     await this.refreshDatapathSnapshot();
     this.statusTimer = setInterval(() => {
-      this.sampleTraffic();
+      void this.refreshWorkers().then(() => this.sampleTraffic());
       void this.refreshDatapathSnapshot();
     }, 2000);
     this.statusTimer.unref();
     this.log.info({ mode: this.config.mode, workloads: this.config.workloads.length, kubernetes: this.config.kubernetes.enabled }, 'agent started');
+  }
+
+  /** This process's metrics, plus every worker's, added up series by series. */
+  async metricsText(): Promise<string> {
+    const own = await this.core.metrics.render();
+    return this.workers ? mergeExpositions([own, ...(await this.workers.metrics())]) : own;
+  }
+
+  /** The workers' traffic counts and connections, for the status report (which is built synchronously). */
+  async refreshWorkers(): Promise<void> {
+    if (!this.workers) return;
+    try {
+      [this.workerCounts, this.workerStats] = await Promise.all([this.workers.summaries(), this.workers.stats()]);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'a proxy worker did not answer');
+    }
+  }
+
+  /** Per service, across this process and its workers. */
+  private trafficSummary() {
+    return summarize([this.core.metrics.summaryCounts(), ...this.workerCounts]);
   }
 
   /** Resolves once the Kubernetes watch has listed and the first reconcile is done (at once without Kubernetes). */
@@ -209,6 +245,8 @@ export class Agent {
   private closeListeners(key: string): void {
     for (const s of this.listeners.get(key)?.servers ?? []) s.close();
     this.listeners.delete(key);
+    // The workers' copies too: the socket (and the pod's namespace) is only gone when the last copy closes.
+    this.workers?.release(key).catch((err) => this.log.warn({ err: (err as Error).message, key }, 'a worker could not close a listener'));
   }
 
   /**
@@ -313,7 +351,7 @@ export class Agent {
   /** Request rates over the status timer's fixed 2 s window (reports come at other moments too). */
   private sampleTraffic(): void {
     const now = Date.now();
-    for (const x of this.core.metrics.summary()) {
+    for (const x of this.trafficSummary()) {
       const prev = this.lastTraffic.get(x.service);
       const rps = prev && now > prev.at ? ((x.requests - prev.requests) * 1000) / (now - prev.at) : 0;
       this.lastTraffic.set(x.service, { requests: x.requests, at: now, rps: Math.round(rps * 10) / 10 });
@@ -322,7 +360,7 @@ export class Agent {
 
   /** What kernmesh status shows of this node, sent with every report. */
   private statusReport(): Record<string, unknown> {
-    const traffic = this.core.metrics.summary().map((x) => ({
+    const traffic = this.trafficSummary().map((x) => ({
       ...x,
       p50Ms: Number.isFinite(x.p50Ms) ? x.p50Ms : null,
       p99Ms: Number.isFinite(x.p99Ms) ? x.p99Ms : null,
@@ -331,7 +369,12 @@ export class Agent {
     }));
     return {
       datapath: this.datapathStatus(),
-      proxy: { activeConnections: this.proxy.activeConnections, connectionsTotal: this.proxy.connectionsTotal, tableVersion: this.core.table.version },
+      proxy: {
+        activeConnections: this.proxy.activeConnections + this.workerStats.reduce((a, w) => a + w.active, 0),
+        connectionsTotal: this.proxy.connectionsTotal + this.workerStats.reduce((a, w) => a + w.connectionsTotal, 0),
+        tableVersion: this.core.table.version,
+        workers: this.workers?.pids.length ?? 0,
+      },
       workloads: [
         ...this.workloads.map((w) => ({ name: w.name, namespace: w.namespace, ...(this.config.mode === 'off' ? { ok: false, reason: 'the agent runs with mode off' } : this.enrolment.get(keyOf(w))) })),
         ...this.notCaptured.map((n) => ({ name: n.name, namespace: n.namespace, ok: false, reason: n.reason })),
@@ -355,10 +398,20 @@ export class Agent {
           if (host === '::1' && ['EADDRNOTAVAIL', 'EAFNOSUPPORT'].includes((err as { code?: string }).code ?? '')) continue;
           throw err;
         }
-        servers.push(await this.proxy.listen({ fd }, { originalDst, source }));
+        const server = await this.proxy.listen({ fd }, { originalDst, source });
+        servers.push(server);
+        if (this.workers) {
+          // Every worker accepts on the socket, and this process lets go of its own copy: its event loop is
+          // left to the mesh sync, the datapath and the admin endpoint, and the kernel spreads the pod's
+          // connections over the workers (on every core).
+          await this.workers.adopt(keyOf(w), server, { source, originalDst: true });
+          servers.pop();
+          server.close();
+        }
       }
     } catch (err) {
       for (const s of servers) s.close();
+      await this.workers?.release(keyOf(w)).catch(() => {});
       throw err;
     }
     this.listeners.set(keyOf(w), { servers, identity });
@@ -366,6 +419,7 @@ export class Agent {
 
   private onChange(view: { version: number; objects: ReadonlyMap<string, { version: number; object: { kind: string; spec: Spec } }> }): void {
     this.core.setTable(buildTable(view.version, view.objects.values() as never, this.core.table));
+    this.workers?.setObjects(view.version, [...view.objects.values()] as never).catch((err) => this.log.error({ err }, 'a proxy worker did not take the new table'));
     const sampling = (this.meshSettings().accessLog as Spec | undefined)?.sampling as number | undefined;
     if (sampling !== undefined && sampling > 0) this.core.accessLog ??= new AccessLog(childLogger('access'), sampling);
     if (this.core.accessLog && sampling !== undefined) this.core.accessLog.sampling = sampling;
@@ -399,7 +453,11 @@ export class Agent {
       }
     }
     await this.proxy.close();
+    // The workers go as a whole (their copies of the listeners with them).
+    const workers = this.workers;
+    this.workers = null;
     for (const key of [...this.listeners.keys()]) this.closeListeners(key);
+    await workers?.stop();
     if (this.admin) await new Promise((r) => this.admin!.close(r));
     if (this.metricsServer) await new Promise((r) => this.metricsServer!.close(r));
     await this.datapath?.close(options);

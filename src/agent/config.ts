@@ -47,6 +47,11 @@ export const AgentConfigSchema = z
     proxyCgroup: z.string().optional(),
     outboundPort: z.number().int().min(1).max(65535).default(15001),
     adminPort: z.number().int().min(0).max(65535).default(15000),
+    /**
+     * Proxy worker processes besides the agent's own event loop, each accepting on every pod's listeners:
+     * "auto" is one per core. 0 (the default) keeps the proxy in the agent process.
+     */
+    proxyWorkers: z.union([z.number().int().min(0).max(256), z.literal('auto')]).default(0),
     /** /metrics on every address, for Prometheus (the admin port stays on loopback). Off when absent. */
     metricsPort: z.number().int().min(0).max(65535).optional(),
     /** On SIGTERM, detach the programs and remove the pins (a DaemonSet pod going away) instead of leaving them for a restart. */

@@ -11,6 +11,8 @@ import type { ProxyCore } from './core.ts';
 
 export interface AdminActions {
   drain?: () => Promise<void>;
+  /** The exposition to serve (the agent's own plus its workers', added up); default: this process's. */
+  metrics?: () => Promise<string>;
 }
 
 export function startAdmin(core: ProxyCore, port: number, host = '127.0.0.1', actions: AdminActions = {}): Promise<Server> {
@@ -21,7 +23,7 @@ export function startAdmin(core: ProxyCore, port: number, host = '127.0.0.1', ac
     };
     switch (req.url?.split('?')[0]) {
       case '/metrics':
-        return sendMetrics(core, send);
+        return sendMetrics(core, send, actions.metrics);
       case '/drain':
         if (!actions.drain) return send(404, 'text/plain', 'nothing to drain here\n');
         if (req.method !== 'POST') return send(405, 'text/plain', 'use POST /drain\n');
@@ -56,19 +58,22 @@ export function startAdmin(core: ProxyCore, port: number, host = '127.0.0.1', ac
 
 type Send = (status: number, type: string, body: string) => void;
 
-function sendMetrics(core: ProxyCore, send: Send): void {
+function sendMetrics(core: ProxyCore, send: Send, render?: () => Promise<string>): void {
   core.metrics.upstreamPoolIdle.set(Object.values(core.pool.sizes()).reduce((a, b) => a + b, 0));
-  void core.metrics.render().then((text) => send(200, core.metrics.contentType, text));
+  void (render ?? (() => core.metrics.render()))().then(
+    (text) => send(200, core.metrics.contentType, text),
+    (err: Error) => send(500, 'text/plain', `metrics: ${err.message}\n`),
+  );
 }
 
 /** /metrics alone, for a Prometheus scraping the node (nothing else is exposed beyond loopback). */
-export function startMetrics(core: ProxyCore, port: number, host = '0.0.0.0'): Promise<Server> {
+export function startMetrics(core: ProxyCore, port: number, host = '0.0.0.0', render?: () => Promise<string>): Promise<Server> {
   const server = createServer((req, res) => {
     const send: Send = (status, type, body) => {
       res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
       res.end(body);
     };
-    if (req.url?.split('?')[0] === '/metrics') return sendMetrics(core, send);
+    if (req.url?.split('?')[0] === '/metrics') return sendMetrics(core, send, render);
     send(404, 'text/plain', 'only /metrics is served here\n');
   });
   return listen(server, port, host);

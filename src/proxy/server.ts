@@ -45,14 +45,16 @@ export class ProxyServer {
    * Serves a listening fd (from listenInNetns) or listens on host:port;
    * reusePort lets several worker processes share one port (SO_REUSEPORT).
    */
-  listen(where: { fd: number } | { port: number; host: string; reusePort?: boolean }, options: ListenerOptions = {}): Promise<Server> {
+  listen(where: { fd: number } | { port: number; host: string; reusePort?: boolean } | { handle: object }, options: ListenerOptions = {}): Promise<Server> {
     const server = createServer({ allowHalfOpen: true, pauseOnConnect: false }, (s) => this.accept(s, options));
     this.servers.push(server);
     // A listener closed on its own (a pod gone) leaves the list, so pod churn does not grow it.
     server.once('close', () => this.servers.splice(this.servers.indexOf(server) >>> 0, 1));
     return new Promise((resolve, reject) => {
       server.once('error', reject);
-      server.listen(where, () => resolve(server));
+      // A handle: a listening server another process sent over IPC (a worker adopting a pod's listener).
+      if ('handle' in where) server.listen(where.handle, () => resolve(server));
+      else server.listen(where, () => resolve(server));
     });
   }
 

@@ -2,10 +2,13 @@
 /**
  * One proxy worker process: its own event loop, its own routing table (built
  * from the objects the primary sends), its own sockets on ports shared with
- * the other workers through SO_REUSEPORT, so the kernel spreads connections
- * over every core.
+ * the other workers through SO_REUSEPORT, or listening sockets the primary
+ * opened in pods' network namespaces and sent over IPC, so the kernel
+ * spreads connections over every core.
  */
+import type { Server, Socket } from 'node:net';
 import type { StoredObject } from '../config/store.ts';
+import { nativeAddon, socketFd } from '../datapath/index.ts';
 import { ProxyCore } from './core.ts';
 import { buildTable } from './routing/table.ts';
 import { ProxyServer } from './server.ts';
@@ -14,8 +17,28 @@ import type { WorkerListen, WorkerMessage } from './workers.ts';
 const core = new ProxyCore();
 const server = new ProxyServer(core);
 
-process.on('message', async (m: WorkerMessage) => {
+/** Listeners adopted from the primary, by the key it released them under. */
+const adopted = new Map<string, Server[]>();
+
+process.on('message', async (m: WorkerMessage, handle?: Server) => {
   switch (m.type) {
+    case 'adopt': {
+      if (!handle) break;
+      const options = { ...(m.source ? { source: m.source } : {}), ...(m.originalDst ? { originalDst: (s: Socket) => nativeAddon().originalDst(socketFd(s)) } : {}) };
+      const mine = await server.listen({ handle }, options);
+      // `mine` now owns the socket (the received server is only its envelope): closing it closes the copy here.
+      adopted.set(m.key, [...(adopted.get(m.key) ?? []), mine]);
+      process.send!({ type: 'adopted', id: m.id });
+      break;
+    }
+    case 'release':
+      for (const s of adopted.get(m.key) ?? []) s.close();
+      adopted.delete(m.key);
+      process.send!({ type: 'released', id: m.id });
+      break;
+    case 'summary':
+      process.send!({ type: 'summary', id: m.id, counts: core.metrics.summaryCounts() });
+      break;
     case 'table':
       core.setTable(buildTable(m.version, m.objects as StoredObject[], core.table));
       process.send!({ type: 'table-applied', version: m.version, id: m.id });
@@ -33,4 +56,6 @@ process.on('message', async (m: WorkerMessage) => {
   }
 });
 process.on('SIGTERM', () => void server.close().then(() => process.exit(0)));
+// The primary is gone (killed): a worker never outlives it, holding pods' listeners open.
+process.on('disconnect', () => process.exit(0));
 process.send!({ type: 'ready' });

@@ -7,7 +7,9 @@
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { availableParallelism } from 'node:os';
+import type { Server } from 'node:net';
 import type { StoredObject } from '../config/store.ts';
+import type { Peer, SummaryCounts } from './telemetry/metrics.ts';
 import { packageScript } from '../paths.ts';
 
 export interface WorkerListen {
@@ -16,7 +18,15 @@ export interface WorkerListen {
   service?: string;
 }
 
-export type WorkerMessage = ({ type: 'table'; version: number; objects: StoredObject[] } | { type: 'listen'; listens: WorkerListen[] } | { type: 'stats' } | { type: 'metrics' }) & {
+export type WorkerMessage = (
+  | { type: 'table'; version: number; objects: StoredObject[] }
+  | { type: 'listen'; listens: WorkerListen[] }
+  | { type: 'adopt'; key: string; source?: Peer; originalDst?: boolean }
+  | { type: 'release'; key: string }
+  | { type: 'stats' }
+  | { type: 'metrics' }
+  | { type: 'summary' }
+) & {
   /** Echoed in the answer, so overlapping requests each get their own. */
   id?: number;
 };
@@ -32,7 +42,7 @@ export interface WorkerStats {
 
 const entry = packageScript('proxy/worker-main');
 
-function reply<T>(w: ChildProcess, type: string, send?: WorkerMessage): Promise<T> {
+function reply<T>(w: ChildProcess, type: string, send?: WorkerMessage, handle?: Server): Promise<T> {
   const id = send ? nextId++ : undefined;
   return new Promise((resolve, reject) => {
     const onMessage = (m: { type: string; id?: number }) => {
@@ -44,7 +54,7 @@ function reply<T>(w: ChildProcess, type: string, send?: WorkerMessage): Promise<
     const onExit = (code: number | null) => reject(new Error(`proxy worker ${w.pid} exited (${code}) before answering ${type}`));
     w.on('message', onMessage);
     w.once('exit', onExit);
-    if (send) w.send({ ...send, id });
+    if (send) w.send({ ...send, id }, handle);
   });
 }
 
@@ -77,6 +87,25 @@ export class ProxyWorkers {
 
   async listen(listens: WorkerListen[]): Promise<void> {
     await Promise.all(this.workers.map((w) => reply(w, 'listening', { type: 'listen', listens })));
+  }
+
+  /**
+   * Shares a listening socket (a pod's, opened in its netns) with every
+   * worker: each accepts on it, so the kernel spreads that pod's connections
+   * over the cores. The original destination is read in the worker itself.
+   */
+  async adopt(key: string, server: Server, options: { source?: Peer; originalDst?: boolean }): Promise<void> {
+    await Promise.all(this.workers.map((w) => reply(w, 'adopted', { type: 'adopt', key, ...options }, server)));
+  }
+
+  /** Closes every worker's copy of the listeners adopted under key. */
+  async release(key: string): Promise<void> {
+    await Promise.all(this.workers.map((w) => reply(w, 'released', { type: 'release', key })));
+  }
+
+  /** Per-service request counts and duration buckets, one list per worker (added up by summarize()). */
+  summaries(): Promise<SummaryCounts[][]> {
+    return Promise.all(this.workers.map((w) => reply<{ counts: SummaryCounts[] }>(w, 'summary', { type: 'summary' }).then((m) => m.counts)));
   }
 
   stats(): Promise<WorkerStats[]> {

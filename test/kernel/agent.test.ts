@@ -11,6 +11,7 @@ import { readAgents } from '../../src/config/agents.ts';
 import { MeshStore } from '../../src/config/store.ts';
 import { Scratch } from '../../src/datapath/index.ts';
 import { silentLogger } from '../../src/log.ts';
+import { freePort } from '../../src/ports.ts';
 import { backend, endpoints, obj, service } from '../proxy/helpers/fixtures.ts';
 import { RedisServer } from '../redis/helpers/redis-server.ts';
 import { VIP4 } from './helpers/bed.ts';
@@ -88,6 +89,66 @@ kernelTest('the agent routes a pod’s VIP traffic from the mesh in Redis, follo
     t.true(report.traffic.some((x) => x.service === 'reviews.shop.svc.cluster.local' && x.requests >= 2));
     t.true(report.problems.some((p) => p.level === 'error' && /shop\/gone on node-a should be captured but is not: network namespace .* does not exist/.test(p.text)));
     t.true(report.problems.some((p) => p.level === 'warn' && /agent node-b is at version 1/.test(p.text)));
+  } finally {
+    await agent?.stop({ detach: true });
+    t.deepEqual(await scratch.cleanup(), []);
+    await redis.stop();
+  }
+});
+
+kernelTest('with proxy workers, a pod’s connections are served by the workers on its listener, and /metrics and the report add them up', async (t) => {
+  const redis = await new RedisServer().start();
+  const scratch = new Scratch('agentw');
+  let agent: Agent | undefined;
+  try {
+    scratch.setup();
+    scratch.addVip(VIP4);
+    const app = scratch.cgroup('app');
+    const store = new MeshStore(redis.client());
+    const b = await backend(t, 'reviews-v1');
+    await store.write([
+      { op: 'put', object: service('reviews', 'shop', { addresses: [VIP4], ports: [{ port: 80, targetPort: b.port, protocol: 'http' }] }) },
+      { op: 'put', object: endpoints('reviews', 'shop', [{ port: b.port, labels: { app: 'reviews', version: 'v1' } }]) },
+    ]);
+    scratch.enter('agent');
+    const adminPort = await freePort();
+    agent = new Agent(
+      parseAgentConfig({
+        node: 'node-w',
+        mode: 'ebpf',
+        redis: { url: redis.url },
+        cachePath: join(redis.dir, 'agent-cache.json'),
+        pinDir: scratch.pinDir,
+        attachCgroup: scratch.cgroupRoot,
+        proxyCgroup: scratch.cgroup('agent'),
+        adminPort,
+        proxyWorkers: 2,
+        workloads: [{ name: 'productpage', namespace: 'shop', netnsPath: scratch.netnsPath, cgroupPath: app, labels: { app: 'productpage' } }],
+      }),
+      silentLogger,
+    );
+    await agent.start();
+    t.is(agent.workers?.pids.length, 2);
+    // Each curl is a new connection: 20 of them.
+    const N = 20;
+    const r = await scratch.run('app', 'sh', ['-c', `for i in $(seq ${N}); do curl -sS -o /dev/null -w '%{http_code}\\n' --max-time 5 http://${VIP4}/r/$i; done`]);
+    t.is(r.stdout.trim().split('\n').filter((c) => c === '200').length, N, r.stderr);
+
+    t.is(agent.proxy.connectionsTotal, 0, 'the agent process itself accepted nothing');
+    const stats = await agent.workers!.stats();
+    t.is(stats.reduce((a, s) => a + s.connectionsTotal, 0), N, JSON.stringify(stats));
+    const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+    const total = [...metrics.matchAll(/^istio_requests_total\{[^}]*destination_service="reviews\.shop\.svc\.cluster\.local"[^}]*\} (\d+)$/gm)].reduce((a, m) => a + Number(m[1]), 0);
+    t.is(total, N, 'the exposition adds up every worker');
+    t.regex(metrics, /^# TYPE istio_request_duration_milliseconds histogram$/m);
+    await agent.refreshWorkers();
+    const report = (agent as unknown as { statusReport(): { traffic: Array<{ service: string; requests: number }>; proxy: { connectionsTotal: number; workers: number } } }).statusReport();
+    t.is(report.traffic.find((x) => x.service === 'reviews.shop.svc.cluster.local')?.requests, N);
+    t.like(report.proxy, { connectionsTotal: N, workers: 2 });
+    const pids = agent.workers!.pids;
+    await agent.stop({ detach: true });
+    agent = undefined;
+    for (const pid of pids) t.throws(() => process.kill(pid, 0), undefined, `worker ${pid} stopped`);
   } finally {
     await agent?.stop({ detach: true });
     t.deepEqual(await scratch.cleanup(), []);

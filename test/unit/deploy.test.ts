@@ -257,6 +257,7 @@ test('the ConfigMap holds the agent configuration with exactly the expected keys
     outboundPort: 15001,
     adminPort: 15000,
     metricsPort: 15090,
+    proxyWorkers: 'auto',
     detachOnStop: true,
     kubernetes: { enabled: true, procRoot: '/host/proc', cgroupRoot: '/sys/fs/cgroup' },
   });

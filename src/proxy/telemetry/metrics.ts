@@ -81,6 +81,44 @@ function escapeLabel(v: string): string {
   return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 }
 
+export interface SummaryCounts {
+  service: string;
+  requests: number;
+  errors: number;
+  buckets: number[];
+}
+
+export interface ServiceSummary {
+  service: string;
+  requests: number;
+  errors: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+/** Summaries from the counts of one or more processes (workers), added up before the quantiles. */
+export function summarize(lists: SummaryCounts[][]): ServiceSummary[] {
+  const by = new Map<string, SummaryCounts>();
+  for (const list of lists) {
+    for (const c of list) {
+      const agg = by.get(c.service) ?? { service: c.service, requests: 0, errors: 0, buckets: c.buckets.map(() => 0) };
+      agg.requests += c.requests;
+      agg.errors += c.errors;
+      c.buckets.forEach((n, i) => (agg.buckets[i] = (agg.buckets[i] ?? 0) + n));
+      by.set(c.service, agg);
+    }
+  }
+  const quantile = (b: number[], total: number, q: number) => {
+    let cum = 0;
+    for (let i = 0; i < b.length; i++) {
+      cum += b[i]!;
+      if (cum >= q * total) return DURATION_BUCKETS_MS[i] ?? Infinity;
+    }
+    return Infinity;
+  };
+  return [...by.values()].map((a) => ({ service: a.service, requests: a.requests, errors: a.errors, p50Ms: quantile(a.buckets, a.requests, 0.5), p99Ms: quantile(a.buckets, a.requests, 0.99) }));
+}
+
 export class ProxyMetrics {
   readonly registry = new Registry();
   private readonly tcpSent: Counter;
@@ -158,35 +196,32 @@ export class ProxyMetrics {
     if (rec.flags !== '-') this.localReplies.labels(rec.flags).inc();
   }
 
-  /**
-   * Per destination service: requests, 5xx answers, and p50/p99 estimated
-   * from the duration buckets (a bucket's upper bound, as Prometheus'
-   * histogram_quantile would give without interpolation).
-   */
-  summary(): Array<{ service: string; requests: number; errors: number; p50Ms: number; p99Ms: number }> {
-    const by = new Map<string, { requests: number; errors: number; buckets: Float64Array }>();
+  /** Per destination service: requests, 5xx answers and the duration bucket counts (additive across processes). */
+  summaryCounts(): SummaryCounts[] {
+    const by = new Map<string, SummaryCounts>();
     for (const [key, s] of this.series) {
       const parts = key.split('|');
       const service = parts[4]!;
       const code = Number(parts[6]);
       let agg = by.get(service);
       if (!agg) {
-        agg = { requests: 0, errors: 0, buckets: new Float64Array(DURATION_BUCKETS_MS.length + 1) };
+        agg = { service, requests: 0, errors: 0, buckets: Array.from({ length: DURATION_BUCKETS_MS.length + 1 }, () => 0) };
         by.set(service, agg);
       }
       agg.requests += s.requests;
       if (code >= 500 || code === 0) agg.errors += s.requests;
       for (let i = 0; i < s.duration.length; i++) agg.buckets[i]! += s.duration[i]!;
     }
-    const quantile = (b: Float64Array, total: number, q: number) => {
-      let cum = 0;
-      for (let i = 0; i < b.length; i++) {
-        cum += b[i]!;
-        if (cum >= q * total) return DURATION_BUCKETS_MS[i] ?? Infinity;
-      }
-      return Infinity;
-    };
-    return [...by].map(([service, a]) => ({ service, requests: a.requests, errors: a.errors, p50Ms: quantile(a.buckets, a.requests, 0.5), p99Ms: quantile(a.buckets, a.requests, 0.99) }));
+    return [...by.values()];
+  }
+
+  /**
+   * Per destination service: requests, 5xx answers, and p50/p99 estimated
+   * from the duration buckets (a bucket's upper bound, as Prometheus'
+   * histogram_quantile would give without interpolation).
+   */
+  summary(): ServiceSummary[] {
+    return summarize([this.summaryCounts()]);
   }
 
   /** The whole exposition: the HTTP series rendered here, then prom-client's registry. */
