@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Timeouts, retries with backoff and budget, circuit breaking: each with a backend that needs it.
 import test from 'ava';
+import { createHash } from 'node:crypto';
 import { backend, endpoints, obj, proxy, service } from './helpers/fixtures.ts';
 import { rawExchange, statuses } from './helpers/raw.ts';
 
@@ -84,4 +85,23 @@ test('maxConnections caps the upstream connections: a request that needs one mor
   t.regex(second.text, /connection limit/);
   t.is((await first).status, 200);
   t.is((await get(p.port, '/slow/1')).status, 200, 'the pooled connection serves the next request');
+});
+
+test('a request body is sent again on a retry (Content-Length and chunked); one past the replay limit is not retried', async (t) => {
+  const b = await backend(t, 'flaky');
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: b.port }]), obj('Route', 'web', 'shop', { service: 'web', rules: [{ action: { split: [{}] }, retries: { attempts: 3, retryOn: ['5xx'], backoff: { base: '1ms', max: '5ms' } } }] })], 'shop/web');
+  const body = 'x'.repeat(20_000);
+  const sha = createHash('sha256').update(body).digest('hex');
+  const cl = await rawExchange(p.port, `POST /flaky/post/2 HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`, 5000);
+  t.is(statuses(cl.text)[0], 200, 'two 503s, then the third try');
+  const tries = (url: string) => b.seen.filter((x) => x.url === url).map((x) => [x.bodyBytes, x.bodySha]);
+  t.deepEqual(tries('/flaky/post/2'), [[body.length, sha], [body.length, sha], [body.length, sha]], 'every attempt got the whole body');
+  const chunked = `${(10_000).toString(16)}\r\n${body.slice(0, 10_000)}\r\n${(10_000).toString(16)}\r\n${body.slice(10_000)}\r\n0\r\n\r\n`;
+  const ch = await rawExchange(p.port, `POST /flaky/chunked/1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${chunked}`, 5000);
+  t.is(statuses(ch.text)[0], 200);
+  t.deepEqual(tries('/flaky/chunked/1'), [[body.length, sha], [body.length, sha]]);
+  const big = 'y'.repeat(100_000);
+  const nope = await rawExchange(p.port, `POST /flaky/big/1 HTTP/1.1\r\nHost: x\r\nContent-Length: ${big.length}\r\nConnection: close\r\n\r\n${big}`, 5000);
+  t.is(statuses(nope.text)[0], 503, 'too long to keep: the first answer stands');
+  t.is(tries('/flaky/big/1').length, 1);
 });

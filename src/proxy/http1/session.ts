@@ -26,6 +26,8 @@ const MAX_HEAD = 64 * 1024;
 
 /** Pipelined bytes held before the socket is paused. */
 const MAX_PENDING = 256 * 1024;
+/** Request bodies up to this size are kept while they are forwarded, so a retry can send them again (Envoy keeps a similar buffer). */
+const REPLAY_LIMIT = 64 * 1024;
 
 const S_HEAD = 0;
 const S_BODY = 1;
@@ -68,6 +70,9 @@ export class Http1Session implements ResponseSink {
   private flags = '-';
   private target: Target | null = null;
   private retry: RetryPolicy | null = null;
+  /** The request body forwarded so far, kept for a retry (null: no body, or too long to keep). */
+  private replay: Buffer[] | null = null;
+  private replayBytes = 0;
   /** The attempt under way, for least-request counts and outlier detection. */
   private attemptOn: (Target & { kind: 'upstream' }) | null = null;
   private attempt = 1;
@@ -192,12 +197,16 @@ export class Http1Session implements ResponseSink {
       this.activeOn = svc;
     }
     const rule = target.rule;
-    // Only requests without a body are retried: a body is streamed, not kept for a replay.
-    const replayable = !head.chunked && head.contentLength <= 0 && !head.upgrade;
+    // A body is streamed upstream as it arrives, and kept (up to REPLAY_LIMIT) so a retry can send it
+    // again; a longer one turns retries off once it passes the limit. Upgrades are never retried.
+    const noBody = !head.chunked && head.contentLength <= 0;
+    const replayable = !head.upgrade && (noBody || head.chunked || head.contentLength <= REPLAY_LIMIT);
     this.retry = replayable ? (rule?.retry !== undefined ? rule.retry : policy.retry) : null;
+    this.replay = this.retry && !noBody ? [] : null;
+    this.replayBytes = 0;
     this.attempt = 1;
     this.armTimeout(rule?.timeoutMs ?? policy.requestTimeoutMs);
-    if (rule?.mirror && replayable && roll(rule.mirror.percent)) mirror(this.ctx.core, head, rule.mirror.service, (h, t) => this.requestHead(h, t), this.peer);
+    if (rule?.mirror && noBody && !head.upgrade && roll(rule.mirror.percent)) mirror(this.ctx.core, head, rule.mirror.service, (h, t) => this.requestHead(h, t), this.peer);
     if (target.delayMs) {
       // Fault injection: this request waits on purpose before it goes anywhere.
       this.flags = 'DI';
@@ -362,6 +371,14 @@ export class Http1Session implements ResponseSink {
     }
     conn.socket.cork();
     conn.socket.write(reqHead, 'latin1');
+    if (this.attempt > 1 && this.replay) {
+      // A retry: the body bytes the client already sent go again, and the rest follows as it comes.
+      for (const part of this.replay) conn.socket.write(part);
+      this.state = this.bodyDone ? S_WAIT : S_BODY;
+      conn.socket.uncork();
+      if (!this.bodyDone) this.forwardBody();
+      return;
+    }
     try {
       this.startBody(head);
     } catch (err) {
@@ -413,6 +430,14 @@ export class Http1Session implements ResponseSink {
     const part = used === buf.length ? buf : buf.subarray(0, used);
     this.pending = used === buf.length ? null : buf.subarray(used);
     this.reqBytes += part.length;
+    if (this.replay && part.length) {
+      this.replayBytes += part.length;
+      // Past the limit the body is no longer kept, and this request is no longer retried.
+      if (this.replayBytes > REPLAY_LIMIT) {
+        this.replay = null;
+        this.retry = null;
+      } else this.replay.push(part);
+    }
     if (part.length && !this.upstream.socket.write(part)) {
       this.socket.pause();
       this.upstream.socket.once('drain', () => this.socket.resume());
@@ -537,6 +562,7 @@ export class Http1Session implements ResponseSink {
   private finishExchange(): void {
     this.record();
     this.req = null;
+    this.replay = null;
     // Late timers and callbacks of this exchange must not act on the next one.
     this.exchangeId++;
     this.responseStarted = false;
