@@ -142,3 +142,46 @@ test('HTTP/2 streams count against the circuit breaker like HTTP/1.1 requests', 
   t.deepEqual(codes, ['200', '503'], stdout);
   t.is(p.server.core.table.services.get('shop/web')!.live.active, 0, 'every stream gave its slot back');
 });
+
+test('HTTP/2 retries: a 503 is retried with the request body sent again, a refused connect goes to another endpoint', async (t) => {
+  const server = createH2();
+  const bodies: string[] = [];
+  let calls = 0;
+  server.on('stream', (stream, headers) => {
+    let body = '';
+    stream.on('data', (c: Buffer) => (body += c));
+    stream.on('end', () => {
+      bodies.push(body);
+      if (String(headers[':path']).startsWith('/flaky') && ++calls <= 2) {
+        stream.respond({ ':status': 503 });
+        stream.end('busy');
+        return;
+      }
+      stream.respond({ ':status': 200 });
+      stream.end(`got ${body.length}`);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const port = (server.address() as AddressInfo).port;
+  const retries = { attempts: 3, retryOn: ['5xx', 'connect-failure'], backoff: { base: '1ms', max: '5ms' } };
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port }]), obj('Route', 'web', 'shop', { service: 'web', rules: [{ action: { split: [{}] }, retries }] })], 'shop/web');
+  const body = 'z'.repeat(30_000);
+  const { stdout, stderr } = await run('curl', ['-sS', '-v', '--http2-prior-knowledge', '--data-binary', body, `http://127.0.0.1:${p.port}/flaky`]);
+  t.regex(stderr, /< HTTP\/2 200/);
+  t.is(stdout, `got ${body.length}`);
+  t.deepEqual(bodies.map((b) => b.length), [body.length, body.length, body.length], 'each attempt got the whole body');
+  t.regex(await p.server.core.metrics.render(), /kernmesh_proxy_retries_total 2/);
+
+  // A dead endpoint first: its refused connect is retried on the live one.
+  const q = await proxy(t, [service('api', 'shop'), endpoints('api', 'shop', [{ port: 1 }, { port }]), obj('ClusterPolicy', 'api', 'shop', { service: 'api', retries })], 'shop/api');
+  for (let i = 0; i < 4; i++) {
+    const r = await run('curl', ['-sS', '-w', ' %{http_code}', '--http2-prior-knowledge', `http://127.0.0.1:${q.port}/ok${i}`]);
+    t.is(r.stdout, 'got 0 200');
+  }
+  // Without retries, the 503 reaches the client.
+  calls = 0;
+  const plain = await proxy(t, [service('raw', 'shop'), endpoints('raw', 'shop', [{ port }])], 'shop/raw');
+  const r = await run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '--http2-prior-knowledge', `http://127.0.0.1:${plain.port}/flaky`]);
+  t.is(r.stdout, '503');
+});

@@ -8,15 +8,18 @@
  * Built on node:http2 (nghttp2): HTTP/2's framing, flow control and HPACK
  * are not worth writing again.
  */
-import { type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream, constants, createServer } from 'node:http2';
+import { type ClientHttp2Stream, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream, constants, createServer } from 'node:http2';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { ProxyCore } from '../core.ts';
 import { type Head, normalizeTarget } from '../http1/parse.ts';
 import { route } from '../route.ts';
+import { backoffMs, retriableStatus } from '../routing/policy.ts';
 import { recordExchange } from '../telemetry/exchange.ts';
 import type { Peer } from '../telemetry/metrics.ts';
 
+/** Request bodies up to this size are kept for a retry (as on HTTP/1.1). */
+const REPLAY_LIMIT = 64 * 1024;
 const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'host', 'http2-settings']);
 const { HTTP2_HEADER_STATUS, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_AUTHORITY } = constants;
 
@@ -124,42 +127,69 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
   // The same circuit breaker and endpoint accounting as HTTP/1.1: one stream, one request.
   const svc = target.service;
   if (svc && svc.live.active >= svc.policy.limits.maxRequests) return local(503, 'upstream overflow (circuit breaker open)', 'UO', 14);
-  if (svc && target.endpoint) {
+  if (svc) {
     const live = svc.live;
-    const ep = target.endpoint;
     live.active++;
-    core.balancer.begin(svc, ep);
-    down.once('close', () => {
-      live.active--;
-      core.balancer.end(svc, ep);
-    });
+    down.once('close', () => live.active--);
   }
+  const retry = target.rule?.retry !== undefined ? target.rule.retry : (svc?.policy.retry ?? null);
 
-  const out: Record<string, string | string[]> = {
-    [HTTP2_HEADER_METHOD]: head.method,
-    [HTTP2_HEADER_PATH]: target.path ?? head.target,
-    [HTTP2_HEADER_AUTHORITY]: target.host ?? head.host ?? `${target.address}:${target.port}`,
-  };
-  for (const [k, v] of Object.entries(headers)) if (!k.startsWith(':') && !HOP.has(k) && v !== undefined) out[k] = v as string | string[];
-  if (headers.te === 'trailers') out.te = 'trailers';
-  if (!headers['x-request-id']) out['x-request-id'] = crypto.randomUUID();
-  if (!headers['x-forwarded-for']) out['x-forwarded-for'] = peerIp;
-
-  const session = core.h2.session(target.address, target.port);
-  const up = session.request(out, { endStream: false });
-  // The upstream stream going away without a proper end (an error, or a reset that
-  // node reports only as 'close') must not leave the client waiting.
-  const upstreamGone = () => {
-    if (down.destroyed || down.closed || upEnded) return;
-    if (!down.headersSent) {
-      if (svc && target.endpoint) core.balancer.report(svc, svc.endpoints, target.endpoint, 0);
-      local(502, 'upstream reset', 'UC');
-    }
-    else down.close(constants.NGHTTP2_INTERNAL_ERROR);
-  };
+  // The request body is forwarded as it comes and kept (up to REPLAY_LIMIT) for a retry.
+  const kept: Buffer[] = [];
+  let keptBytes = 0;
+  let replayable = true;
+  let downEnded = false;
+  let up: ClientHttp2Stream | null = null;
   let upEnded = false;
-  up.on('error', upstreamGone);
-  up.on('close', upstreamGone);
+  let attempt = 1;
+  let inRetry = false;
+  let endAttempt = () => {};
+  down.on('data', (c: Buffer) => {
+    reqBytes += c.length;
+    if (replayable) {
+      keptBytes += c.length;
+      if (keptBytes > REPLAY_LIMIT) {
+        replayable = false;
+        kept.length = 0;
+      } else kept.push(c);
+    }
+    if (up && !up.write(c)) {
+      down.pause();
+      up.once('drain', () => down.resume());
+    }
+  });
+  down.on('end', () => {
+    downEnded = true;
+    up?.end();
+  });
+
+  /** Another attempt, when the policy, the attempts left and the retry budget allow it. */
+  const mayRetry = (kind: 'connect' | 'reset' | 'status'): boolean => {
+    if (!retry || !replayable || attempt > retry.attempts || down.destroyed || down.headersSent) return false;
+    if (kind === 'connect' && !retry.onConnectFailure) return false;
+    if (kind === 'reset' && !retry.onReset && !retry.onConnectFailure) return false;
+    if (svc && !inRetry) {
+      const allowed = Math.max(svc.policy.budgetMinRetries, Math.floor((svc.live.active * svc.policy.budgetPercent) / 100), 0);
+      if (svc.live.retries >= Math.min(allowed, svc.policy.limits.maxRetries)) {
+        core.metrics.retryBudgetExhausted.inc();
+        return false;
+      }
+      const live = svc.live;
+      live.retries++;
+      inRetry = true;
+      down.once('close', () => live.retries--);
+    }
+    const n = attempt++;
+    core.metrics.retries.inc();
+    setTimeout(() => {
+      if (down.destroyed || down.closed) return;
+      const again = route(core.table, ctx.origDst, ctx.service, head, core, ctx.source, peerIp);
+      if (again.kind === 'local') return local(again.status, again.body, again.flags, 14);
+      send(again);
+    }, backoffMs(retry, n));
+    return true;
+  };
+
   // A deadline from the client (grpc-timeout) or from the route, whichever is sooner.
   const routeTimeout = target.rule?.timeoutMs ?? target.service?.policy.requestTimeoutMs;
   // Clamped to what setTimeout can wait (2^31-1 ms); a longer wait would fire at once.
@@ -168,7 +198,7 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
   if (Number.isFinite(deadline)) {
     timer = setTimeout(() => {
       upEnded = true; // given up on: its closing is not news
-      up.close(constants.NGHTTP2_CANCEL);
+      up?.close(constants.NGHTTP2_CANCEL);
       if (!down.headersSent) local(504, 'deadline exceeded', 'UT', 4);
       else down.close(constants.NGHTTP2_CANCEL);
     }, deadline);
@@ -176,51 +206,108 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
   }
   down.on('close', () => {
     clearTimeout(timer);
-    if (!up.closed) up.close(constants.NGHTTP2_CANCEL);
+    endAttempt();
+    if (up && !up.closed) up.close(constants.NGHTTP2_CANCEL);
   });
 
-  down.on('data', (c: Buffer) => {
-    reqBytes += c.length;
-  });
-  down.pipe(up);
-  up.on('response', (res, flags) => {
-    status = Number(res[HTTP2_HEADER_STATUS]);
-    if (svc && target.endpoint) core.balancer.report(svc, svc.endpoints, target.endpoint, status);
-    if (res['grpc-status'] !== undefined) grpcStatus = String(res['grpc-status']);
-    const back: Record<string, string | string[] | number> = { [HTTP2_HEADER_STATUS]: status };
-    for (const [k, v] of Object.entries(res)) if (!k.startsWith(':') && !HOP.has(k) && v !== undefined) back[k] = v as string | string[];
-    if (down.destroyed) return;
-    // A trailers-only answer (gRPC errors) ends with its headers; the request side is done too.
-    if (flags & constants.NGHTTP2_FLAG_END_STREAM) {
-      upEnded = true;
-      down.unpipe(up);
-      down.respond(back, { endStream: true });
-      return;
-    }
-    // Trailers, when they come, are sent after the data: the response waits for them.
-    down.respond(back, { waitForTrailers: true, endStream: false });
-  });
-  up.on('trailers', (trailers) => {
-    if (trailers['grpc-status'] !== undefined) grpcStatus = String(trailers['grpc-status']);
-    const t: Record<string, string | string[]> = {};
-    for (const [k, v] of Object.entries(trailers)) if (!k.startsWith(':') && v !== undefined) t[k] = v as string | string[];
-    pendingTrailers = t;
-  });
   let pendingTrailers: Record<string, string | string[]> | null = null;
   down.on('wantTrailers', () => {
     // No trailers came: an empty trailer block still ends the stream cleanly (close() would reset it).
     down.sendTrailers(pendingTrailers ?? {});
   });
-  up.on('data', (c: Buffer) => {
-    resBytes += c.length;
-    if (!down.write(c)) {
-      up.pause();
-      down.once('drain', () => up.resume());
-    }
-  });
-  up.on('end', () => {
-    upEnded = true;
-    clearTimeout(timer);
-    if (!down.destroyed) down.end();
-  });
+
+  /** One attempt: a stream on the pooled session to tgt's endpoint, the kept body first. */
+  const send = (tgt: typeof target & { kind: 'upstream' }): void => {
+    const ep = tgt.endpoint;
+    if (svc && ep) core.balancer.begin(svc, ep);
+    let ended = false;
+    endAttempt = () => {
+      if (ended) return;
+      ended = true;
+      if (svc && ep) core.balancer.end(svc, ep);
+    };
+    const out: Record<string, string | string[]> = {
+      [HTTP2_HEADER_METHOD]: head.method,
+      [HTTP2_HEADER_PATH]: tgt.path ?? head.target,
+      [HTTP2_HEADER_AUTHORITY]: tgt.host ?? head.host ?? `${tgt.address}:${tgt.port}`,
+    };
+    for (const [k, v] of Object.entries(headers)) if (!k.startsWith(':') && !HOP.has(k) && v !== undefined) out[k] = v as string | string[];
+    if (headers.te === 'trailers') out.te = 'trailers';
+    if (!headers['x-request-id']) out['x-request-id'] = crypto.randomUUID();
+    if (!headers['x-forwarded-for']) out['x-forwarded-for'] = peerIp;
+
+    const mine = core.h2.session(tgt.address, tgt.port).request(out, { endStream: false });
+    up = mine;
+    upEnded = false;
+    for (const c of kept) mine.write(c);
+    if (downEnded) mine.end();
+    const current = () => up === mine;
+    /** This attempt is over without an answer: retry it, or tell the client. */
+    const failed = (err?: Error) => {
+      if (!current() || down.destroyed || down.closed || upEnded) return;
+      upEnded = true;
+      if (down.headersSent) return void down.close(constants.NGHTTP2_INTERNAL_ERROR);
+      if (svc && ep) core.balancer.report(svc, svc.endpoints, ep, 0);
+      endAttempt();
+      // A stream on a session that never connected is cancelled, the connect error as its cause.
+      const e = err as { code?: string; cause?: { code?: string } } | undefined;
+      const connectFailure = /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT/.test(`${e?.code ?? ''} ${e?.cause?.code ?? ''}`);
+      if (mayRetry(connectFailure ? 'connect' : 'reset')) return;
+      local(connectFailure ? 503 : 502, connectFailure ? 'upstream connect error' : 'upstream reset', connectFailure ? 'UF' : 'UC');
+    };
+    // The upstream stream going away without a proper end (an error, or a reset that
+    // node reports only as 'close') must not leave the client waiting.
+    mine.on('error', failed);
+    mine.on('close', () => failed());
+    mine.on('response', (res, resFlags) => {
+      if (!current()) return;
+      const code = Number(res[HTTP2_HEADER_STATUS]);
+      if (svc && ep) core.balancer.report(svc, svc.endpoints, ep, code);
+      if (retry && retriableStatus(retry, code) && attempt <= retry.attempts) {
+        // Not forwarded if another attempt is allowed: this answer is replaced by the next one's.
+        const was = mine;
+        if (mayRetry('status')) {
+          upEnded = true;
+          endAttempt();
+          was.close(constants.NGHTTP2_CANCEL);
+          return;
+        }
+      }
+      status = code;
+      if (res['grpc-status'] !== undefined) grpcStatus = String(res['grpc-status']);
+      const back: Record<string, string | string[] | number> = { [HTTP2_HEADER_STATUS]: status };
+      for (const [k, v] of Object.entries(res)) if (!k.startsWith(':') && !HOP.has(k) && v !== undefined) back[k] = v as string | string[];
+      if (down.destroyed) return;
+      // A trailers-only answer (gRPC errors) ends with its headers; the request side is done too.
+      if (resFlags & constants.NGHTTP2_FLAG_END_STREAM) {
+        upEnded = true;
+        down.respond(back, { endStream: true });
+        return;
+      }
+      // Trailers, when they come, are sent after the data: the response waits for them.
+      down.respond(back, { waitForTrailers: true, endStream: false });
+    });
+    mine.on('trailers', (trailers) => {
+      if (!current()) return;
+      if (trailers['grpc-status'] !== undefined) grpcStatus = String(trailers['grpc-status']);
+      const t: Record<string, string | string[]> = {};
+      for (const [k, v] of Object.entries(trailers)) if (!k.startsWith(':') && v !== undefined) t[k] = v as string | string[];
+      pendingTrailers = t;
+    });
+    mine.on('data', (c: Buffer) => {
+      if (!current() || !down.headersSent) return;
+      resBytes += c.length;
+      if (!down.write(c)) {
+        mine.pause();
+        down.once('drain', () => mine.resume());
+      }
+    });
+    mine.on('end', () => {
+      if (!current() || upEnded) return;
+      upEnded = true;
+      clearTimeout(timer);
+      if (!down.destroyed) down.end();
+    });
+  };
+  send(target);
 }
