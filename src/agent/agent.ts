@@ -90,6 +90,7 @@ export class Agent {
     const n = this.config.proxyWorkers === 'auto' ? availableParallelism() : this.config.proxyWorkers;
     if (n > 0) {
       this.workers = await ProxyWorkers.start(n);
+      this.workers.onRestart = (info) => (info.error ? this.log.error(info, 'a proxy worker died and could not be replaced') : this.log.warn(info, 'a proxy worker died and was replaced'));
       const view = this.sync.current() as { version: number; objects: ReadonlyMap<string, unknown> };
       await this.workers.setObjects(view.version, [...view.objects.values()] as never);
     }
@@ -400,14 +401,10 @@ export class Agent {
         }
         const server = await this.proxy.listen({ fd }, { originalDst, source });
         servers.push(server);
-        if (this.workers) {
-          // Every worker accepts on the socket, and this process lets go of its own copy: its event loop is
-          // left to the mesh sync, the datapath and the admin endpoint, and the kernel spreads the pod's
-          // connections over the workers (on every core).
-          await this.workers.adopt(keyOf(w), server, { source, originalDst: true });
-          servers.pop();
-          server.close();
-        }
+        // Every worker accepts on the socket too, so the kernel spreads the pod's connections over the
+        // cores. This process keeps its copy (and takes a share): a worker that dies is replaced and
+        // handed the socket again from here, and meanwhile nothing is left unserved.
+        await this.workers?.adopt(keyOf(w), server, { source, originalDst: true });
       }
     } catch (err) {
       for (const s of servers) s.close();

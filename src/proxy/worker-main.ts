@@ -23,7 +23,10 @@ const adopted = new Map<string, Server[]>();
 process.on('message', async (m: WorkerMessage, handle?: Server) => {
   switch (m.type) {
     case 'adopt': {
-      if (!handle) break;
+      if (!handle) {
+        process.send!({ type: 'adopted', id: m.id, error: 'no listening socket came with the message' });
+        break;
+      }
       const options = { ...(m.source ? { source: m.source } : {}), ...(m.originalDst ? { originalDst: (s: Socket) => nativeAddon().originalDst(socketFd(s)) } : {}) };
       const mine = await server.listen({ handle }, options);
       // `mine` now owns the socket (the received server is only its envelope): closing it closes the copy here.
@@ -51,6 +54,7 @@ process.on('message', async (m: WorkerMessage, handle?: Server) => {
       process.send!({ type: 'stats', id: m.id, pid: process.pid, connectionsTotal: server.connectionsTotal, active: server.activeConnections, version: core.table.version });
       break;
     case 'metrics':
+      core.metrics.upstreamPoolIdle.set(Object.values(core.pool.sizes()).reduce((a, b) => a + b, 0));
       process.send!({ type: 'metrics', id: m.id, text: await core.metrics.render() });
       break;
   }

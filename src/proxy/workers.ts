@@ -42,32 +42,63 @@ export interface WorkerStats {
 
 const entry = packageScript('proxy/worker-main');
 
-function reply<T>(w: ChildProcess, type: string, send?: WorkerMessage, handle?: Server): Promise<T> {
+/**
+ * Sends a message (and maybe a handle) and waits for the answer of that type
+ * and id. Rejects, never hangs, when the worker is gone, the send fails, or
+ * no answer comes within the timeout.
+ */
+function reply<T>(w: ChildProcess, type: string, send?: WorkerMessage, handle?: Server, timeoutMs = 10_000): Promise<T> {
   const id = send ? nextId++ : undefined;
   return new Promise((resolve, reject) => {
-    const onMessage = (m: { type: string; id?: number }) => {
-      if (m.type !== type || m.id !== id) return;
+    let timer: NodeJS.Timeout | undefined;
+    const done = (err: Error | null, m?: unknown) => {
+      clearTimeout(timer);
       w.off('message', onMessage);
       w.off('exit', onExit);
-      resolve(m as T);
+      if (err) reject(err);
+      else resolve(m as T);
     };
-    const onExit = (code: number | null) => reject(new Error(`proxy worker ${w.pid} exited (${code}) before answering ${type}`));
+    const onMessage = (m: { type: string; id?: number; error?: string }) => {
+      if (m.type !== type || m.id !== id) return;
+      done(m.error ? new Error(`proxy worker ${w.pid}: ${m.error}`) : null, m);
+    };
+    const onExit = (code: number | null) => done(new Error(`proxy worker ${w.pid} exited (${code}) before answering ${type}`));
+    if (w.exitCode !== null || w.signalCode !== null || (send && !w.connected)) return onExit(w.exitCode);
     w.on('message', onMessage);
     w.once('exit', onExit);
-    if (send) w.send({ ...send, id }, handle);
+    timer = setTimeout(() => done(new Error(`proxy worker ${w.pid} did not answer ${type} within ${timeoutMs} ms`)), timeoutMs);
+    timer.unref();
+    if (send) w.send({ ...send, id }, handle, (err) => err && done(err));
   });
+}
+
+type Adopted = { server: Server; options: { source?: Peer; originalDst?: boolean } };
+
+function spawnWorker(): ChildProcess {
+  const w = fork(entry, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  // A send to a worker that just died is reported here (and by reply()), never as an uncaught error.
+  w.on('error', () => {});
+  return w;
 }
 
 export class ProxyWorkers {
   private readonly workers: ChildProcess[];
+  private stopping = false;
+  /** What a replacement worker needs: the last table and every listener adopted. */
+  private table: { version: number; objects: StoredObject[] } | null = null;
+  private readonly adopted = new Map<string, Adopted[]>();
+  /** Called when a worker died and was replaced (or could not be). */
+  onRestart: (info: { pid: number | undefined; code: number | null; error?: string }) => void = () => {};
+  restarts = 0;
 
   private constructor(workers: ChildProcess[]) {
     this.workers = workers;
+    for (const w of workers) this.watch(w);
   }
 
   /** Starts count workers (default: one per core) and waits until each can take messages. */
   static async start(count = availableParallelism()): Promise<ProxyWorkers> {
-    const workers = Array.from({ length: count }, () => fork(entry, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+    const workers = Array.from({ length: count }, () => spawnWorker());
     try {
       await Promise.all(workers.map((w) => reply(w, 'ready')));
     } catch (err) {
@@ -77,11 +108,38 @@ export class ProxyWorkers {
     return new ProxyWorkers(workers);
   }
 
+  /** A worker that dies unasked is replaced: it gets the table and every listener, then takes its share again. */
+  private watch(w: ChildProcess): void {
+    w.once('exit', (code) => {
+      if (this.stopping) return;
+      const i = this.workers.indexOf(w);
+      if (i < 0) return;
+      this.restarts++;
+      setTimeout(() => void this.replace(i, w.pid, code), 500).unref();
+    });
+  }
+
+  private async replace(i: number, pid: number | undefined, code: number | null): Promise<void> {
+    if (this.stopping) return;
+    const fresh = spawnWorker();
+    this.workers[i] = fresh;
+    this.watch(fresh);
+    try {
+      await reply(fresh, 'ready');
+      if (this.table) await reply(fresh, 'table-applied', { type: 'table', ...this.table });
+      for (const [key, list] of this.adopted) for (const a of list) await reply(fresh, 'adopted', { type: 'adopt', key, ...a.options }, a.server);
+      this.onRestart({ pid, code });
+    } catch (err) {
+      this.onRestart({ pid, code, error: (err as Error).message });
+    }
+  }
+
   get pids(): number[] {
     return this.workers.map((w) => w.pid!);
   }
 
   async setObjects(version: number, objects: StoredObject[]): Promise<void> {
+    this.table = { version, objects };
     await Promise.all(this.workers.map((w) => reply(w, 'table-applied', { type: 'table', version, objects })));
   }
 
@@ -95,11 +153,13 @@ export class ProxyWorkers {
    * over the cores. The original destination is read in the worker itself.
    */
   async adopt(key: string, server: Server, options: { source?: Peer; originalDst?: boolean }): Promise<void> {
+    this.adopted.set(key, [...(this.adopted.get(key) ?? []), { server, options }]);
     await Promise.all(this.workers.map((w) => reply(w, 'adopted', { type: 'adopt', key, ...options }, server)));
   }
 
   /** Closes every worker's copy of the listeners adopted under key. */
   async release(key: string): Promise<void> {
+    this.adopted.delete(key);
     await Promise.all(this.workers.map((w) => reply(w, 'released', { type: 'release', key })));
   }
 
@@ -118,6 +178,7 @@ export class ProxyWorkers {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     await Promise.all(
       this.workers.map(
         (w) =>

@@ -134,9 +134,10 @@ kernelTest('with proxy workers, a pod’s connections are served by the workers 
     const r = await scratch.run('app', 'sh', ['-c', `for i in $(seq ${N}); do curl -sS -o /dev/null -w '%{http_code}\\n' --max-time 5 http://${VIP4}/r/$i; done`]);
     t.is(r.stdout.trim().split('\n').filter((c) => c === '200').length, N, r.stderr);
 
-    t.is(agent.proxy.connectionsTotal, 0, 'the agent process itself accepted nothing');
     const stats = await agent.workers!.stats();
-    t.is(stats.reduce((a, s) => a + s.connectionsTotal, 0), N, JSON.stringify(stats));
+    const byWorkers = stats.reduce((a, s) => a + s.connectionsTotal, 0);
+    t.true(byWorkers > 0, 'the workers took connections');
+    t.is(byWorkers + agent.proxy.connectionsTotal, N, JSON.stringify(stats));
     const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
     const total = [...metrics.matchAll(/^istio_requests_total\{[^}]*destination_service="reviews\.shop\.svc\.cluster\.local"[^}]*\} (\d+)$/gm)].reduce((a, m) => a + Number(m[1]), 0);
     t.is(total, N, 'the exposition adds up every worker');
@@ -145,6 +146,21 @@ kernelTest('with proxy workers, a pod’s connections are served by the workers 
     const report = (agent as unknown as { statusReport(): { traffic: Array<{ service: string; requests: number }>; proxy: { connectionsTotal: number; workers: number } } }).statusReport();
     t.is(report.traffic.find((x) => x.service === 'reviews.shop.svc.cluster.local')?.requests, N);
     t.like(report.proxy, { connectionsTotal: N, workers: 2 });
+
+    // A worker that dies is replaced, and the replacement serves the pod's listener too.
+    const [victim] = agent.workers!.pids;
+    process.kill(victim!, 'SIGKILL');
+    const deadline = Date.now() + 10_000;
+    while (agent.workers!.restarts < 1 || agent.workers!.pids.includes(victim!) || !(await agent.workers!.stats().then((s) => s.length === 2, () => false))) {
+      if (Date.now() > deadline) throw new Error('the worker was not replaced');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    const again = await scratch.run('app', 'sh', ['-c', `for i in $(seq ${N}); do curl -sS -o /dev/null -w '%{http_code}\n' --max-time 5 http://${VIP4}/again/$i; done`]);
+    t.is(again.stdout.trim().split('\n').filter((c) => c === '200').length, N, again.stderr);
+    const fresh = (await agent.workers!.stats()).find((x) => !stats.some((y) => y.pid === x.pid));
+    t.truthy(fresh, 'a new worker');
+    t.true(fresh!.connectionsTotal > 0, 'the replacement was handed the pod’s listener and accepts on it');
     const pids = agent.workers!.pids;
     await agent.stop({ detach: true });
     agent = undefined;

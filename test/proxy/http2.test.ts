@@ -2,7 +2,7 @@
 // HTTP/2 (h2c prior knowledge) and gRPC through the proxy: curl, h2load and @grpc/grpc-js.
 import test, { type ExecutionContext } from 'ava';
 import { execFile } from 'node:child_process';
-import { createServer as createH2 } from 'node:http2';
+import { connect as connectH2, createServer as createH2 } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
@@ -184,4 +184,46 @@ test('HTTP/2 retries: a 503 is retried with the request body sent again, a refus
   const plain = await proxy(t, [service('raw', 'shop'), endpoints('raw', 'shop', [{ port }])], 'shop/raw');
   const r = await run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '--http2-prior-knowledge', `http://127.0.0.1:${plain.port}/flaky`]);
   t.is(r.stdout, '503');
+});
+
+test('HTTP/2: body bytes sent while a retry waits out its backoff reach the next attempt, in order', async (t) => {
+  const server = createH2();
+  const bodies: string[] = [];
+  let calls = 0;
+  server.on('stream', (stream) => {
+    // The first attempt is refused at once, before its body is complete.
+    if (++calls === 1) {
+      stream.respond({ ':status': 503 });
+      stream.end();
+      stream.on('error', () => {});
+      return;
+    }
+    let body = '';
+    stream.on('data', (c: Buffer) => (body += c));
+    stream.on('end', () => {
+      bodies.push(body);
+      stream.respond({ ':status': 200 });
+      stream.end(`got ${body}`);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const port = (server.address() as AddressInfo).port;
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port }]), obj('Route', 'web', 'shop', { service: 'web', rules: [{ action: { split: [{}] }, retries: { attempts: 2, retryOn: ['5xx'], backoff: { base: '150ms', max: '150ms' } } }] })], 'shop/web');
+  const client = connectH2(`http://127.0.0.1:${p.port}`);
+  t.teardown(() => client.close());
+  const req = client.request({ ':method': 'POST', ':path': '/x' });
+  let answer = '';
+  let status = 0;
+  req.on('response', (h) => (status = Number(h[':status'])));
+  req.on('data', (c: Buffer) => (answer += c));
+  const ended = new Promise((r) => req.on('end', r));
+  req.write('part1-');
+  await new Promise((r) => setTimeout(r, 60));
+  req.write('part2-');
+  await new Promise((r) => setTimeout(r, 250));
+  req.end('part3');
+  await ended;
+  t.is(status, 200);
+  t.is(answer, 'got part1-part2-part3');
 });

@@ -105,3 +105,15 @@ test('a request body is sent again on a retry (Content-Length and chunked); one 
   t.is(statuses(nope.text)[0], 503, 'too long to keep: the first answer stands');
   t.is(tries('/flaky/big/1').length, 1);
 });
+
+test('a body whose first attempt never connected is forwarded whole on the retry, never parsed as a next request', async (t) => {
+  const b = await backend(t, 'alive');
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: 1 }, { port: b.port }]), obj('ClusterPolicy', 'web', 'shop', { service: 'web', retries: { attempts: 3, retryOn: ['connect-failure'], backoff: { base: '1ms', max: '2ms' } } })], 'shop/web');
+  const inner = 'GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n';
+  for (let i = 0; i < 4; i++) {
+    const r = await rawExchange(p.port, `POST /post/${i} HTTP/1.1\r\nHost: x\r\nContent-Length: ${inner.length}\r\nConnection: close\r\n\r\n${inner}`, 3000);
+    t.is(statuses(r.text)[0], 200);
+  }
+  t.false(b.seen.some((x) => x.url === '/smuggled'), 'the body was never taken for a request');
+  t.true(b.seen.filter((x) => x.url.startsWith('/post/')).every((x) => x.bodyBytes === inner.length));
+});

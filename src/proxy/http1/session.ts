@@ -73,6 +73,8 @@ export class Http1Session implements ResponseSink {
   /** The request body forwarded so far, kept for a retry (null: no body, or too long to keep). */
   private replay: Buffer[] | null = null;
   private replayBytes = 0;
+  /** The body's framing (length or chunk scanner) is set up: a retry continues it instead of starting over. */
+  private bodyStarted = false;
   /** The attempt under way, for least-request counts and outlier detection. */
   private attemptOn: (Target & { kind: 'upstream' }) | null = null;
   private attempt = 1;
@@ -204,6 +206,7 @@ export class Http1Session implements ResponseSink {
     this.retry = replayable ? (rule?.retry !== undefined ? rule.retry : policy.retry) : null;
     this.replay = this.retry && !noBody ? [] : null;
     this.replayBytes = 0;
+    this.bodyStarted = false;
     this.attempt = 1;
     this.armTimeout(rule?.timeoutMs ?? policy.requestTimeoutMs);
     if (rule?.mirror && noBody && !head.upgrade && roll(rule.mirror.percent)) mirror(this.ctx.core, head, rule.mirror.service, (h, t) => this.requestHead(h, t), this.peer);
@@ -371,8 +374,10 @@ export class Http1Session implements ResponseSink {
     }
     conn.socket.cork();
     conn.socket.write(reqHead, 'latin1');
-    if (this.attempt > 1 && this.replay) {
+    if (this.attempt > 1 && this.replay && this.bodyStarted) {
       // A retry: the body bytes the client already sent go again, and the rest follows as it comes.
+      // (The earlier attempt's drain may never come now: reading resumes for this one.)
+      this.socket.resume();
       for (const part of this.replay) conn.socket.write(part);
       this.state = this.bodyDone ? S_WAIT : S_BODY;
       conn.socket.uncork();
@@ -403,6 +408,7 @@ export class Http1Session implements ResponseSink {
   }
 
   private startBody(head: Head): void {
+    this.bodyStarted = true;
     if (head.chunked) {
       this.bodyScanner = new ChunkedScanner();
       this.state = S_BODY;
@@ -469,6 +475,8 @@ export class Http1Session implements ResponseSink {
       return this.localReply(res.status, 'URX', `upstream answered ${res.status}; retries exhausted\n`);
     }
     this.responseStarted = true;
+    // No retry after this: the kept body is not needed (a long stream would hold it for nothing).
+    if (this.bodyDone) this.replay = null;
     if (res.status === 101) {
       this.socket.write(`HTTP/1.1 101 ${res.target}\r\n${forwardHeaders(res)}connection: upgrade\r\nupgrade: ${header(res, 'upgrade') ?? ''}\r\n\r\n`);
       this.state = S_TUNNEL;

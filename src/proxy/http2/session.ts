@@ -153,9 +153,11 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
         kept.length = 0;
       } else kept.push(c);
     }
-    if (up && !up.write(c)) {
+    const to = up;
+    if (to && !to.write(c)) {
       down.pause();
-      up.once('drain', () => down.resume());
+      // Only this stream's drain resumes reading; switching streams (a retry) resumes it too.
+      to.once('drain', () => up === to && down.resume());
     }
   });
   down.on('end', () => {
@@ -181,6 +183,8 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
     }
     const n = attempt++;
     core.metrics.retries.inc();
+    // Until the next attempt starts, body bytes are only kept (the abandoned stream takes no more).
+    up = null;
     setTimeout(() => {
       if (down.destroyed || down.closed) return;
       const again = route(core.table, ctx.origDst, ctx.service, head, core, ctx.source, peerIp);
@@ -219,6 +223,8 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
   /** One attempt: a stream on the pooled session to tgt's endpoint, the kept body first. */
   const send = (tgt: typeof target & { kind: 'upstream' }): void => {
     const ep = tgt.endpoint;
+    // This attempt's own service: a retry may land on another one of a split.
+    const svc = tgt.service;
     if (svc && ep) core.balancer.begin(svc, ep);
     let ended = false;
     endAttempt = () => {
@@ -241,6 +247,7 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
     upEnded = false;
     for (const c of kept) mine.write(c);
     if (downEnded) mine.end();
+    else down.resume();
     const current = () => up === mine;
     /** This attempt is over without an answer: retry it, or tell the client. */
     const failed = (err?: Error) => {
@@ -274,6 +281,9 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
         }
       }
       status = code;
+      // Forwarded: no retry from here, so what was kept for one can go (streams may run long).
+      replayable = false;
+      kept.length = 0;
       if (res['grpc-status'] !== undefined) grpcStatus = String(res['grpc-status']);
       const back: Record<string, string | string[] | number> = { [HTTP2_HEADER_STATUS]: status };
       for (const [k, v] of Object.entries(res)) if (!k.startsWith(':') && !HOP.has(k) && v !== undefined) back[k] = v as string | string[];
