@@ -6,7 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { cgroup2Root } from '../../src/datapath/index.ts';
-import { DEFAULT_DEMO_DIR } from '../../src/demo/state.ts';
+import { Redis } from 'ioredis';
+import { MeshStore } from '../../src/config/store.ts';
+import { DEFAULT_DEMO_DIR, readState } from '../../src/demo/state.ts';
 import type { StatusReport } from '../../src/status/collect.ts';
 import { kernelTest } from './helpers/kernel-test.ts';
 
@@ -35,6 +37,31 @@ kernelTest('demo up, traffic and status show the mesh at work; down leaves nothi
     t.deepEqual(status.workloads.map((w) => [`${w.namespace}/${w.name}`, w.captured]), [['shop/productpage', true]]);
     const reviews = status.traffic.find((x) => x.service === 'reviews.shop.svc.cluster.local');
     t.true((reviews?.requests ?? 0) > 10, 'and through the proxy');
+
+    // A second node whose agent is behind, with a pod it could not enrol: status says so, field by field.
+    const redis = new Redis({ path: readState(dir)!.redisSocket, lazyConnect: true });
+    await redis.connect();
+    try {
+      const keys = new MeshStore(redis).keys;
+      const now = Date.now();
+      await redis.hset(keys.agents, 'node-b', JSON.stringify({ node: 'node-b', mode: 'ebpf', appliedVersion: 1, reportedAt: now, startedAt: now - 60_000, lastError: null, counters: {}, workloads: [{ name: 'broken', namespace: 'shop', ok: false, reason: 'network namespace /proc/4242/ns/net does not exist' }] }));
+      await redis.set(keys.alive('node-b'), '1', 'PX', 30_000);
+    } finally {
+      redis.disconnect();
+    }
+    const failed = await run(['status', '-o', 'json']).catch((e: { stdout: string; code: number }) => e);
+    t.is((failed as { code?: number }).code, 1, 'a pod that should be captured but is not makes status fail');
+    const bad = JSON.parse(failed.stdout) as StatusReport;
+    t.false(bad.ok);
+    t.deepEqual(bad.agents.map((a) => [a.node, a.health]), [['demo-node', 'SYNCED'], ['node-b', 'STALE']]);
+    t.like(bad.agents[1], { appliedVersion: 1, meshVersion: status.controlPlane.meshVersion! });
+    t.deepEqual(bad.workloads.map((w) => [w.node, `${w.namespace}/${w.name}`, w.captured, w.reason ?? null]), [
+      ['demo-node', 'shop/productpage', true, null],
+      ['node-b', 'shop/broken', false, 'network namespace /proc/4242/ns/net does not exist'],
+    ]);
+    t.deepEqual(bad.namespaces, [{ namespace: 'shop', captured: 1, total: 2 }]);
+    t.true(bad.problems.some((p) => p.level === 'warn' && /agent node-b is at version 1 of/.test(p.text)));
+    t.true(bad.problems.some((p) => p.level === 'error' && /shop\/broken on node-b should be captured but is not/.test(p.text) && !!p.fix));
   } finally {
     await run(['demo', 'down']);
   }
