@@ -459,7 +459,8 @@ export class Agent {
     if (this.metricsServer) await new Promise((r) => this.metricsServer!.close(r));
     await this.datapath?.close(options);
     this.datapath = null;
-    await this.sync.stop();
+    // Detaching means leaving the node for good (uninstall, drain): the report goes too.
+    await this.sync.stop({ forget: options.detach === true });
   }
 }
 

@@ -163,13 +163,21 @@ export class AgentSync extends EventEmitter {
     await firstSync;
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops. With forget, this node's report is removed from Redis first (an
+   * agent leaving for good: uninstalled, or its node drained), so status does
+   * not list it as NOT CONNECTED forever; a restart reports again at once.
+   */
+  async stop(options: { forget?: boolean } = {}): Promise<void> {
     this.stopped = true;
     this.state = 'stopped';
     clearInterval(this.reportTimer);
     clearTimeout(this.coalesceTimer);
     clearTimeout(this.persistTimer);
     clearTimeout(this.reportSoon);
+    if (options.forget && this.cmd.status === 'ready') {
+      await this.cmd.multi().hdel(this.store.keys.agents, this.node).del(this.store.keys.alive(this.node)).exec().catch(() => {});
+    }
     this.stream.disconnect();
     await this.loop?.catch(() => {});
     // Whatever was applied is what the next start serves from, pending timers or not

@@ -162,8 +162,11 @@ kernelTest('with proxy workers, a pod’s connections are served by the workers 
     t.truthy(fresh, 'a new worker');
     t.true(fresh!.connectionsTotal > 0, 'the replacement was handed the pod’s listener and accepts on it');
     const pids = agent.workers!.pids;
+    await agent.sync.report();
+    t.deepEqual((await readAgents(redis.client(), store.keys)).map((a) => a.node), ['node-w']);
     await agent.stop({ detach: true });
     agent = undefined;
+    t.deepEqual(await readAgents(redis.client(), store.keys), [], 'an agent that detaches (leaves for good) removes its report');
     for (const pid of pids) t.throws(() => process.kill(pid, 0), undefined, `worker ${pid} stopped`);
   } finally {
     await agent?.stop({ detach: true });
