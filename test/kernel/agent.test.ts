@@ -2,19 +2,18 @@
 // The node agent end to end: the mesh in a real Redis, eBPF interception in a
 // scratch pod, the proxy's listener in the pod's netns, curl from the pod.
 import { execFile } from 'node:child_process';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { StatusReport } from '../../src/status/collect.ts';
 import { Agent } from '../../src/agent/agent.ts';
-import { parseAgentConfig } from '../../src/agent/config.ts';
 import { readAgents } from '../../src/config/agents.ts';
 import { MeshStore } from '../../src/config/store.ts';
 import { Scratch } from '../../src/datapath/index.ts';
 import { silentLogger } from '../../src/log.ts';
 import { freePort } from '../../src/ports.ts';
-import { backend, endpoints, obj, service } from '../proxy/helpers/fixtures.ts';
+import { obj } from '../proxy/helpers/fixtures.ts';
 import { RedisServer } from '../redis/helpers/redis-server.ts';
 import { VIP4 } from './helpers/bed.ts';
+import { reviewsMesh, scratchAgentConfig } from './helpers/agent-bed.ts';
 import { kernelTest } from './helpers/kernel-test.ts';
 
 kernelTest('the agent routes a pod’s VIP traffic from the mesh in Redis, follows changes, and reports SYNCED', async (t) => {
@@ -26,23 +25,11 @@ kernelTest('the agent routes a pod’s VIP traffic from the mesh in Redis, follo
     scratch.addVip(VIP4);
     const app = scratch.cgroup('app');
     const store = new MeshStore(redis.client());
-    const b = await backend(t, 'reviews-v1');
-    await store.write([
-      { op: 'put', object: service('reviews', 'shop', { addresses: [VIP4], ports: [{ port: 80, targetPort: b.port, protocol: 'http' }] }) },
-      { op: 'put', object: endpoints('reviews', 'shop', [{ port: b.port, labels: { app: 'reviews', version: 'v1' } }]) },
-    ]);
+    await reviewsMesh(t, store);
 
     scratch.enter('agent'); // the proxy's sockets must be under the attach cgroup
     agent = new Agent(
-      parseAgentConfig({
-        node: 'node-a',
-        mode: 'ebpf',
-        redis: { url: redis.url },
-        cachePath: join(redis.dir, 'agent-cache.json'),
-        pinDir: scratch.pinDir,
-        attachCgroup: scratch.cgroupRoot,
-        proxyCgroup: scratch.cgroup('agent'),
-        adminPort: 0,
+      scratchAgentConfig(scratch, redis, {
         workloads: [
           { name: 'productpage', namespace: 'shop', netnsPath: scratch.netnsPath, cgroupPath: app, labels: { app: 'productpage' } },
           // A pod that went away before the agent came up: reported, not fatal.
@@ -105,22 +92,12 @@ kernelTest('with proxy workers, a pod’s connections are served by the workers 
     scratch.addVip(VIP4);
     const app = scratch.cgroup('app');
     const store = new MeshStore(redis.client());
-    const b = await backend(t, 'reviews-v1');
-    await store.write([
-      { op: 'put', object: service('reviews', 'shop', { addresses: [VIP4], ports: [{ port: 80, targetPort: b.port, protocol: 'http' }] }) },
-      { op: 'put', object: endpoints('reviews', 'shop', [{ port: b.port, labels: { app: 'reviews', version: 'v1' } }]) },
-    ]);
+    await reviewsMesh(t, store);
     scratch.enter('agent');
     const adminPort = await freePort();
     agent = new Agent(
-      parseAgentConfig({
+      scratchAgentConfig(scratch, redis, {
         node: 'node-w',
-        mode: 'ebpf',
-        redis: { url: redis.url },
-        cachePath: join(redis.dir, 'agent-cache.json'),
-        pinDir: scratch.pinDir,
-        attachCgroup: scratch.cgroupRoot,
-        proxyCgroup: scratch.cgroup('agent'),
         adminPort,
         proxyWorkers: 2,
         workloads: [{ name: 'productpage', namespace: 'shop', netnsPath: scratch.netnsPath, cgroupPath: app, labels: { app: 'productpage' } }],

@@ -11,7 +11,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { randomUUID } from 'node:crypto';
-import type { ExecutionContext } from 'ava';
 import { stringify } from 'yaml';
 import { Agent } from '../../src/agent/agent.ts';
 import { parseAgentConfig } from '../../src/agent/config.ts';
@@ -19,11 +18,11 @@ import { MeshStore } from '../../src/config/store.ts';
 import { EbpfDatapath, Scratch, cgroupId, inCgroup } from '../../src/datapath/index.ts';
 import { freePort } from '../../src/ports.ts';
 import { childLogger, silentLogger } from '../../src/log.ts';
-import { backend, endpoints, service } from '../proxy/helpers/fixtures.ts';
 import { RedisServer } from '../redis/helpers/redis-server.ts';
 import { FakeApiServer } from '../kube/helpers/fake-apiserver.ts';
 import { namespace, pod, until } from '../kube/helpers/objects.ts';
 import { VIP4 } from './helpers/bed.ts';
+import { reviewsMesh } from './helpers/agent-bed.ts';
 import { kernelTest } from './helpers/kernel-test.ts';
 
 interface RealPod {
@@ -92,14 +91,6 @@ function kubeconfig(dir: string, server: string): string {
   return file;
 }
 
-async function mesh(t: ExecutionContext, store: MeshStore): Promise<void> {
-  const b = await backend(t, 'reviews-v1');
-  await store.write([
-    { op: 'put', object: service('reviews', 'shop', { addresses: [VIP4], ports: [{ port: 80, targetPort: b.port, protocol: 'http' }] }) },
-    { op: 'put', object: endpoints('reviews', 'shop', [{ port: b.port, labels: { app: 'reviews', version: 'v1' } }]) },
-  ]);
-}
-
 type Report = { workloads: Array<{ name: string; namespace: string; ok: boolean; reason?: string }> };
 
 kernelTest('on Kubernetes: pods are captured when their namespace is labelled, follow adds, opt-outs and deletes, and survive an agent restart without a second attach', async (t) => {
@@ -114,7 +105,7 @@ kernelTest('on Kubernetes: pods are captured when their namespace is labelled, f
     scratch.setup();
     bed = new PodBed(scratch);
     const store = new MeshStore(redis.client());
-    await mesh(t, store);
+    await reviewsMesh(t, store);
     scratch.enter('kubepods.slice/kernmesh-agent'); // the proxy's own sockets sit under kubepods, as in a DaemonSet
     const config = parseAgentConfig({
       node: 'node-a',
