@@ -15,6 +15,7 @@
 #include "lib/capture.h"
 #include "lib/splice.h"
 #include "lib/origdst.h"
+#include "lib/inbound.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -172,4 +173,11 @@ int km_getsockopt(struct bpf_sockopt *ctx)
 		km_count(KM_STAT_GETSOCKOPT_LARGE_PASSED, 1);
 	}
 	return KM_ALLOW;
+}
+
+SEC("sk_lookup")
+int km_sk_lookup(struct bpf_sk_lookup *ctx)
+{
+	km_inbound_assign(ctx);
+	return SK_PASS;
 }

@@ -26,6 +26,8 @@
 #define KM_MAP_ODST_TUPLE "km_odst_tp_v1"
 #define KM_MAP_SOCKS "km_socks_v1"
 #define KM_MAP_STATS "km_stats_v1"
+#define KM_MAP_INBOUND "km_inbound_v1"
+#define KM_MAP_INSOCKS "km_insocks_v1"
 
 /* km_settings_v1: ARRAY with one entry, written by the agent at runtime. */
 enum km_fail_mode {
@@ -106,6 +108,19 @@ struct km_sock_key {
 	__u16 local_port;  /* host order */
 	__u16 remote_port; /* host order */
 	__u32 family;      /* AF_INET or AF_INET6 */
+};
+
+/*
+ * km_inbound_v1: HASH, which arriving connections go to a pod's inbound
+ * listener: the pod's own address and a port it serves -> a slot of
+ * km_insocks_v1 (a SOCKMAP holding that pod's listening socket). Keyed by
+ * address because sk_lookup programs cannot read their netns cookie; pod
+ * addresses are unique on a node.
+ */
+struct km_inbound_key {
+	__u32 addr[4]; /* network order; IPv4 in addr[0] */
+	__u16 port;    /* host order */
+	__u16 family;  /* AF_INET or AF_INET6 */
 };
 
 /* km_stats_v1: PERCPU_ARRAY of __u64 counters, one slot per enum value. */

@@ -91,4 +91,22 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } km_stats_v1 SEC(".maps");
 
+/* Inbound: a pod address and port -> the slot of its inbound listener. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KM_DEFAULT_MAX_EXCLUSIONS);
+	__type(key, struct km_inbound_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} km_inbound_v1 SEC(".maps");
+
+/* The inbound listeners; a socket leaves by itself when the agent closes it (or dies). */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKMAP);
+	__uint(max_entries, KM_DEFAULT_MAX_WORKLOADS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} km_insocks_v1 SEC(".maps");
+
 #endif

@@ -111,6 +111,7 @@ Napi::Object Datapath::Init(Napi::Env env, Napi::Object exports) {
   Napi::Function fn = DefineClass(env, "Datapath",
                                   {
                                       InstanceMethod("attachCgroup", &Datapath::AttachCgroup),
+                                      InstanceMethod("attachNetns", &Datapath::AttachNetns),
                                       InstanceMethod("attachSkMsg", &Datapath::AttachSkMsg),
                                       InstanceMethod("detachSkMsg", &Datapath::DetachSkMsg),
                                       InstanceMethod("mapInfo", &Datapath::MapInfo),
@@ -208,6 +209,48 @@ Napi::Value Datapath::AttachCgroup(const Napi::CallbackInfo& info) {
     // Unpinned, the link dies with this process: say so rather than half-attach.
     throw SystemError(env, -rc, "bpf_link__pin", pin + ": is the directory on a bpf filesystem?");
   }
+  result.Set("reused", false);
+  return result;
+}
+
+// attachNetns(program, netnsPath, pinPath) -> { reused }: an sk_lookup program
+// on a network namespace, through a pinned link; a link already pinned there
+// for the same namespace is switched to this program in place.
+Napi::Value Datapath::AttachNetns(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct bpf_program* prog = ProgArg(info, 0);
+  std::string netns = ArgString(info, 1, "netnsPath");
+  std::string pin = ArgString(info, 2, "pinPath");
+  Fd ns(open(netns.c_str(), O_RDONLY | O_CLOEXEC));
+  if (ns.fd < 0) {
+    int err = errno;
+    throw SystemError(env, err, "open netns", err == ENOENT ? netns + " does not exist: is the pod still running?" : netns + ": " + HintFor(err));
+  }
+  struct stat st;
+  if (fstat(ns.fd, &st) != 0) throw SystemError(env, errno, "fstat netns", netns);
+
+  Napi::Object result = Napi::Object::New(env);
+  if (access(pin.c_str(), F_OK) == 0) {
+    LinkPtr link(bpf_link__open(pin.c_str()));
+    if (!link) throw SystemError(env, errno, "bpf_link__open", pin);
+    struct bpf_link_info li;
+    memset(&li, 0, sizeof(li));
+    uint32_t len = sizeof(li);
+    if (bpf_obj_get_info_by_fd(bpf_link__fd(link.get()), &li, &len) != 0)
+      throw SystemError(env, errno, "bpf_obj_get_info_by_fd", pin);
+    // A link whose namespace is gone (or another one) is replaced, not reused.
+    if (li.type == BPF_LINK_TYPE_NETNS && li.netns.netns_ino == st.st_ino) {
+      if (bpf_link__update_program(link.get(), prog) != 0) throw SystemError(env, errno, "bpf_link__update_program", pin);
+      result.Set("reused", true);
+      return result;
+    }
+    bpf_link__detach(link.get());
+    if (unlink(pin.c_str()) != 0 && errno != ENOENT) throw SystemError(env, errno, "unlink", pin);
+  }
+  LinkPtr link(bpf_program__attach_netns(prog, ns.fd));
+  if (!link) throw SystemError(env, errno, "attach " + std::string(bpf_program__name(prog)), netns + ": " + HintFor(errno));
+  int rc = bpf_link__pin(link.get(), pin.c_str());
+  if (rc) throw SystemError(env, -rc, "bpf_link__pin", pin + ": is the directory on a bpf filesystem?");
   result.Set("reused", false);
   return result;
 }

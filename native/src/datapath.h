@@ -22,6 +22,7 @@ class Datapath : public Napi::ObjectWrap<Datapath> {
 
  private:
   Napi::Value AttachCgroup(const Napi::CallbackInfo& info);
+  Napi::Value AttachNetns(const Napi::CallbackInfo& info);
   Napi::Value AttachSkMsg(const Napi::CallbackInfo& info);
   Napi::Value DetachSkMsg(const Napi::CallbackInfo& info);
   Napi::Value MapInfo(const Napi::CallbackInfo& info);

@@ -12,4 +12,5 @@ static_assert(sizeof(struct km_cidr4_key) == 12, "km_cidr4_key layout changed");
 static_assert(sizeof(struct km_cidr6_key) == 24, "km_cidr6_key layout changed");
 static_assert(sizeof(struct km_origdst) == 24, "km_origdst layout changed");
 static_assert(sizeof(struct km_sock_key) == 48, "km_sock_key layout changed");
+static_assert(sizeof(struct km_inbound_key) == 20, "km_inbound_key layout changed");
 static_assert(KM_STAT__MAX == 20, "counter list changed: update STAT_NAMES in codec.ts");

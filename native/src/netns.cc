@@ -104,6 +104,26 @@ Napi::Value ListenInNetns(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
+// socketInNetns(netnsPath, family 4|6) -> fd of an unconnected, non-blocking
+// TCP socket created inside that namespace (for net.Socket({ fd }).connect):
+// the inbound proxy reaches a pod's application on the pod's own loopback.
+Napi::Value SocketInNetns(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = ArgString(info, 0, "netnsPath");
+  uint32_t family = ArgU32(info, 1, "family");
+  if (family != 4 && family != 6) throw Napi::TypeError::New(env, "family must be 4 or 6");
+  int fd = -1;
+  Outcome o = InNetns(path, [&](Outcome& out) {
+    fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      out.err = errno;
+      out.op = "socket";
+    }
+  });
+  if (o.err) ThrowNetns(env, o, path);
+  return Napi::Number::New(env, fd);
+}
+
 // netnsCookie(netnsPath) -> bigint: the cookie BPF programs see for it.
 Napi::Value NetnsCookie(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

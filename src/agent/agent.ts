@@ -7,7 +7,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import type { Server } from 'node:http';
-import type { Server as NetServer, Socket } from 'node:net';
+import { type Server as NetServer, Socket } from 'node:net';
 import { AgentSync } from '../config/sync.ts';
 import { redisConfigFromEnv } from '../config/redis.ts';
 import { EbpfDatapath, type Interceptor, IptablesDatapath, nativeAddon, socketFd } from '../datapath/index.ts';
@@ -30,7 +30,7 @@ import type { AgentConfig } from './config.ts';
 
 type Spec = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- validated by the config layer
 /** A captured workload: from the file, or a pod from the Kubernetes API (with its uid). */
-export type Workload = AgentConfig['workloads'][number] & { uid?: string; inboundPorts?: number[] };
+export type Workload = AgentConfig['workloads'][number] & { uid?: string };
 const keyOf = (w: { namespace: string; name: string }) => `${w.namespace}/${w.name}`;
 
 export class Agent {
@@ -40,7 +40,7 @@ export class Agent {
   readonly sync: AgentSync;
   datapath: Interceptor | null = null;
   private admin: Server | null = null;
-  private readonly listeners = new Map<string, { servers: NetServer[]; identity: string }>();
+  private readonly listeners = new Map<string, { servers: NetServer[]; identity: string; inboundFd?: number }>();
   /** Per workload: enrolled, or why not (shown by kernmesh status). */
   readonly enrolment = new Map<string, { ok: boolean; reason?: string }>();
   /** The workloads wanted now: the file's, plus the pods the Kubernetes watch found. */
@@ -202,6 +202,7 @@ export class Agent {
       }
       if (this.datapath) {
         await this.applyEach();
+        this.applyInbound();
         if (!this.heartbeatStarted && this.datapath instanceof EbpfDatapath) {
           this.heartbeatStarted = true;
           this.datapath.startHeartbeat(1000);
@@ -243,7 +244,28 @@ export class Agent {
   /** Workloads the datapath holds after the last successful apply (the ones to keep when new ones overflow it). */
   private readonly applied = new Set<string>();
 
+  /** Inbound interception for every enrolled workload that asked for it (the listener is open already). */
+  private applyInbound(): void {
+    const dp = this.datapath;
+    if (!(dp instanceof EbpfDatapath)) return;
+    for (const w of this.goodWorkloads()) {
+      const fd = this.listeners.get(keyOf(w))?.inboundFd;
+      if (fd === undefined) continue;
+      try {
+        dp.setInbound(keyOf(w), { netnsPath: w.netnsPath, addresses: w.addresses, ports: w.inboundPorts, listenerFd: fd });
+      } catch (err) {
+        this.log.error({ err: (err as Error).message, workload: keyOf(w) }, 'inbound interception failed');
+      }
+    }
+  }
+
+  private wantsInbound(w: Workload): boolean {
+    return this.config.mode === 'ebpf' && w.inboundPorts.length > 0 && w.addresses.some((a) => !a.includes(':'));
+  }
+
   private closeListeners(key: string): void {
+    // Interception first, then the listener: an arriving connection is never handed to a closed socket.
+    if (this.listeners.get(key)?.inboundFd !== undefined && this.datapath instanceof EbpfDatapath) this.datapath.releaseInbound(key);
     for (const s of this.listeners.get(key)?.servers ?? []) s.close();
     this.listeners.delete(key);
     // The workers' copies too: the socket (and the pod's namespace) is only gone when the last copy closes.
@@ -389,6 +411,7 @@ export class Agent {
     const source = { workload: w.labels.app ?? w.name, namespace: w.namespace, app: w.labels.app ?? 'unknown', ...(w.labels.version ? { version: w.labels.version } : {}), ...(w.identity ? { identity: w.identity } : {}) };
     const originalDst = (s: Socket) => nativeAddon().originalDst(socketFd(s));
     const servers: NetServer[] = [];
+    let inboundFd: number | undefined;
     try {
       for (const host of ['127.0.0.1', '::1']) {
         let fd: number;
@@ -406,12 +429,19 @@ export class Agent {
         // handed the socket again from here, and meanwhile nothing is left unserved.
         await this.workers?.adopt(keyOf(w), server, { source, originalDst: true });
       }
+      if (inboundFd === undefined && this.wantsInbound(w)) {
+        // The inbound listener: every address of the pod's netns, handed connections by the datapath.
+        inboundFd = nativeAddon().listenInNetns(w.netnsPath, '0.0.0.0', this.config.inboundPort);
+        const inbound = { workload: source, dial: dialIn(w.netnsPath) };
+        servers.push(await this.proxy.listen({ fd: inboundFd }, { inbound }));
+        await this.workers?.adopt(keyOf(w), servers.at(-1)!, { inbound: { workload: source, netnsPath: w.netnsPath } });
+      }
     } catch (err) {
       for (const s of servers) s.close();
       await this.workers?.release(keyOf(w)).catch(() => {});
       throw err;
     }
-    this.listeners.set(keyOf(w), { servers, identity });
+    this.listeners.set(keyOf(w), { servers, identity, ...(inboundFd !== undefined ? { inboundFd } : {}) });
   }
 
   private onChange(view: { version: number; objects: ReadonlyMap<string, { version: number; object: { kind: string; spec: Spec } }> }): void {
@@ -478,4 +508,9 @@ function identityOf(w: Workload): string {
     /* gone: the path then */
   }
   return `${w.uid ?? ''}/${ns}`;
+}
+
+/** Connects from inside the pod's network namespace, to its own loopback: how the inbound side reaches the application. */
+function dialIn(netnsPath: string): (port: number) => Socket {
+  return (port) => new Socket({ fd: nativeAddon().socketInNetns(netnsPath, 4), readable: true, writable: true, allowHalfOpen: true }).connect(port, '127.0.0.1');
 }

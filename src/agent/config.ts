@@ -15,6 +15,10 @@ export const AgentWorkload = z
     identity: z.string().optional(),
     excludedPorts: z.array(z.number().int().min(1).max(65535)).default([]),
     excludedCidrs: z.array(z.string()).default([]),
+    /** The pod's own addresses (inbound interception matches connections arriving at them). */
+    addresses: z.array(z.string()).default([]),
+    /** Ports whose arriving connections go through the proxy's inbound listener (eBPF mode, IPv4). */
+    inboundPorts: z.array(z.number().int().min(1).max(65535)).default([]),
   })
   .strict();
 
@@ -46,6 +50,7 @@ export const AgentConfigSchema = z
     /** The proxy's own cgroup; default: the agent's. */
     proxyCgroup: z.string().optional(),
     outboundPort: z.number().int().min(1).max(65535).default(15001),
+    inboundPort: z.number().int().min(1).max(65535).default(15006),
     adminPort: z.number().int().min(0).max(65535).default(15000),
     /**
      * Proxy worker processes besides the agent's own event loop, each accepting on every pod's listeners:

@@ -17,6 +17,7 @@ export const SIZES = {
   cidr6Key: 24,
   origdst: 24,
   sockKey: 48,
+  inboundKey: 20,
 } as const;
 
 /** Counter names in enum km_stat order. */
@@ -122,6 +123,16 @@ export function encodePortKey(workloadId: number, port: number): Buffer {
 
 export function decodePortKey(b: Buffer): { workloadId: number; port: number } {
   return { workloadId: b.readUInt32LE(0), port: b.readUInt16LE(4) };
+}
+
+/** km_inbound_key: a pod's own address (network order) and a port it serves (host order). */
+export function encodeInboundKey(address: string, port: number): Buffer {
+  const c = parseCidr(address);
+  const b = Buffer.alloc(SIZES.inboundKey);
+  c.address.copy(b, 0);
+  b.writeUInt16LE(port, 16);
+  b.writeUInt16LE(c.family === 4 ? 2 : 10, 18);
+  return b;
 }
 
 export interface Cidr {

@@ -7,11 +7,11 @@
  * them (switching the links to its freshly loaded programs in place), so
  * established spliced connections keep flowing and nothing is attached twice.
  */
-import { closeSync, existsSync, mkdirSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { KmError } from '../errors.ts';
 import { applyOps } from './apply-ops.ts';
-import { type Counters, type Settings, decodeSettings, decodeStats, encodeCaptureKey, encodeSettings, parseCidr } from './codec.ts';
+import { type Counters, type Settings, decodeSettings, decodeStats, encodeCaptureKey, encodeInboundKey, encodeSettings, parseCidr } from './codec.ts';
 import { type DesiredStateInput, type Workload, parseDesired } from './desired.ts';
 import { type EbpfOptions, parseEbpfOptions } from './ebpf-options.ts';
 import { cgroupId, ownCgroup } from './host.ts';
@@ -110,7 +110,9 @@ export class EbpfDatapath implements Interceptor {
       } catch (err) {
         throw new KmError('KM_ERR_ATTACH', `attaching to ${attachCgroup} failed: ${(err as Error).message}`, { cause: err });
       }
-      return new EbpfDatapath(native, pinDir, attachCgroup, settings, lockFd, reused);
+      const dp = new EbpfDatapath(native, pinDir, attachCgroup, settings, lockFd, reused);
+      await dp.forgetInbound();
+      return dp;
     } catch (err) {
       undoOpen(native, pinDir, fresh, previous);
       closeSync(lockFd);
@@ -238,12 +240,75 @@ export class EbpfDatapath implements Interceptor {
     return out;
   }
 
+  /** Inbound interception per workload: its listener's slot, its map keys, its netns link. */
+  private readonly inbound = new Map<string, { slot: number; keys: string[]; link: string }>();
+
+  /**
+   * Hands TCP connections arriving in the workload's network namespace at
+   * one of its addresses and ports to listenerFd (the proxy's inbound
+   * listener, opened in that namespace), at socket lookup. Again for the
+   * same name replaces what it set before. IPv4 addresses only for now.
+   */
+  setInbound(name: string, spec: { netnsPath: string; addresses: string[]; ports: number[]; listenerFd: number }): void {
+    const nat = this.nat;
+    const prev = this.inbound.get(name);
+    const slot = prev?.slot ?? this.freeInboundSlot();
+    const slotKey = Buffer.alloc(4);
+    slotKey.writeUInt32LE(slot);
+    const fd = Buffer.alloc(8);
+    fd.writeBigUInt64LE(BigInt(spec.listenerFd));
+    nat.mapUpdate('km_insocks_v1', slotKey, fd);
+    const keys = spec.addresses.filter((a) => !a.includes(':')).flatMap((a) => spec.ports.map((p) => encodeInboundKey(a, p)));
+    for (const k of keys) nat.mapUpdate('km_inbound_v1', k, slotKey);
+    const hex = new Set(keys.map((k) => k.toString('hex')));
+    for (const old of prev?.keys ?? []) if (!hex.has(old)) nat.mapDelete('km_inbound_v1', Buffer.from(old, 'hex'));
+    const link = join(this.pinDir, 'links', `inbound-${statSync(spec.netnsPath).ino}`);
+    if (prev && prev.link !== link) addon().detachLink(prev.link);
+    nat.attachNetns('km_sk_lookup', spec.netnsPath, link);
+    this.inbound.set(name, { slot, keys: [...hex], link });
+  }
+
+  /** Stops inbound interception for the workload: arriving connections go to its applications again. */
+  releaseInbound(name: string): void {
+    const have = this.inbound.get(name);
+    if (!have || !this.native) return;
+    for (const k of have.keys) this.native.mapDelete('km_inbound_v1', Buffer.from(k, 'hex'));
+    const slotKey = Buffer.alloc(4);
+    slotKey.writeUInt32LE(have.slot);
+    try {
+      this.native.mapDelete('km_insocks_v1', slotKey);
+    } catch {
+      /* the listener closed first: its socket left the sockmap by itself */
+    }
+    addon().detachLink(have.link);
+    this.inbound.delete(name);
+  }
+
+  private freeInboundSlot(): number {
+    const used = new Set([...this.inbound.values()].map((v) => v.slot));
+    const max = this.nat.mapInfo('km_insocks_v1').maxEntries;
+    for (let i = 0; i < max; i++) if (!used.has(i)) return i;
+    throw new KmError('KM_ERR_MAP_FULL', `km_insocks_v1 is full (${max} inbound listeners): raise the workload capacity`);
+  }
+
+  /**
+   * What an earlier agent left for inbound: its listeners closed with it
+   * (their sockmap slots emptied themselves), so its keys and per-netns
+   * links are dropped; this agent sets its own as it enrols workloads.
+   */
+  private async forgetInbound(): Promise<void> {
+    for (const [k] of await this.nat.mapDump('km_inbound_v1')) this.nat.mapDelete('km_inbound_v1', k);
+    const links = join(this.pinDir, 'links');
+    for (const name of existsSync(links) ? readdirSync(links) : []) if (name.startsWith('inbound-')) addon().detachLink(join(links, name));
+  }
+
   async close(options: { detach?: boolean } = {}): Promise<void> {
     this.stopHeartbeat();
     await this.queue;
     if (!this.native) return;
     try {
       if (options.detach) {
+        for (const name of [...this.inbound.keys()]) this.releaseInbound(name);
         for (const prog of CGROUP_PROGRAMS) addon().detachLink(join(this.pinDir, 'links', prog));
         this.native.detachSkMsg();
         this.native.unpinMaps();

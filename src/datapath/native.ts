@@ -41,6 +41,8 @@ export declare class NativeDatapath {
   private constructor();
   /** Attach (or, if a link is pinned at pinPath already, switch it to this program). */
   attachCgroup(program: ProgramName, cgroupPath: string, pinPath: string): { reused: boolean };
+  /** An sk_lookup program on a network namespace, through a pinned link (switched in place when pinned for it). */
+  attachNetns(program: ProgramName, netnsPath: string, pinPath: string): { reused: boolean };
   attachSkMsg(): void;
   detachSkMsg(): void;
   mapInfo(map: MapName): NativeMapInfo;
@@ -56,7 +58,7 @@ export declare class NativeDatapath {
   close(): void;
 }
 
-export type ProgramName = 'km_connect4' | 'km_connect6' | 'km_sockops' | 'km_sk_msg' | 'km_getsockopt';
+export type ProgramName = 'km_connect4' | 'km_connect6' | 'km_sockops' | 'km_sk_msg' | 'km_getsockopt' | 'km_sk_lookup';
 export type MapName =
   | 'km_settings_v1'
   | 'km_capture_v1'
@@ -66,7 +68,9 @@ export type MapName =
   | 'km_odst_ck_v1'
   | 'km_odst_tp_v1'
   | 'km_socks_v1'
-  | 'km_stats_v1';
+  | 'km_stats_v1'
+  | 'km_inbound_v1'
+  | 'km_insocks_v1';
 
 export interface NativeAddon {
   load(options: NativeLoadOptions): Promise<NativeDatapath>;
@@ -77,6 +81,8 @@ export interface NativeAddon {
   /** A listening, non-blocking TCP socket created inside another netns. */
   listenInNetns(netnsPath: string, host: string, port: number, backlog?: number): number;
   netnsCookie(netnsPath: string): bigint;
+  /** An unconnected TCP socket created inside another netns (to reach a pod's own loopback). */
+  socketInNetns(netnsPath: string, family: 4 | 6): number;
   /** SO_ORIGINAL_DST of an accepted socket (eBPF or iptables mode alike). */
   originalDst(fd: number): SocketAddress;
   /** An unconnected TCP socket carrying SO_MARK, for net.Socket({ fd }). */

@@ -23,6 +23,7 @@ export interface KubeWorkload {
   excludedPorts: number[];
   excludedCidrs: string[];
   inboundPorts: number[];
+  addresses: string[];
 }
 
 export interface NotCaptured {
@@ -135,6 +136,7 @@ export class PodWatch {
         excludedPorts: d.excludedPorts,
         excludedCidrs: d.excludedCidrs,
         inboundPorts: d.inboundPorts,
+        addresses: d.addresses,
       });
     }
     return { captured, notCaptured, waiting };

@@ -31,6 +31,8 @@ export interface PodDecision {
   excludedPorts: number[];
   excludedCidrs: string[];
   inboundPorts: number[];
+  /** The pod's IPs (status.podIPs). */
+  addresses: string[];
 }
 
 function ports(value: string | undefined, what: string): number[] {
@@ -77,6 +79,7 @@ export function decidePods(namespaces: readonly V1Namespace[], pods: readonly V1
       excludedPorts: [],
       excludedCidrs: [],
       inboundPorts: [],
+      addresses: (pod.status?.podIPs ?? []).map((p) => p.ip).filter(Boolean).concat(pod.status?.podIPs?.length ? [] : pod.status?.podIP ? [pod.status.podIP] : []),
     };
     out.push(d);
     const phase = pod.status?.phase;

@@ -8,7 +8,7 @@ import type { ProxyCore } from './core.ts';
 import { detect } from './detect.ts';
 import { Http1Session } from './http1/session.ts';
 import { h2Server, serveH2 } from './http2/session.ts';
-import { endpointsOf, serviceFor } from './routing/select.ts';
+import { endpointsOf, peerOf, serviceByEndpoint, serviceFor } from './routing/select.ts';
 import { pipeTcp } from './tcp.ts';
 import { sniOf } from './tls.ts';
 import type { Peer } from './telemetry/metrics.ts';
@@ -21,6 +21,13 @@ export interface ListenerOptions {
   /** The workload this listener's traffic comes from (per-pod outbound listeners). */
   source?: Peer;
   detectTimeoutMs?: number;
+  /**
+   * An inbound listener (in a pod's netns): connections arriving at the pod
+   * are handed over by the datapath with their addresses untouched, so the
+   * local address is where the client was going; they are passed to the
+   * application over the pod's own loopback, reported as the destination.
+   */
+  inbound?: { workload: Peer; dial: (port: number) => Socket };
 }
 
 export class ProxyServer {
@@ -67,6 +74,7 @@ export class ProxyServer {
       this.core.metrics.activeConnections.dec();
     });
     socket.on('error', () => socket.destroy());
+    if (options.inbound) return this.inboundTcp(socket, options.inbound);
     let origDst: { address: string; port: number } | null = null;
     try {
       origDst = options.originalDst?.(socket) ?? null;
@@ -122,6 +130,24 @@ export class ProxyServer {
     }
     this.core.metrics.tcpOpen(rec);
     pipeTcp(socket, address, port, initial, { onClose: (st) => this.core.metrics.tcpClose(rec, st.sent, st.received) });
+  }
+
+  /** Inbound: to the pod's application on its loopback, at the port the client asked for, as opaque TCP. */
+  private inboundTcp(socket: Socket, inbound: NonNullable<ListenerOptions['inbound']>): void {
+    const address = socket.localAddress ?? '';
+    const port = socket.localPort ?? 0;
+    const svc = serviceByEndpoint(this.core.table, address, port);
+    const [ns = inbound.workload.namespace, name = inbound.workload.workload] = svc ? svc.key.split('/') : [];
+    const rec = {
+      reporter: 'destination' as const,
+      source: peerOf(this.core.table, socket.remoteAddress ?? ''),
+      destination: inbound.workload,
+      service: svc ? (svc.hosts[0] ?? `${name}.${ns}.svc.cluster.local`) : `${address}:${port}`,
+      serviceName: name,
+      serviceNamespace: ns,
+    };
+    this.core.metrics.tcpOpen(rec);
+    pipeTcp(socket, '127.0.0.1', port, null, { dial: () => inbound.dial(port), onClose: (st) => this.core.metrics.tcpClose(rec, st.sent, st.received) });
   }
 
   async close(): Promise<void> {

@@ -7,13 +7,14 @@ export interface TcpStats {
   received: number;
 }
 
-export function pipeTcp(down: Socket, address: string, port: number, initial: Buffer | null, options: { idleTimeoutMs?: number; onClose?: (s: TcpStats) => void } = {}): void {
+export function pipeTcp(down: Socket, address: string, port: number, initial: Buffer | null, options: { idleTimeoutMs?: number; onClose?: (s: TcpStats) => void; dial?: () => Socket } = {}): void {
   const stats: TcpStats = { sent: 0, received: 0 };
   if (down.destroyed) {
     options.onClose?.(stats);
     return;
   }
-  const up = connect({ host: address, port, noDelay: true, allowHalfOpen: true });
+  // dial: a socket made elsewhere (the inbound path connects from inside a pod's network namespace).
+  const up = options.dial ? options.dial() : connect({ host: address, port, noDelay: true, allowHalfOpen: true });
   down.setNoDelay(true);
   let closed = 0;
   const done = () => {

@@ -6,7 +6,7 @@
  * opened in pods' network namespaces and sent over IPC, so the kernel
  * spreads connections over every core.
  */
-import type { Server, Socket } from 'node:net';
+import { type Server, type Socket, Socket as SocketCtor } from 'node:net';
 import type { StoredObject } from '../config/store.ts';
 import { nativeAddon, socketFd } from '../datapath/index.ts';
 import { ProxyCore } from './core.ts';
@@ -27,7 +27,13 @@ process.on('message', async (m: WorkerMessage, handle?: Server) => {
         process.send!({ type: 'adopted', id: m.id, error: 'no listening socket came with the message' });
         break;
       }
-      const options = { ...(m.source ? { source: m.source } : {}), ...(m.originalDst ? { originalDst: (s: Socket) => nativeAddon().originalDst(socketFd(s)) } : {}) };
+      const inbound = m.inbound;
+      const options = {
+        ...(m.source ? { source: m.source } : {}),
+        ...(m.originalDst ? { originalDst: (s: Socket) => nativeAddon().originalDst(socketFd(s)) } : {}),
+        // An inbound listener: the application is reached from inside the pod's namespace, on its loopback.
+        ...(inbound ? { inbound: { workload: inbound.workload, dial: (port: number) => new SocketCtor({ fd: nativeAddon().socketInNetns(inbound.netnsPath, 4), readable: true, writable: true, allowHalfOpen: true }).connect(port, '127.0.0.1') } } : {}),
+      };
       const mine = await server.listen({ handle }, options);
       // `mine` now owns the socket (the received server is only its envelope): closing it closes the copy here.
       adopted.set(m.key, [...(adopted.get(m.key) ?? []), mine]);

@@ -21,7 +21,7 @@ export interface WorkerListen {
 export type WorkerMessage = (
   | { type: 'table'; version: number; objects: StoredObject[] }
   | { type: 'listen'; listens: WorkerListen[] }
-  | { type: 'adopt'; key: string; source?: Peer; originalDst?: boolean }
+  | { type: 'adopt'; key: string; source?: Peer; originalDst?: boolean; inbound?: { workload: Peer; netnsPath: string } }
   | { type: 'release'; key: string }
   | { type: 'stats' }
   | { type: 'metrics' }
@@ -72,7 +72,8 @@ function reply<T>(w: ChildProcess, type: string, send?: WorkerMessage, handle?: 
   });
 }
 
-type Adopted = { server: Server; options: { source?: Peer; originalDst?: boolean } };
+export type AdoptOptions = { source?: Peer; originalDst?: boolean; inbound?: { workload: Peer; netnsPath: string } };
+type Adopted = { server: Server; options: AdoptOptions };
 
 function spawnWorker(): ChildProcess {
   const w = fork(entry, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -152,7 +153,7 @@ export class ProxyWorkers {
    * worker: each accepts on it, so the kernel spreads that pod's connections
    * over the cores. The original destination is read in the worker itself.
    */
-  async adopt(key: string, server: Server, options: { source?: Peer; originalDst?: boolean }): Promise<void> {
+  async adopt(key: string, server: Server, options: AdoptOptions): Promise<void> {
     this.adopted.set(key, [...(this.adopted.get(key) ?? []), { server, options }]);
     await Promise.all(this.workers.map((w) => reply(w, 'adopted', { type: 'adopt', key, ...options }, server)));
   }

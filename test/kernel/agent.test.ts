@@ -70,7 +70,7 @@ kernelTest('the agent routes a pod’s VIP traffic from the mesh in Redis, follo
     const dp = report.agents[0]!.datapath as { counters: Record<string, number>; maps: Record<string, { entries: number }>; programs: Record<string, number> };
     t.true(dp.counters.connect4_redirected! >= 2 && dp.counters.msg_redirected! > 0 && dp.counters.getsockopt_answered! >= 2, JSON.stringify(dp.counters));
     t.is(dp.maps.km_capture_v1!.entries, 1);
-    t.is(Object.keys(dp.programs).length, 5);
+    t.is(Object.keys(dp.programs).length, 6);
     t.deepEqual(report.workloads.map((w) => [w.name, w.captured]), [['productpage', true], ['gone', false]]);
     t.deepEqual(report.namespaces, [{ namespace: 'shop', captured: 1, total: 2 }]);
     t.true(report.traffic.some((x) => x.service === 'reviews.shop.svc.cluster.local' && x.requests >= 2));

@@ -10,6 +10,7 @@ import {
   decodeSettings,
   encodeCaptureKey,
   encodeCidrKey,
+  encodeInboundKey,
   encodePortKey,
   encodeSettings,
   encodeWorkload,
@@ -35,7 +36,17 @@ test('codec sizes are the sizes the addon asserts for bpf/kernmesh.h', (t) => {
     km_cidr6_key: SIZES.cidr6Key,
     km_origdst: SIZES.origdst,
     km_sock_key: SIZES.sockKey,
+    km_inbound_key: SIZES.inboundKey,
   });
+});
+
+test('inbound keys: the address in network order, then the port and the family in host order', (t) => {
+  const k = encodeInboundKey('10.201.0.2', 8080);
+  t.is(k.length, SIZES.inboundKey);
+  t.deepEqual([...k.subarray(0, 4)], [10, 201, 0, 2]);
+  t.is(k.readUInt16LE(16), 8080);
+  t.is(k.readUInt16LE(18), 2);
+  t.is(encodeInboundKey('fd00::2', 80).readUInt16LE(18), 10);
 });
 
 test('STAT_NAMES follow enum km_stat in order', (t) => {

@@ -16,7 +16,7 @@ const ns = [namespace('shop', true), namespace('legacy', false)] as V1Namespace[
 test('pods of captured namespaces on this node are captured, with their annotations; the others say why not', (t) => {
   const pods = [
     pod('shop', 'plain', 'node-a'),
-    pod('shop', 'tuned', 'node-a', { annotations: { 'kernmesh.io/exclude-outbound-ports': '5432, 6379', 'kernmesh.io/exclude-outbound-cidrs': '10.0.0.0/8,fd00::/8', 'kernmesh.io/inbound-ports': '8080' } }),
+    pod('shop', 'tuned', 'node-a', { annotations: { 'kernmesh.io/exclude-outbound-ports': '5432, 6379', 'kernmesh.io/exclude-outbound-cidrs': '10.0.0.0/8,fd00::/8', 'kernmesh.io/inbound-ports': '8080' }, ip: '10.244.1.7' }),
     pod('shop', 'out', 'node-a', { annotations: { 'kernmesh.io/capture': 'disabled' } }),
     pod('shop', 'host', 'node-a', { hostNetwork: true }),
     pod('shop', 'done', 'node-a', { phase: 'Succeeded' }),
@@ -28,7 +28,7 @@ test('pods of captured namespaces on this node are captured, with their annotati
   const d = new Map(decidePods(ns, pods, 'node-a').map((x) => [x.name, x]));
   t.deepEqual([...d.keys()].sort(), ['bad', 'badcidr', 'done', 'host', 'out', 'plain', 'tuned']);
   t.like(d.get('plain'), { capture: true, excludedPorts: [], serviceAccount: 'plain' });
-  t.like(d.get('tuned'), { capture: true, excludedPorts: [5432, 6379], excludedCidrs: ['10.0.0.0/8', 'fd00::/8'], inboundPorts: [8080] });
+  t.like(d.get('tuned'), { capture: true, excludedPorts: [5432, 6379], excludedCidrs: ['10.0.0.0/8', 'fd00::/8'], inboundPorts: [8080], addresses: ['10.244.1.7'] });
   t.like(d.get('out'), { capture: false });
   t.regex(d.get('out')!.reason!, /opted out/);
   t.regex(d.get('host')!.reason!, /hostNetwork/);

@@ -2,6 +2,7 @@
 /** Per request: which service, which rule, which endpoint. */
 import type { Head } from '../http1/parse.ts';
 import { header } from '../http1/parse.ts';
+import type { Peer } from '../telemetry/metrics.ts';
 import type { CompiledRule, Destination, EndpointInfo, RoutingTable, ServiceInfo } from './table.ts';
 
 export function serviceFor(table: RoutingTable, origDst: { address: string; port: number } | null, host: string | null): ServiceInfo | undefined {
@@ -68,4 +69,31 @@ export function endpointsOf(svc: ServiceInfo, subset: string | undefined): Endpo
   if (!labels) return [];
   const want = Object.entries(labels);
   return svc.endpoints.filter((e) => want.every(([k, v]) => e.labels[k] === v));
+}
+
+/**
+ * The service one of whose endpoints is this address (and port, when the
+ * endpoint or the service says which): the inbound side's destination
+ * service. A linear scan; inbound connections are few next to requests.
+ */
+export function serviceByEndpoint(table: RoutingTable, address: string, port: number): ServiceInfo | undefined {
+  for (const svc of table.services.values()) {
+    for (const e of svc.endpoints) {
+      if (e.address !== address) continue;
+      if (!e.port || e.port === port || svc.ports.some((p) => p.targetPort === port)) return svc;
+    }
+  }
+  return undefined;
+}
+
+/** Who a connecting address is, when it is an endpoint of some service (its labels say app and version). */
+export function peerOf(table: RoutingTable, address: string): Peer | null {
+  for (const svc of table.services.values()) {
+    const e = svc.endpoints.find((x) => x.address === address);
+    if (!e) continue;
+    const [ns = 'unknown'] = svc.key.split('/');
+    const app = e.labels.app ?? svc.key.split('/')[1] ?? 'unknown';
+    return { workload: app, namespace: ns, app, ...(e.labels.version ? { version: e.labels.version } : {}) };
+  }
+  return null;
 }

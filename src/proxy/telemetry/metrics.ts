@@ -60,6 +60,9 @@ export interface RequestRecord {
   responseBytes: number;
 }
 
+/** A TCP connection's labels; reporter "destination" for the inbound side. */
+export type TcpRecord = Pick<RequestRecord, 'source' | 'destination' | 'service' | 'serviceName' | 'serviceNamespace'> & { reporter?: 'source' | 'destination' };
+
 /** One label set's aggregates: a request count and three histograms. */
 interface HttpSeries {
   labels: string;
@@ -151,9 +154,9 @@ export class ProxyMetrics {
     this.localReplies = new Counter({ name: 'kernmesh_proxy_local_replies_total', help: 'Responses the proxy gave itself, by response flag', labelNames: ['response_flags'], registers: r });
   }
 
-  private labels(rec: Pick<RequestRecord, 'source' | 'destination' | 'service' | 'serviceName' | 'serviceNamespace' | 'flags'>): Record<string, string> {
+  private labels(rec: Pick<RequestRecord, 'source' | 'destination' | 'service' | 'serviceName' | 'serviceNamespace' | 'flags'> & { reporter?: 'source' | 'destination' }): Record<string, string> {
     return {
-      reporter: this.reporter,
+      reporter: rec.reporter ?? this.reporter,
       source_workload: rec.source?.workload ?? 'unknown',
       source_workload_namespace: rec.source?.namespace ?? 'unknown',
       source_app: rec.source?.app ?? 'unknown',
@@ -254,11 +257,11 @@ export class ProxyMetrics {
     return this.registry.contentType;
   }
 
-  tcpOpen(rec: Pick<RequestRecord, 'source' | 'destination' | 'service' | 'serviceName' | 'serviceNamespace'>): void {
+  tcpOpen(rec: TcpRecord): void {
     this.tcpOpened.inc({ ...this.labels({ ...rec, flags: '-' }) });
   }
 
-  tcpClose(rec: Pick<RequestRecord, 'source' | 'destination' | 'service' | 'serviceName' | 'serviceNamespace'>, sent: number, received: number, flags = '-'): void {
+  tcpClose(rec: TcpRecord, sent: number, received: number, flags = '-'): void {
     const l = this.labels({ ...rec, flags });
     this.tcpClosed.inc(l);
     this.tcpSent.inc(l, sent);

@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: Apache-2.0
+// Inbound interception: a client in another network namespace connects to a
+// captured pod's address; the datapath hands the connection, at socket
+// lookup, to the proxy's inbound listener inside the pod (no address
+// rewrite), and the proxy passes it to the application over the pod's own
+// loopback, reporting it as the destination. The application tells who
+// connected to it: 127.0.0.1 through the proxy, the client itself without.
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
+import { Agent } from '../../src/agent/agent.ts';
+import { MeshStore } from '../../src/config/store.ts';
+import { Scratch } from '../../src/datapath/index.ts';
+import { silentLogger } from '../../src/log.ts';
+import { obj, service } from '../proxy/helpers/fixtures.ts';
+import { RedisServer } from '../redis/helpers/redis-server.ts';
+import { scratchAgentConfig } from './helpers/agent-bed.ts';
+import { kernelTest } from './helpers/kernel-test.ts';
+
+const POD_IP = '10.201.0.2';
+const CLIENT_IP = '10.201.0.1';
+const APP = `require('http').createServer((q, r) => r.end('remote=' + q.socket.remoteAddress)).listen(8080, '0.0.0.0', () => console.log('up'))`;
+
+kernelTest('inbound: connections arriving at a pod’s port go through the proxy’s inbound listener, and straight to the application again once it is gone', async (t) => {
+  const redis = await new RedisServer().start();
+  const scratch = new Scratch('inbound');
+  const client = `${scratch.id}-c`;
+  let agent: Agent | undefined;
+  try {
+    scratch.setup();
+    // A client namespace wired to the pod by a veth pair made inside the two namespaces.
+    execFileSync('ip', ['netns', 'add', client]);
+    execFileSync('ip', ['-n', client, 'link', 'set', 'lo', 'up']);
+    const [a, b] = [`kmi${process.pid % 10000}a`, `kmi${process.pid % 10000}b`];
+    scratch.ip('link', 'add', a, 'type', 'veth', 'peer', 'name', b, 'netns', client);
+    scratch.ip('addr', 'add', `${POD_IP}/30`, 'dev', a);
+    scratch.ip('link', 'set', a, 'up');
+    execFileSync('ip', ['-n', client, 'addr', 'add', `${CLIENT_IP}/30`, 'dev', b]);
+    execFileSync('ip', ['-n', client, 'link', 'set', b, 'up']);
+
+    const app = scratch.cgroup('app');
+    const server = scratch.spawn('app', process.execPath, ['-e', APP]);
+    await new Promise<void>((resolve, reject) => {
+      server.stdout!.once('data', () => resolve());
+      server.once('exit', (code) => reject(new Error(`the application exited (${code})`)));
+    });
+    const curl = async () => {
+      const r = await promisify(execFile)('ip', ['netns', 'exec', client, 'curl', '-sS', '--max-time', '5', `http://${POD_IP}:8080/`]).catch((e: { stderr: string }) => ({ stdout: `failed: ${e.stderr}` }));
+      return r.stdout;
+    };
+    t.is(await curl(), `remote=${CLIENT_IP}`, 'before the agent: straight to the application');
+
+    const store = new MeshStore(redis.client());
+    await store.write([
+      { op: 'put', object: service('web', 'shop', { addresses: ['10.96.0.80'], ports: [{ port: 80, targetPort: 8080, protocol: 'http' }] }) },
+      { op: 'put', object: obj('Endpoints', 'web', 'shop', { endpoints: [{ address: POD_IP, port: 8080, labels: { app: 'web', version: 'v1' } }] }) },
+    ]);
+    scratch.enter('agent');
+    agent = new Agent(
+      scratchAgentConfig(scratch, redis, {
+        workloads: [{ name: 'web-0', namespace: 'shop', netnsPath: scratch.netnsPath, cgroupPath: app, labels: { app: 'web', version: 'v1' }, addresses: [POD_IP], inboundPorts: [8080] }],
+      }),
+      silentLogger,
+    );
+    await agent.start();
+
+    t.is(await curl(), 'remote=127.0.0.1', 'through the inbound listener: the application sees the proxy on its loopback');
+    t.is(await curl(), 'remote=127.0.0.1');
+    const metrics = await agent.core.metrics.render();
+    t.regex(metrics, /istio_tcp_connections_opened_total\{reporter="destination",[^}]*destination_workload="web"[^}]*destination_service="web\.shop\.svc\.cluster\.local"[^}]*\} 2/);
+
+    // A port that was not listed is not taken.
+    const other = scratch.spawn('app', process.execPath, ['-e', APP.replace('8080', '8081')]);
+    await new Promise<void>((resolve) => other.stdout!.once('data', () => resolve()));
+    const r = await promisify(execFile)('ip', ['netns', 'exec', client, 'curl', '-sS', '--max-time', '5', `http://${POD_IP}:8081/`]);
+    t.is(r.stdout, `remote=${CLIENT_IP}`);
+
+    // The agent gone (without detaching, as in a crash): its listener closed, the application answers itself.
+    await agent.stop();
+    agent = undefined;
+    t.is(await curl(), `remote=${CLIENT_IP}`, 'fail-open: a closed listener leaves the connection to the application');
+
+    // A new agent takes inbound interception back.
+    agent = new Agent(
+      scratchAgentConfig(scratch, redis, {
+        workloads: [{ name: 'web-0', namespace: 'shop', netnsPath: scratch.netnsPath, cgroupPath: app, labels: { app: 'web' }, addresses: [POD_IP], inboundPorts: [8080] }],
+      }),
+      silentLogger,
+    );
+    await agent.start();
+    t.is(await curl(), 'remote=127.0.0.1', 'after a restart');
+  } finally {
+    await agent?.stop({ detach: true }).catch((err: Error) => t.fail(`stop: ${err.message}`));
+    t.deepEqual(await scratch.cleanup(), []);
+    try {
+      execFileSync('ip', ['netns', 'del', client], { stdio: 'pipe' });
+    } catch {
+      /* never made */
+    }
+    await redis.stop();
+  }
+});
