@@ -2,7 +2,8 @@
 /** From a parsed request to where it goes: an upstream endpoint, or an answer given here. */
 import type { ProxyCore } from './core.ts';
 import type { Head } from './http1/parse.ts';
-import { endpointsOf, matchRule, pathOf, pickDestination, serviceFor } from './routing/select.ts';
+import type { Socket } from 'node:net';
+import { endpointsOf, matchRule, pathOf, pickDestination, serviceByEndpoint, serviceFor } from './routing/select.ts';
 import type { RoutingTable, ServiceInfo } from './routing/table.ts';
 
 import type { CompiledRule, EndpointInfo } from './routing/table.ts';
@@ -12,8 +13,28 @@ import { take } from './policy/rate-limit.ts';
 import type { Peer } from './telemetry/metrics.ts';
 
 export type Target =
-  | { kind: 'upstream'; address: string; port: number; host?: string; path?: string; service?: ServiceInfo; endpoint?: EndpointInfo; route?: string; rule?: CompiledRule; delayMs?: number; subset?: string | undefined }
+  | { kind: 'upstream'; address: string; port: number; host?: string; path?: string; service?: ServiceInfo; endpoint?: EndpointInfo; route?: string; rule?: CompiledRule; delayMs?: number; subset?: string | undefined; inbound?: InboundTarget }
   | { kind: 'local'; status: number; body: string; headers?: string; flags: string; service?: ServiceInfo; route?: string };
+
+/**
+ * The inbound side: the application in this pod. Only telemetry and
+ * authorization look at its service; circuit breaking, retries and outlier
+ * detection are the calling side's (a request counted on both sides of one
+ * node's proxy would be counted twice).
+ */
+export interface InboundTarget {
+  service?: ServiceInfo;
+  workload: Peer;
+  dial: (port: number) => Socket;
+}
+
+/** Where an inbound request goes: the application at the port it was sent to, unless authorization refuses it. */
+export function inboundRoute(table: RoutingTable, local: { address: string; port: number }, head: Head, source: Peer | null, inbound: { workload: Peer; dial: (port: number) => Socket }): Target {
+  const svc = serviceByEndpoint(table, local.address, local.port);
+  const why = svc ? denied(svc.authz, source, head, local.port) : null;
+  if (why) return { kind: 'local', status: 403, body: `RBAC: access denied (${why})\n`, flags: 'RBAC', ...(svc ? { service: svc } : {}) };
+  return { kind: 'upstream', address: local.address, port: local.port, inbound: { ...inbound, ...(svc ? { service: svc } : {}) } };
+}
 
 function targetPort(svc: ServiceInfo, port: number | undefined): number {
   const p = (port !== undefined && svc.ports.find((x) => x.port === port)) || svc.ports[0];

@@ -74,7 +74,7 @@ export class ProxyServer {
       this.core.metrics.activeConnections.dec();
     });
     socket.on('error', () => socket.destroy());
-    if (options.inbound) return this.inboundTcp(socket, options.inbound);
+    if (options.inbound) return this.inbound(socket, options.inbound, options.detectTimeoutMs ?? 100);
     let origDst: { address: string; port: number } | null = null;
     try {
       origDst = options.originalDst?.(socket) ?? null;
@@ -132,8 +132,20 @@ export class ProxyServer {
     pipeTcp(socket, address, port, initial, { onClose: (st) => this.core.metrics.tcpClose(rec, st.sent, st.received) });
   }
 
-  /** Inbound: to the pod's application on its loopback, at the port the client asked for, as opaque TCP. */
-  private inboundTcp(socket: Socket, inbound: NonNullable<ListenerOptions['inbound']>): void {
+  /**
+   * Inbound: HTTP/1.x is served request by request (authorization and
+   * telemetry as the destination); anything else goes to the pod's
+   * application on its loopback, at the port the client asked for, as TCP.
+   */
+  private inbound(socket: Socket, inbound: NonNullable<ListenerOptions['inbound']>, detectTimeoutMs: number): void {
+    const origDst = { address: socket.localAddress ?? '', port: socket.localPort ?? 0 };
+    detect(socket, detectTimeoutMs, (proto, initial) => {
+      if (proto === 'http1') new Http1Session(socket, { core: this.core, source: null, origDst, service: null, inbound }, initial);
+      else this.inboundTcp(socket, inbound, initial);
+    });
+  }
+
+  private inboundTcp(socket: Socket, inbound: NonNullable<ListenerOptions['inbound']>, initial: Buffer | null): void {
     const address = socket.localAddress ?? '';
     const port = socket.localPort ?? 0;
     const svc = serviceByEndpoint(this.core.table, address, port);
@@ -147,7 +159,7 @@ export class ProxyServer {
       serviceNamespace: ns,
     };
     this.core.metrics.tcpOpen(rec);
-    pipeTcp(socket, '127.0.0.1', port, null, { dial: () => inbound.dial(port), onClose: (st) => this.core.metrics.tcpClose(rec, st.sent, st.received) });
+    pipeTcp(socket, '127.0.0.1', port, initial, { dial: () => inbound.dial(port), onClose: (st) => this.core.metrics.tcpClose(rec, st.sent, st.received) });
   }
 
   async close(): Promise<void> {

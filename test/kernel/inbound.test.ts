@@ -53,6 +53,7 @@ kernelTest('inbound: connections arriving at a pod’s port go through the proxy
     await store.write([
       { op: 'put', object: service('web', 'shop', { addresses: ['10.96.0.80'], ports: [{ port: 80, targetPort: 8080, protocol: 'http' }] }) },
       { op: 'put', object: obj('Endpoints', 'web', 'shop', { endpoints: [{ address: POD_IP, port: 8080, labels: { app: 'web', version: 'v1' } }] }) },
+      { op: 'put', object: obj('AuthorizationPolicy', 'no-admin', 'shop', { service: 'web', action: 'DENY', rules: [{ to: { paths: [{ prefix: '/admin' }] } }] }) },
     ]);
     scratch.enter('agent');
     agent = new Agent(
@@ -65,8 +66,16 @@ kernelTest('inbound: connections arriving at a pod’s port go through the proxy
 
     t.is(await curl(), 'remote=127.0.0.1', 'through the inbound listener: the application sees the proxy on its loopback');
     t.is(await curl(), 'remote=127.0.0.1');
+    // Authorization at the destination: what the policy denies never reaches the application.
+    const denied = await promisify(execFile)('ip', ['netns', 'exec', client, 'curl', '-sS', '-w', ' %{http_code}', '--max-time', '5', `http://${POD_IP}:8080/admin/x`]);
+    t.regex(denied.stdout, /RBAC: access denied.* 403$/s);
     const metrics = await agent.core.metrics.render();
-    t.regex(metrics, /istio_tcp_connections_opened_total\{reporter="destination",[^}]*destination_workload="web"[^}]*destination_service="web\.shop\.svc\.cluster\.local"[^}]*\} 2/);
+    t.regex(metrics, /istio_requests_total\{reporter="destination",[^}]*destination_workload="web"[^}]*destination_service="web\.shop\.svc\.cluster\.local"[^}]*response_code="200"[^}]*\} 2/);
+    t.regex(metrics, /istio_requests_total\{reporter="destination",[^}]*response_code="403",[^}]*response_flags="RBAC"[^}]*\} 1/);
+    // Not HTTP: passed through as TCP (the application answers its own 400), counted as a destination TCP connection.
+    const raw = await promisify(execFile)('ip', ['netns', 'exec', client, 'bash', '-c', `exec 3<>/dev/tcp/${POD_IP}/8080; printf 'not http at all\\r\\n\\r\\n' >&3; timeout 5 cat <&3`]).catch((e: { stdout: string }) => e);
+    t.regex(raw.stdout, /^HTTP\/1\.1 400/);
+    t.regex(await agent.core.metrics.render(), /istio_tcp_connections_opened_total\{reporter="destination",[^}]*destination_workload="web"[^}]*\} 1/);
 
     // A port that was not listed is not taken.
     const other = scratch.spawn('app', process.execPath, ['-e', APP.replace('8080', '8081')]);

@@ -17,7 +17,8 @@ import type { ResponseSink, UpstreamConn } from '../upstream/conn.ts';
 import type { ProxyCore } from '../core.ts';
 import type { Peer } from '../telemetry/metrics.ts';
 import type { ServiceInfo } from '../routing/table.ts';
-import { type Target, route } from '../route.ts';
+import { type Target, inboundRoute, route } from '../route.ts';
+import { peerOf } from '../routing/select.ts';
 import { DEFAULT_POLICY, type RetryPolicy, backoffMs, retriableStatus } from '../routing/policy.ts';
 import { roll } from '../policy/fault.ts';
 import { recordExchange } from '../telemetry/exchange.ts';
@@ -44,6 +45,8 @@ export interface SessionContext {
   origDst: { address: string; port: number } | null;
   /** A fixed service for this listener (bound mode). */
   service: string | null;
+  /** An inbound listener's: requests go to the application in the pod, reached with dial. */
+  inbound?: { workload: Peer; dial: (port: number) => Socket };
 }
 
 export class Http1Session implements ResponseSink {
@@ -175,7 +178,13 @@ export class Http1Session implements ResponseSink {
     this.resBytes = 0;
     this.status = 0;
     this.flags = '-';
-    this.dispatch(head, route(this.ctx.core.table, this.ctx.origDst, this.ctx.service, head, this.ctx.core, this.ctx.source, this.peer));
+    this.dispatch(head, this.routeOf(head));
+  }
+
+  private routeOf(head: Head): Target {
+    const c = this.ctx;
+    if (c.inbound && c.origDst) return inboundRoute(c.core.table, c.origDst, head, peerOf(c.core.table, this.peer), c.inbound);
+    return route(c.core.table, c.origDst, c.service, head, c.core, c.source, this.peer);
   }
 
   private dispatch(head: Head, target: Target): void {
@@ -223,7 +232,10 @@ export class Http1Session implements ResponseSink {
   /** One attempt: a pooled connection (synchronously), or a new one within the connect timeout. */
   private tryUpstream(head: Head, target: Target & { kind: 'upstream' }): void {
     this.target = target;
-    const pooled = this.ctx.core.pool.take(target.address, target.port);
+    // Inbound connections (made inside a pod) are pooled apart from outbound ones to the same address:
+    // one must never stand in for the other.
+    const poolAddress = target.inbound ? `inbound/${target.address}` : target.address;
+    const pooled = this.ctx.core.pool.take(poolAddress, target.port);
     if (pooled) return this.send(pooled, head, target);
     const svc = target.service;
     const policy = svc?.policy ?? DEFAULT_POLICY;
@@ -232,8 +244,9 @@ export class Http1Session implements ResponseSink {
     if (svc && svc.live.connections >= policy.limits.maxConnections) return this.localReply(503, 'UO', 'upstream connection limit reached (circuit breaker open)\n');
     if (svc) svc.live.pending++;
     const exchange = this.exchangeId;
+    const dial = target.inbound?.dial;
     this.ctx.core.pool.connect(
-      target.address,
+      poolAddress,
       target.port,
       (err, conn) => {
         if (svc) svc.live.pending--;
@@ -255,6 +268,7 @@ export class Http1Session implements ResponseSink {
         this.send(conn, head, target);
       },
       policy.connectTimeoutMs,
+      dial && (() => dial(target.port)),
     );
   }
 
@@ -284,7 +298,7 @@ export class Http1Session implements ResponseSink {
     const exchange = this.exchangeId;
     setTimeout(() => {
       if (this.state === S_CLOSED || exchange !== this.exchangeId) return;
-      const target = route(this.ctx.core.table, this.ctx.origDst, this.ctx.service, head, this.ctx.core, this.ctx.source, this.peer);
+      const target = this.routeOf(head);
       if (target.kind === 'local') return this.localReply(target.status, target.flags, target.body);
       this.tryUpstream(head, target);
     }, backoffMs(p, attempt));
@@ -623,6 +637,7 @@ export class Http1Session implements ResponseSink {
       durationMs: performance.now() - this.exStart,
       requestBytes: this.reqBytes,
       responseBytes: this.resBytes,
+      ...(this.ctx.inbound ? { reporter: 'destination' as const } : {}),
     });
   }
 

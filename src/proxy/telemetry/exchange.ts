@@ -7,6 +7,12 @@ import type { Peer, RequestRecord } from './metrics.ts';
 
 /** Istio's destination labels for where a request was sent (or answered). */
 export function destinationOf(t: Target | null): Pick<RequestRecord, 'destination' | 'service' | 'serviceName' | 'serviceNamespace'> {
+  if (t?.kind === 'upstream' && t.inbound) {
+    // Inbound: this pod is the destination, its service the one whose endpoint it is.
+    const s = t.inbound.service;
+    const [ns = t.inbound.workload.namespace, name = t.inbound.workload.workload] = s ? s.key.split('/') : [];
+    return { destination: t.inbound.workload, service: s ? (s.hosts[0] ?? `${name}.${ns}.svc.cluster.local`) : `${t.address}:${t.port}`, serviceName: name, serviceNamespace: ns };
+  }
   const svc = t?.service;
   const [ns = 'unknown', name = 'unknown'] = svc ? svc.key.split('/') : [];
   const ep = t?.kind === 'upstream' ? t.endpoint : undefined;
@@ -30,6 +36,7 @@ export interface Exchange {
   durationMs: number;
   requestBytes: number;
   responseBytes: number;
+  reporter?: 'source' | 'destination';
 }
 
 export function recordExchange(core: ProxyCore, x: Exchange): void {
@@ -43,6 +50,7 @@ export function recordExchange(core: ProxyCore, x: Exchange): void {
     durationMs: x.durationMs,
     requestBytes: x.requestBytes,
     responseBytes: x.responseBytes,
+    ...(x.reporter ? { reporter: x.reporter } : {}),
   });
   const log = core.accessLog;
   if (!log || !log.wants()) return;

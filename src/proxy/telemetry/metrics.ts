@@ -58,6 +58,8 @@ export interface RequestRecord {
   durationMs: number;
   requestBytes: number;
   responseBytes: number;
+  /** "destination" on the inbound side; default: the proxy's own (source). */
+  reporter?: 'source' | 'destination';
 }
 
 /** A TCP connection's labels; reporter "destination" for the inbound side. */
@@ -173,7 +175,7 @@ export class ProxyMetrics {
   }
 
   recordRequest(rec: RequestRecord): void {
-    const key = `${rec.source?.workload}|${rec.source?.namespace}|${rec.destination?.workload}|${rec.destination?.version}|${rec.service}|${rec.protocol}|${rec.code}|${rec.grpcStatus}|${rec.flags}`;
+    const key = `${rec.source?.workload}|${rec.source?.namespace}|${rec.destination?.workload}|${rec.destination?.version}|${rec.service}|${rec.protocol}|${rec.code}|${rec.grpcStatus}|${rec.flags}|${rec.reporter ?? ''}`;
     let s = this.series.get(key);
     if (!s) {
       const l: Record<string, string> = { ...this.labels(rec), request_protocol: rec.protocol, response_code: String(rec.code), grpc_response_status: rec.grpcStatus ?? '' };

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /** Keep-alive connections per upstream endpoint, reused last-in first-out. */
-import { connect } from 'node:net';
+import { type Socket, connect } from 'node:net';
 import { UpstreamConn } from './conn.ts';
 
 export interface PoolOptions {
@@ -44,9 +44,11 @@ export class UpstreamPool {
   }
 
   /** A new connection; cb runs once. */
-  connect(address: string, port: number, cb: (err: Error | null, conn: UpstreamConn | null) => void, timeoutMs = this.connectTimeoutMs): void {
+  connect(address: string, port: number, cb: (err: Error | null, conn: UpstreamConn | null) => void, timeoutMs = this.connectTimeoutMs, dial?: () => Socket): void {
     const key = `${address}:${port}`;
-    const socket = connect({ host: address, port, noDelay: true });
+    // dial: a socket made elsewhere, still pooled under address:port (an inbound application, reached in its pod).
+    const socket = dial ? dial() : connect({ host: address, port, noDelay: true });
+    if (dial) socket.setNoDelay(true);
     this.opened++;
     const conn = new UpstreamConn(socket, key);
     let done = false;
