@@ -133,14 +133,15 @@ export class ProxyServer {
   }
 
   /**
-   * Inbound: HTTP/1.x is served request by request (authorization and
-   * telemetry as the destination); anything else goes to the pod's
+   * Inbound: HTTP/1.x and h2c (gRPC) are served request by request
+   * (authorization and telemetry as the destination); anything else goes to the pod's
    * application on its loopback, at the port the client asked for, as TCP.
    */
   private inbound(socket: Socket, inbound: NonNullable<ListenerOptions['inbound']>, detectTimeoutMs: number): void {
     const origDst = { address: socket.localAddress ?? '', port: socket.localPort ?? 0 };
     detect(socket, detectTimeoutMs, (proto, initial) => {
       if (proto === 'http1') new Http1Session(socket, { core: this.core, source: null, origDst, service: null, inbound }, initial);
+      else if (proto === 'http2') serveH2(this.h2, socket, initial, { core: this.core, origDst, service: null, source: null, inbound });
       else this.inboundTcp(socket, inbound, initial);
     });
   }

@@ -18,6 +18,7 @@ import { kernelTest } from './helpers/kernel-test.ts';
 
 const POD_IP = '10.201.0.2';
 const CLIENT_IP = '10.201.0.1';
+const H2APP = `require('http2').createServer().on('stream', (s) => { s.respond({ ':status': 200 }); s.end('h2 remote=' + s.session.socket.remoteAddress); }).listen(8082, '0.0.0.0', () => console.log('up'))`;
 const APP = `require('http').createServer((q, r) => r.end('remote=' + q.socket.remoteAddress)).listen(8080, '0.0.0.0', () => console.log('up'))`;
 
 kernelTest('inbound: connections arriving at a pod’s port go through the proxy’s inbound listener, and straight to the application again once it is gone', async (t) => {
@@ -38,11 +39,13 @@ kernelTest('inbound: connections arriving at a pod’s port go through the proxy
     execFileSync('ip', ['-n', client, 'link', 'set', b, 'up']);
 
     const app = scratch.cgroup('app');
-    const server = scratch.spawn('app', process.execPath, ['-e', APP]);
-    await new Promise<void>((resolve, reject) => {
-      server.stdout!.once('data', () => resolve());
-      server.once('exit', (code) => reject(new Error(`the application exited (${code})`)));
-    });
+    for (const code of [APP, H2APP]) {
+      const server = scratch.spawn('app', process.execPath, ['-e', code]);
+      await new Promise<void>((resolve, reject) => {
+        server.stdout!.once('data', () => resolve());
+        server.once('exit', (c) => reject(new Error(`the application exited (${c})`)));
+      });
+    }
     const curl = async () => {
       const r = await promisify(execFile)('ip', ['netns', 'exec', client, 'curl', '-sS', '--max-time', '5', `http://${POD_IP}:8080/`]).catch((e: { stderr: string }) => ({ stdout: `failed: ${e.stderr}` }));
       return r.stdout;
@@ -58,7 +61,7 @@ kernelTest('inbound: connections arriving at a pod’s port go through the proxy
     scratch.enter('agent');
     agent = new Agent(
       scratchAgentConfig(scratch, redis, {
-        workloads: [{ name: 'web-0', namespace: 'shop', netnsPath: scratch.netnsPath, cgroupPath: app, labels: { app: 'web', version: 'v1' }, addresses: [POD_IP], inboundPorts: [8080] }],
+        workloads: [{ name: 'web-0', namespace: 'shop', netnsPath: scratch.netnsPath, cgroupPath: app, labels: { app: 'web', version: 'v1' }, addresses: [POD_IP], inboundPorts: [8080, 8082] }],
       }),
       silentLogger,
     );
@@ -69,9 +72,13 @@ kernelTest('inbound: connections arriving at a pod’s port go through the proxy
     // Authorization at the destination: what the policy denies never reaches the application.
     const denied = await promisify(execFile)('ip', ['netns', 'exec', client, 'curl', '-sS', '-w', ' %{http_code}', '--max-time', '5', `http://${POD_IP}:8080/admin/x`]);
     t.regex(denied.stdout, /RBAC: access denied.* 403$/s);
+    // h2c (gRPC's transport) through the inbound side too.
+    const h2 = await promisify(execFile)('ip', ['netns', 'exec', client, 'curl', '-sS', '--http2-prior-knowledge', '--max-time', '5', `http://${POD_IP}:8082/`]);
+    t.is(h2.stdout, 'h2 remote=127.0.0.1');
     const metrics = await agent.core.metrics.render();
     t.regex(metrics, /istio_requests_total\{reporter="destination",[^}]*destination_workload="web"[^}]*destination_service="web\.shop\.svc\.cluster\.local"[^}]*response_code="200"[^}]*\} 2/);
     t.regex(metrics, /istio_requests_total\{reporter="destination",[^}]*response_code="403",[^}]*response_flags="RBAC"[^}]*\} 1/);
+    t.regex(metrics, /istio_requests_total\{reporter="destination",[^}]*destination_service="10\.201\.0\.2:8082"[^}]*response_code="200"[^}]*\} 1/);
     // Not HTTP: passed through as TCP (the application answers its own 400), counted as a destination TCP connection.
     const raw = await promisify(execFile)('ip', ['netns', 'exec', client, 'bash', '-c', `exec 3<>/dev/tcp/${POD_IP}/8080; printf 'not http at all\\r\\n\\r\\n' >&3; timeout 5 cat <&3`]).catch((e: { stdout: string }) => e);
     t.regex(raw.stdout, /^HTTP\/1\.1 400/);

@@ -631,7 +631,8 @@ export class Http1Session implements ResponseSink {
       head,
       protocol: `HTTP/1.${head.minor}`,
       target: this.target,
-      source: this.ctx.source,
+      // Inbound: whoever connected, when it is a known endpoint.
+      source: this.ctx.inbound ? peerOf(this.ctx.core.table, this.peer) : this.ctx.source,
       status: this.status,
       flags: this.flags,
       durationMs: performance.now() - this.exStart,

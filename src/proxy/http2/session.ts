@@ -13,7 +13,8 @@ import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { ProxyCore } from '../core.ts';
 import { type Head, normalizeTarget } from '../http1/parse.ts';
-import { route } from '../route.ts';
+import { inboundRoute, route } from '../route.ts';
+import { peerOf } from '../routing/select.ts';
 import { backoffMs, retriableStatus } from '../routing/policy.ts';
 import { recordExchange } from '../telemetry/exchange.ts';
 import type { Peer } from '../telemetry/metrics.ts';
@@ -59,6 +60,8 @@ export interface H2Context {
   origDst: { address: string; port: number } | null;
   service: string | null;
   source: Peer | null;
+  /** An inbound listener's: streams go to the application in the pod, reached with dial. */
+  inbound?: { workload: Peer; dial: (port: number) => Socket };
 }
 
 /** A server that owns the h2 side of connections handed to it after detection. */
@@ -92,7 +95,8 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
     down.respond({ [HTTP2_HEADER_STATUS]: 400 }, { endStream: true });
     return;
   }
-  const target = route(core.table, ctx.origDst, ctx.service, head, core, ctx.source, peerIp);
+  const routeOf = () => (ctx.inbound && ctx.origDst ? inboundRoute(core.table, ctx.origDst, head, peerOf(core.table, peerIp), ctx.inbound) : route(core.table, ctx.origDst, ctx.service, head, core, ctx.source, peerIp));
+  const target = routeOf();
   let status = 0;
   let grpcStatus: string | undefined;
   let flags = '-';
@@ -102,7 +106,7 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
   const record = () => {
     if (recorded) return;
     recorded = true;
-    recordExchange(core, { head, protocol: 'HTTP/2', grpc, ...(grpcStatus !== undefined ? { grpcStatus } : {}), target, source: ctx.source, status, flags, durationMs: performance.now() - start, requestBytes: reqBytes, responseBytes: resBytes });
+    recordExchange(core, { head, protocol: 'HTTP/2', grpc, ...(grpcStatus !== undefined ? { grpcStatus } : {}), target, source: ctx.inbound ? peerOf(core.table, peerIp) : ctx.source, status, flags, durationMs: performance.now() - start, requestBytes: reqBytes, responseBytes: resBytes, ...(ctx.inbound ? { reporter: 'destination' as const } : {}) });
   };
   down.on('error', () => {});
   down.on('close', record);
@@ -187,7 +191,7 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
     up = null;
     setTimeout(() => {
       if (down.destroyed || down.closed) return;
-      const again = route(core.table, ctx.origDst, ctx.service, head, core, ctx.source, peerIp);
+      const again = routeOf();
       if (again.kind === 'local') return local(again.status, again.body, again.flags, 14);
       send(again);
     }, backoffMs(retry, n));
@@ -242,7 +246,10 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
     if (!headers['x-request-id']) out['x-request-id'] = crypto.randomUUID();
     if (!headers['x-forwarded-for']) out['x-forwarded-for'] = peerIp;
 
-    const mine = core.h2.session(tgt.address, tgt.port).request(out, { endStream: false });
+    const inbound = tgt.inbound;
+    // Inbound sessions are made inside the pod and kept apart from outbound ones to the same address.
+    const session = inbound ? core.h2.session(tgt.address, tgt.port, { key: `inbound/${tgt.address}:${tgt.port}`, connect: () => inbound.dial(tgt.port) }) : core.h2.session(tgt.address, tgt.port);
+    const mine = session.request(out, { endStream: false });
     up = mine;
     upEnded = false;
     for (const c of kept) mine.write(c);

@@ -1,16 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 /** h2c sessions to upstream endpoints, one per endpoint, multiplexing every stream. */
 import { type ClientHttp2Session, connect } from 'node:http2';
+import type { Socket } from 'node:net';
 
 export class H2Upstreams {
   private readonly sessions = new Map<string, ClientHttp2Session>();
 
-  session(address: string, port: number): ClientHttp2Session {
-    const key = `${address}:${port}`;
+  /** dial: the connection is made elsewhere (inbound: inside a pod), and the session is kept apart under key. */
+  session(address: string, port: number, dial?: { key: string; connect: () => Socket }): ClientHttp2Session {
+    const key = dial?.key ?? `${address}:${port}`;
     const have = this.sessions.get(key);
     if (have && !have.closed && !have.destroyed) return have;
     const host = address.includes(':') ? `[${address}]` : address;
-    const s = connect(`http://${host}:${port}`);
+    const s = dial ? connect(`http://${host}:${port}`, { createConnection: () => dial.connect() }) : connect(`http://${host}:${port}`);
     s.on('error', () => {});
     const forget = () => {
       if (this.sessions.get(key) === s) this.sessions.delete(key);
