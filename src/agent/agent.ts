@@ -40,7 +40,7 @@ export class Agent {
   readonly sync: AgentSync;
   datapath: Interceptor | null = null;
   private admin: Server | null = null;
-  private readonly listeners = new Map<string, { servers: NetServer[]; identity: string; inboundFd?: number }>();
+  private readonly listeners = new Map<string, { servers: NetServer[]; identity: string; inbound?: { v4?: number; v6?: number } }>();
   /** Per workload: enrolled, or why not (shown by kernmesh status). */
   readonly enrolment = new Map<string, { ok: boolean; reason?: string }>();
   /** The workloads wanted now: the file's, plus the pods the Kubernetes watch found. */
@@ -249,10 +249,10 @@ export class Agent {
     const dp = this.datapath;
     if (!(dp instanceof EbpfDatapath)) return;
     for (const w of this.goodWorkloads()) {
-      const fd = this.listeners.get(keyOf(w))?.inboundFd;
-      if (fd === undefined) continue;
+      const listeners = this.listeners.get(keyOf(w))?.inbound;
+      if (!listeners) continue;
       try {
-        dp.setInbound(keyOf(w), { netnsPath: w.netnsPath, addresses: w.addresses, ports: w.inboundPorts, listenerFd: fd });
+        dp.setInbound(keyOf(w), { netnsPath: w.netnsPath, addresses: w.addresses, ports: w.inboundPorts, listeners });
       } catch (err) {
         this.log.error({ err: (err as Error).message, workload: keyOf(w) }, 'inbound interception failed');
       }
@@ -260,12 +260,12 @@ export class Agent {
   }
 
   private wantsInbound(w: Workload): boolean {
-    return this.config.mode === 'ebpf' && w.inboundPorts.length > 0 && w.addresses.some((a) => !a.includes(':'));
+    return this.config.mode === 'ebpf' && w.inboundPorts.length > 0 && w.addresses.length > 0;
   }
 
   private closeListeners(key: string): void {
     // Interception first, then the listener: an arriving connection is never handed to a closed socket.
-    if (this.listeners.get(key)?.inboundFd !== undefined && this.datapath instanceof EbpfDatapath) this.datapath.releaseInbound(key);
+    if (this.listeners.get(key)?.inbound && this.datapath instanceof EbpfDatapath) this.datapath.releaseInbound(key);
     for (const s of this.listeners.get(key)?.servers ?? []) s.close();
     this.listeners.delete(key);
     // The workers' copies too: the socket (and the pod's namespace) is only gone when the last copy closes.
@@ -411,7 +411,7 @@ export class Agent {
     const source = { workload: w.labels.app ?? w.name, namespace: w.namespace, app: w.labels.app ?? 'unknown', ...(w.labels.version ? { version: w.labels.version } : {}), ...(w.identity ? { identity: w.identity } : {}) };
     const originalDst = (s: Socket) => nativeAddon().originalDst(socketFd(s));
     const servers: NetServer[] = [];
-    let inboundFd: number | undefined;
+    let inbound: { v4?: number; v6?: number } | undefined;
     try {
       for (const host of ['127.0.0.1', '::1']) {
         let fd: number;
@@ -429,19 +429,24 @@ export class Agent {
         // handed the socket again from here, and meanwhile nothing is left unserved.
         await this.workers?.adopt(keyOf(w), server, { source, originalDst: true });
       }
-      if (inboundFd === undefined && this.wantsInbound(w)) {
-        // The inbound listener: every address of the pod's netns, handed connections by the datapath.
-        inboundFd = nativeAddon().listenInNetns(w.netnsPath, '0.0.0.0', this.config.inboundPort);
-        const inbound = { workload: source, dial: dialIn(w.netnsPath) };
-        servers.push(await this.proxy.listen({ fd: inboundFd }, { inbound }));
-        await this.workers?.adopt(keyOf(w), servers.at(-1)!, { inbound: { workload: source, netnsPath: w.netnsPath } });
+      if (this.wantsInbound(w)) {
+        // The inbound listeners: every address of the pod's netns (per family it has), handed connections by the datapath.
+        inbound = {};
+        const options = { inbound: { workload: source, dial: dialIn(w.netnsPath) } };
+        for (const [family, host] of [['v4', '0.0.0.0'], ['v6', '::']] as const) {
+          if (!w.addresses.some((a) => a.includes(':') === (family === 'v6'))) continue;
+          const fd = nativeAddon().listenInNetns(w.netnsPath, host, this.config.inboundPort);
+          inbound[family] = fd;
+          servers.push(await this.proxy.listen({ fd }, options));
+          await this.workers?.adopt(keyOf(w), servers.at(-1)!, { inbound: { workload: source, netnsPath: w.netnsPath } });
+        }
       }
     } catch (err) {
       for (const s of servers) s.close();
       await this.workers?.release(keyOf(w)).catch(() => {});
       throw err;
     }
-    this.listeners.set(keyOf(w), { servers, identity, ...(inboundFd !== undefined ? { inboundFd } : {}) });
+    this.listeners.set(keyOf(w), { servers, identity, ...(inbound ? { inbound } : {}) });
   }
 
   private onChange(view: { version: number; objects: ReadonlyMap<string, { version: number; object: { kind: string; spec: Spec } }> }): void {
@@ -511,6 +516,6 @@ function identityOf(w: Workload): string {
 }
 
 /** Connects from inside the pod's network namespace, to its own loopback: how the inbound side reaches the application. */
-function dialIn(netnsPath: string): (port: number) => Socket {
-  return (port) => new Socket({ fd: nativeAddon().socketInNetns(netnsPath, 4), readable: true, writable: true, allowHalfOpen: true }).connect(port, '127.0.0.1');
+export function dialIn(netnsPath: string): (port: number, v6: boolean) => Socket {
+  return (port, v6) => new Socket({ fd: nativeAddon().socketInNetns(netnsPath, v6 ? 6 : 4), readable: true, writable: true, allowHalfOpen: true }).connect(port, v6 ? '::1' : '127.0.0.1');
 }

@@ -17,7 +17,7 @@ export const AgentWorkload = z
     excludedCidrs: z.array(z.string()).default([]),
     /** The pod's own addresses (inbound interception matches connections arriving at them). */
     addresses: z.array(z.string()).default([]),
-    /** Ports whose arriving connections go through the proxy's inbound listener (eBPF mode, IPv4). */
+    /** Ports whose arriving connections go through the proxy's inbound listener (eBPF mode). */
     inboundPorts: z.array(z.number().int().min(1).max(65535)).default([]),
   })
   .strict();

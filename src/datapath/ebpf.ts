@@ -240,32 +240,41 @@ export class EbpfDatapath implements Interceptor {
     return out;
   }
 
-  /** Inbound interception per workload: its listener's slot, its map keys, its netns link. */
-  private readonly inbound = new Map<string, { slot: number; keys: string[]; link: string }>();
+  /** Inbound interception per workload: its listeners' slots (one per family), its map keys, its netns link. */
+  private readonly inbound = new Map<string, { slots: number[]; keys: string[]; link: string }>();
 
   /**
    * Hands TCP connections arriving in the workload's network namespace at
-   * one of its addresses and ports to listenerFd (the proxy's inbound
-   * listener, opened in that namespace), at socket lookup. Again for the
-   * same name replaces what it set before. IPv4 addresses only for now.
+   * one of its addresses and ports to its inbound listener of that family
+   * (the proxy's, opened in that namespace), at socket lookup. Again for the
+   * same name replaces what it set before.
    */
-  setInbound(name: string, spec: { netnsPath: string; addresses: string[]; ports: number[]; listenerFd: number }): void {
+  setInbound(name: string, spec: { netnsPath: string; addresses: string[]; ports: number[]; listeners: { v4?: number; v6?: number } }): void {
     const nat = this.nat;
     const prev = this.inbound.get(name);
-    const slot = prev?.slot ?? this.freeInboundSlot();
-    const slotKey = Buffer.alloc(4);
-    slotKey.writeUInt32LE(slot);
-    const fd = Buffer.alloc(8);
-    fd.writeBigUInt64LE(BigInt(spec.listenerFd));
-    nat.mapUpdate('km_insocks_v1', slotKey, fd);
-    const keys = spec.addresses.filter((a) => !a.includes(':')).flatMap((a) => spec.ports.map((p) => encodeInboundKey(a, p)));
-    for (const k of keys) nat.mapUpdate('km_inbound_v1', k, slotKey);
+    const free = [...(prev?.slots ?? [])];
+    const slots: number[] = [];
+    const keys: Buffer[] = [];
+    for (const family of ['v4', 'v6'] as const) {
+      const fd = spec.listeners[family];
+      const addresses = spec.addresses.filter((a) => a.includes(':') === (family === 'v6'));
+      if (fd === undefined || addresses.length === 0) continue;
+      const slot = free.shift() ?? this.freeInboundSlot([...slots, ...free]);
+      slots.push(slot);
+      const slotKey = u32(slot);
+      const value = Buffer.alloc(8);
+      value.writeBigUInt64LE(BigInt(fd));
+      nat.mapUpdate('km_insocks_v1', slotKey, value);
+      for (const a of addresses) for (const p of spec.ports) keys.push(encodeInboundKey(a, p));
+      for (const k of keys.slice(-addresses.length * spec.ports.length)) nat.mapUpdate('km_inbound_v1', k, slotKey);
+    }
     const hex = new Set(keys.map((k) => k.toString('hex')));
     for (const old of prev?.keys ?? []) if (!hex.has(old)) nat.mapDelete('km_inbound_v1', Buffer.from(old, 'hex'));
+    for (const slot of free) this.deleteSlot(slot);
     const link = join(this.pinDir, 'links', `inbound-${statSync(spec.netnsPath).ino}`);
     if (prev && prev.link !== link) addon().detachLink(prev.link);
     nat.attachNetns('km_sk_lookup', spec.netnsPath, link);
-    this.inbound.set(name, { slot, keys: [...hex], link });
+    this.inbound.set(name, { slots, keys: [...hex], link });
   }
 
   /** Stops inbound interception for the workload: arriving connections go to its applications again. */
@@ -273,19 +282,21 @@ export class EbpfDatapath implements Interceptor {
     const have = this.inbound.get(name);
     if (!have || !this.native) return;
     for (const k of have.keys) this.native.mapDelete('km_inbound_v1', Buffer.from(k, 'hex'));
-    const slotKey = Buffer.alloc(4);
-    slotKey.writeUInt32LE(have.slot);
-    try {
-      this.native.mapDelete('km_insocks_v1', slotKey);
-    } catch {
-      /* the listener closed first: its socket left the sockmap by itself */
-    }
+    for (const slot of have.slots) this.deleteSlot(slot);
     addon().detachLink(have.link);
     this.inbound.delete(name);
   }
 
-  private freeInboundSlot(): number {
-    const used = new Set([...this.inbound.values()].map((v) => v.slot));
+  private deleteSlot(slot: number): void {
+    try {
+      this.nat.mapDelete('km_insocks_v1', u32(slot));
+    } catch {
+      /* the listener closed first: its socket left the sockmap by itself */
+    }
+  }
+
+  private freeInboundSlot(taken: number[]): number {
+    const used = new Set([...[...this.inbound.values()].flatMap((v) => v.slots), ...taken]);
     const max = this.nat.mapInfo('km_insocks_v1').maxEntries;
     for (let i = 0; i < max; i++) if (!used.has(i)) return i;
     throw new KmError('KM_ERR_MAP_FULL', `km_insocks_v1 is full (${max} inbound listeners): raise the workload capacity`);
@@ -338,4 +349,10 @@ function undoOpen(native: NativeDatapath | undefined, pinDir: string, fresh: boo
   } finally {
     native?.close();
   }
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n);
+  return b;
 }

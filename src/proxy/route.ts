@@ -25,11 +25,11 @@ export type Target =
 export interface InboundTarget {
   service?: ServiceInfo;
   workload: Peer;
-  dial: (port: number) => Socket;
+  dial: (port: number, v6: boolean) => Socket;
 }
 
 /** Where an inbound request goes: the application at the port it was sent to, unless authorization refuses it. */
-export function inboundRoute(table: RoutingTable, local: { address: string; port: number }, head: Head, source: Peer | null, inbound: { workload: Peer; dial: (port: number) => Socket }): Target {
+export function inboundRoute(table: RoutingTable, local: { address: string; port: number }, head: Head, source: Peer | null, inbound: { workload: Peer; dial: (port: number, v6: boolean) => Socket }): Target {
   const svc = serviceByEndpoint(table, local.address, local.port);
   const why = svc ? denied(svc.authz, source, head, local.port) : null;
   if (why) return { kind: 'local', status: 403, body: `RBAC: access denied (${why})\n`, flags: 'RBAC', ...(svc ? { service: svc } : {}) };

@@ -27,7 +27,7 @@ export interface ListenerOptions {
    * local address is where the client was going; they are passed to the
    * application over the pod's own loopback, reported as the destination.
    */
-  inbound?: { workload: Peer; dial: (port: number) => Socket };
+  inbound?: { workload: Peer; dial: (port: number, v6: boolean) => Socket };
 }
 
 export class ProxyServer {
@@ -160,7 +160,7 @@ export class ProxyServer {
       serviceNamespace: ns,
     };
     this.core.metrics.tcpOpen(rec);
-    pipeTcp(socket, '127.0.0.1', port, initial, { dial: () => inbound.dial(port), onClose: (st) => this.core.metrics.tcpClose(rec, st.sent, st.received) });
+    pipeTcp(socket, '127.0.0.1', port, initial, { dial: () => inbound.dial(port, address.includes(':')), onClose: (st) => this.core.metrics.tcpClose(rec, st.sent, st.received) });
   }
 
   async close(): Promise<void> {

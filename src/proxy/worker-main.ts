@@ -32,7 +32,7 @@ process.on('message', async (m: WorkerMessage, handle?: Server) => {
         ...(m.source ? { source: m.source } : {}),
         ...(m.originalDst ? { originalDst: (s: Socket) => nativeAddon().originalDst(socketFd(s)) } : {}),
         // An inbound listener: the application is reached from inside the pod's namespace, on its loopback.
-        ...(inbound ? { inbound: { workload: inbound.workload, dial: (port: number) => new SocketCtor({ fd: nativeAddon().socketInNetns(inbound.netnsPath, 4), readable: true, writable: true, allowHalfOpen: true }).connect(port, '127.0.0.1') } } : {}),
+        ...(inbound ? { inbound: { workload: inbound.workload, dial: (port: number, v6: boolean) => new SocketCtor({ fd: nativeAddon().socketInNetns(inbound.netnsPath, v6 ? 6 : 4), readable: true, writable: true, allowHalfOpen: true }).connect(port, v6 ? '::1' : '127.0.0.1') } } : {}),
       };
       const mine = await server.listen({ handle }, options);
       // `mine` now owns the socket (the received server is only its envelope): closing it closes the copy here.

@@ -18,7 +18,10 @@ import { kernelTest } from './helpers/kernel-test.ts';
 
 const POD_IP = '10.201.0.2';
 const CLIENT_IP = '10.201.0.1';
+const POD_IP6 = 'fd00:201::2';
+const CLIENT_IP6 = 'fd00:201::1';
 const H2APP = `require('http2').createServer().on('stream', (s) => { s.respond({ ':status': 200 }); s.end('h2 remote=' + s.session.socket.remoteAddress); }).listen(8082, '0.0.0.0', () => console.log('up'))`;
+const V6APP = `require('http').createServer((q, r) => r.end('v6 remote=' + q.socket.remoteAddress)).listen({ port: 8083, host: '::', ipv6Only: true }, () => console.log('up'))`;
 const APP = `require('http').createServer((q, r) => r.end('remote=' + q.socket.remoteAddress)).listen(8080, '0.0.0.0', () => console.log('up'))`;
 
 kernelTest('inbound: connections arriving at a pod’s port go through the proxy’s inbound listener, and straight to the application again once it is gone', async (t) => {
@@ -37,9 +40,11 @@ kernelTest('inbound: connections arriving at a pod’s port go through the proxy
     scratch.ip('link', 'set', a, 'up');
     execFileSync('ip', ['-n', client, 'addr', 'add', `${CLIENT_IP}/30`, 'dev', b]);
     execFileSync('ip', ['-n', client, 'link', 'set', b, 'up']);
+    scratch.ip('-6', 'addr', 'add', `${POD_IP6}/64`, 'dev', a, 'nodad');
+    execFileSync('ip', ['-n', client, '-6', 'addr', 'add', `${CLIENT_IP6}/64`, 'dev', b, 'nodad']);
 
     const app = scratch.cgroup('app');
-    for (const code of [APP, H2APP]) {
+    for (const code of [APP, H2APP, V6APP]) {
       const server = scratch.spawn('app', process.execPath, ['-e', code]);
       await new Promise<void>((resolve, reject) => {
         server.stdout!.once('data', () => resolve());
@@ -61,7 +66,7 @@ kernelTest('inbound: connections arriving at a pod’s port go through the proxy
     scratch.enter('agent');
     agent = new Agent(
       scratchAgentConfig(scratch, redis, {
-        workloads: [{ name: 'web-0', namespace: 'shop', netnsPath: scratch.netnsPath, cgroupPath: app, labels: { app: 'web', version: 'v1' }, addresses: [POD_IP], inboundPorts: [8080, 8082] }],
+        workloads: [{ name: 'web-0', namespace: 'shop', netnsPath: scratch.netnsPath, cgroupPath: app, labels: { app: 'web', version: 'v1' }, addresses: [POD_IP, POD_IP6], inboundPorts: [8080, 8082, 8083] }],
       }),
       silentLogger,
     );
@@ -72,6 +77,9 @@ kernelTest('inbound: connections arriving at a pod’s port go through the proxy
     // Authorization at the destination: what the policy denies never reaches the application.
     const denied = await promisify(execFile)('ip', ['netns', 'exec', client, 'curl', '-sS', '-w', ' %{http_code}', '--max-time', '5', `http://${POD_IP}:8080/admin/x`]);
     t.regex(denied.stdout, /RBAC: access denied.* 403$/s);
+    // IPv6 arrivals go to the IPv6 inbound listener; the application is reached on ::1.
+    const v6 = await promisify(execFile)('ip', ['netns', 'exec', client, 'curl', '-sS', '--max-time', '5', `http://[${POD_IP6}]:8083/`]);
+    t.is(v6.stdout, 'v6 remote=::1');
     // h2c (gRPC's transport) through the inbound side too.
     const h2 = await promisify(execFile)('ip', ['netns', 'exec', client, 'curl', '-sS', '--http2-prior-knowledge', '--max-time', '5', `http://${POD_IP}:8082/`]);
     t.is(h2.stdout, 'h2 remote=127.0.0.1');

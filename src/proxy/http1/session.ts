@@ -46,7 +46,7 @@ export interface SessionContext {
   /** A fixed service for this listener (bound mode). */
   service: string | null;
   /** An inbound listener's: requests go to the application in the pod, reached with dial. */
-  inbound?: { workload: Peer; dial: (port: number) => Socket };
+  inbound?: { workload: Peer; dial: (port: number, v6: boolean) => Socket };
 }
 
 export class Http1Session implements ResponseSink {
@@ -268,7 +268,7 @@ export class Http1Session implements ResponseSink {
         this.send(conn, head, target);
       },
       policy.connectTimeoutMs,
-      dial && (() => dial(target.port)),
+      dial && (() => dial(target.port, target.address.includes(':'))),
     );
   }
 

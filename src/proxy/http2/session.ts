@@ -61,7 +61,7 @@ export interface H2Context {
   service: string | null;
   source: Peer | null;
   /** An inbound listener's: streams go to the application in the pod, reached with dial. */
-  inbound?: { workload: Peer; dial: (port: number) => Socket };
+  inbound?: { workload: Peer; dial: (port: number, v6: boolean) => Socket };
 }
 
 /** A server that owns the h2 side of connections handed to it after detection. */
@@ -248,7 +248,7 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
 
     const inbound = tgt.inbound;
     // Inbound sessions are made inside the pod and kept apart from outbound ones to the same address.
-    const session = inbound ? core.h2.session(tgt.address, tgt.port, { key: `inbound/${tgt.address}:${tgt.port}`, connect: () => inbound.dial(tgt.port) }) : core.h2.session(tgt.address, tgt.port);
+    const session = inbound ? core.h2.session(tgt.address, tgt.port, { key: `inbound/${tgt.address}:${tgt.port}`, connect: () => inbound.dial(tgt.port, tgt.address.includes(':')) }) : core.h2.session(tgt.address, tgt.port);
     const mine = session.request(out, { endStream: false });
     up = mine;
     upEnded = false;
