@@ -5,7 +5,7 @@
  * listener inside every captured workload's network namespace. Wiring and
  * lifecycle only: every mechanism lives in config/, datapath/ and proxy/.
  */
-import { existsSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, statSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { type Server as NetServer, Socket } from 'node:net';
 import { AgentSync } from '../config/sync.ts';
@@ -40,7 +40,7 @@ export class Agent {
   readonly sync: AgentSync;
   datapath: Interceptor | null = null;
   private admin: Server | null = null;
-  private readonly listeners = new Map<string, { servers: NetServer[]; identity: string; inbound?: { v4?: number; v6?: number } }>();
+  private readonly listeners = new Map<string, { servers: NetServer[]; identity: string; inbound?: { v4?: number; v6?: number }; nsFd?: number }>();
   /** Per workload: enrolled, or why not (shown by kernmesh status). */
   readonly enrolment = new Map<string, { ok: boolean; reason?: string }>();
   /** The workloads wanted now: the file's, plus the pods the Kubernetes watch found. */
@@ -202,6 +202,9 @@ export class Agent {
       }
       if (this.datapath) {
         await this.applyEach();
+        // Departed workloads' inbound first: a reused pod address then belongs to its new pod alone.
+        const wanted = new Set(this.goodWorkloads().map(keyOf));
+        if (this.datapath instanceof EbpfDatapath) for (const key of this.listeners.keys()) if (!wanted.has(key)) this.datapath.releaseInbound(key);
         this.applyInbound();
         if (!this.heartbeatStarted && this.datapath instanceof EbpfDatapath) {
           this.heartbeatStarted = true;
@@ -266,7 +269,9 @@ export class Agent {
   private closeListeners(key: string): void {
     // Interception first, then the listener: an arriving connection is never handed to a closed socket.
     if (this.listeners.get(key)?.inbound && this.datapath instanceof EbpfDatapath) this.datapath.releaseInbound(key);
-    for (const s of this.listeners.get(key)?.servers ?? []) s.close();
+    const entry = this.listeners.get(key);
+    for (const s of entry?.servers ?? []) s.close();
+    if (entry?.nsFd !== undefined) closeSync(entry.nsFd);
     this.listeners.delete(key);
     // The workers' copies too: the socket (and the pod's namespace) is only gone when the last copy closes.
     this.workers?.release(key).catch((err) => this.log.warn({ err: (err as Error).message, key }, 'a worker could not close a listener'));
@@ -412,6 +417,7 @@ export class Agent {
     const originalDst = (s: Socket) => nativeAddon().originalDst(socketFd(s));
     const servers: NetServer[] = [];
     let inbound: { v4?: number; v6?: number } | undefined;
+    let nsFd: number | undefined;
     try {
       for (const host of ['127.0.0.1', '::1']) {
         let fd: number;
@@ -431,22 +437,27 @@ export class Agent {
       }
       if (this.wantsInbound(w)) {
         // The inbound listeners: every address of the pod's netns (per family it has), handed connections by the datapath.
+        // The application is dialled through a namespace fd held here: the path given goes through a pid, which a
+        // container restart ends (or hands to another pod's process).
+        nsFd = openSync(w.netnsPath, 'r');
+        const nsPath = `/proc/${process.pid}/fd/${nsFd}`;
         inbound = {};
-        const options = { inbound: { workload: source, dial: dialIn(w.netnsPath) } };
+        const options = { inbound: { workload: source, dial: dialIn(nsPath) } };
         for (const [family, host] of [['v4', '0.0.0.0'], ['v6', '::']] as const) {
           if (!w.addresses.some((a) => a.includes(':') === (family === 'v6'))) continue;
           const fd = nativeAddon().listenInNetns(w.netnsPath, host, this.config.inboundPort);
           inbound[family] = fd;
           servers.push(await this.proxy.listen({ fd }, options));
-          await this.workers?.adopt(keyOf(w), servers.at(-1)!, { inbound: { workload: source, netnsPath: w.netnsPath } });
+          await this.workers?.adopt(keyOf(w), servers.at(-1)!, { inbound: { workload: source, netnsPath: nsPath } });
         }
       }
     } catch (err) {
       for (const s of servers) s.close();
+      if (nsFd !== undefined) closeSync(nsFd);
       await this.workers?.release(keyOf(w)).catch(() => {});
       throw err;
     }
-    this.listeners.set(keyOf(w), { servers, identity, ...(inbound ? { inbound } : {}) });
+    this.listeners.set(keyOf(w), { servers, identity, ...(inbound ? { inbound } : {}), ...(nsFd !== undefined ? { nsFd } : {}) });
   }
 
   private onChange(view: { version: number; objects: ReadonlyMap<string, { version: number; object: { kind: string; spec: Spec } }> }): void {
@@ -512,7 +523,8 @@ function identityOf(w: Workload): string {
   } catch {
     /* gone: the path then */
   }
-  return `${w.uid ?? ''}/${ns}`;
+  // What the inbound listeners depend on too: a pod that gets its addresses or the annotation later gets them then.
+  return `${w.uid ?? ''}/${ns}/${w.addresses.join(',')}/${w.inboundPorts.join(',')}`;
 }
 
 /** Connects from inside the pod's network namespace, to its own loopback: how the inbound side reaches the application. */

@@ -242,49 +242,72 @@ export class EbpfDatapath implements Interceptor {
 
   /** Inbound interception per workload: its listeners' slots (one per family), its map keys, its netns link. */
   private readonly inbound = new Map<string, { slots: number[]; keys: string[]; link: string }>();
+  /** Which workload each km_inbound_v1 key belongs to: a pod address reused by a new pod moves to it. */
+  private readonly keyOwner = new Map<string, string>();
 
   /**
    * Hands TCP connections arriving in the workload's network namespace at
    * one of its addresses and ports to its inbound listener of that family
    * (the proxy's, opened in that namespace), at socket lookup. Again for the
-   * same name replaces what it set before.
+   * same name replaces what it set before. The kernel does not check that a
+   * socket handed over is in the arriving packet's namespace, so keys and
+   * slots are kept strictly in step: the link is attached first, state is
+   * recorded as it is written, and a failure undoes this call's writes.
    */
   setInbound(name: string, spec: { netnsPath: string; addresses: string[]; ports: number[]; listeners: { v4?: number; v6?: number } }): void {
     const nat = this.nat;
-    const prev = this.inbound.get(name);
-    const free = [...(prev?.slots ?? [])];
-    const slots: number[] = [];
-    const keys: Buffer[] = [];
-    for (const family of ['v4', 'v6'] as const) {
-      const fd = spec.listeners[family];
-      const addresses = spec.addresses.filter((a) => a.includes(':') === (family === 'v6'));
-      if (fd === undefined || addresses.length === 0) continue;
-      const slot = free.shift() ?? this.freeInboundSlot([...slots, ...free]);
-      slots.push(slot);
-      const slotKey = u32(slot);
-      const value = Buffer.alloc(8);
-      value.writeBigUInt64LE(BigInt(fd));
-      nat.mapUpdate('km_insocks_v1', slotKey, value);
-      for (const a of addresses) for (const p of spec.ports) keys.push(encodeInboundKey(a, p));
-      for (const k of keys.slice(-addresses.length * spec.ports.length)) nat.mapUpdate('km_inbound_v1', k, slotKey);
-    }
-    const hex = new Set(keys.map((k) => k.toString('hex')));
-    for (const old of prev?.keys ?? []) if (!hex.has(old)) nat.mapDelete('km_inbound_v1', Buffer.from(old, 'hex'));
-    for (const slot of free) this.deleteSlot(slot);
     const link = join(this.pinDir, 'links', `inbound-${statSync(spec.netnsPath).ino}`);
-    if (prev && prev.link !== link) addon().detachLink(prev.link);
     nat.attachNetns('km_sk_lookup', spec.netnsPath, link);
-    this.inbound.set(name, { slots, keys: [...hex], link });
+    const prev = this.inbound.get(name);
+    if (prev && prev.link !== link) addon().detachLink(prev.link);
+    const reusable = [...(prev?.slots ?? [])];
+    const entry = { slots: [] as number[], keys: [] as string[], link };
+    this.inbound.set(name, entry);
+    try {
+      for (const family of ['v4', 'v6'] as const) {
+        const fd = spec.listeners[family];
+        const addresses = spec.addresses.filter((a) => a.includes(':') === (family === 'v6'));
+        if (fd === undefined || addresses.length === 0) continue;
+        const slot = reusable.shift() ?? this.freeInboundSlot();
+        entry.slots.push(slot);
+        const value = Buffer.alloc(8);
+        value.writeBigUInt64LE(BigInt(fd));
+        nat.mapUpdate('km_insocks_v1', u32(slot), value);
+        for (const a of addresses) {
+          for (const p of spec.ports) {
+            const key = encodeInboundKey(a, p);
+            const hex = key.toString('hex');
+            nat.mapUpdate('km_inbound_v1', key, u32(slot));
+            const owner = this.keyOwner.get(hex);
+            if (owner && owner !== name) this.inbound.get(owner)?.keys.splice(this.inbound.get(owner)!.keys.indexOf(hex) >>> 0, 1);
+            this.keyOwner.set(hex, name);
+            entry.keys.push(hex);
+          }
+        }
+      }
+    } catch (err) {
+      this.releaseInbound(name);
+      throw err;
+    }
+    const kept = new Set(entry.keys);
+    for (const old of prev?.keys ?? []) if (!kept.has(old) && this.keyOwner.get(old) === name) this.deleteKey(old);
+    for (const slot of reusable) this.deleteSlot(slot);
   }
 
   /** Stops inbound interception for the workload: arriving connections go to its applications again. */
   releaseInbound(name: string): void {
     const have = this.inbound.get(name);
     if (!have || !this.native) return;
-    for (const k of have.keys) this.native.mapDelete('km_inbound_v1', Buffer.from(k, 'hex'));
+    // Only keys still its own: one a new pod took over (the same address) stays with that pod.
+    for (const k of have.keys) if (this.keyOwner.get(k) === name) this.deleteKey(k);
     for (const slot of have.slots) this.deleteSlot(slot);
     addon().detachLink(have.link);
     this.inbound.delete(name);
+  }
+
+  private deleteKey(hex: string): void {
+    this.keyOwner.delete(hex);
+    this.nat.mapDelete('km_inbound_v1', Buffer.from(hex, 'hex'));
   }
 
   private deleteSlot(slot: number): void {
@@ -295,8 +318,8 @@ export class EbpfDatapath implements Interceptor {
     }
   }
 
-  private freeInboundSlot(taken: number[]): number {
-    const used = new Set([...[...this.inbound.values()].flatMap((v) => v.slots), ...taken]);
+  private freeInboundSlot(): number {
+    const used = new Set([...this.inbound.values()].flatMap((v) => v.slots));
     const max = this.nat.mapInfo('km_insocks_v1').maxEntries;
     for (let i = 0; i < max; i++) if (!used.has(i)) return i;
     throw new KmError('KM_ERR_MAP_FULL', `km_insocks_v1 is full (${max} inbound listeners): raise the workload capacity`);

@@ -3,18 +3,18 @@
 import type { ProxyCore } from './core.ts';
 import type { Head } from './http1/parse.ts';
 import type { Socket } from 'node:net';
-import { endpointsOf, matchRule, pathOf, pickDestination, serviceByEndpoint, serviceFor } from './routing/select.ts';
+import { endpointsOf, matchRule, pathOf, pickDestination, serviceFor, servicesByEndpoint } from './routing/select.ts';
 import type { RoutingTable, ServiceInfo } from './routing/table.ts';
 
 import type { CompiledRule, EndpointInfo } from './routing/table.ts';
-import { denied } from './policy/authz.ts';
+import { denied, deniedAtDestination } from './policy/authz.ts';
 import { roll } from './policy/fault.ts';
 import { take } from './policy/rate-limit.ts';
 import type { Peer } from './telemetry/metrics.ts';
 
 export type Target =
   | { kind: 'upstream'; address: string; port: number; host?: string; path?: string; service?: ServiceInfo; endpoint?: EndpointInfo; route?: string; rule?: CompiledRule; delayMs?: number; subset?: string | undefined; inbound?: InboundTarget }
-  | { kind: 'local'; status: number; body: string; headers?: string; flags: string; service?: ServiceInfo; route?: string };
+  | { kind: 'local'; status: number; body: string; headers?: string; flags: string; service?: ServiceInfo; route?: string; inbound?: InboundTarget };
 
 /**
  * The inbound side: the application in this pod. Only telemetry and
@@ -29,10 +29,14 @@ export interface InboundTarget {
 }
 
 /** Where an inbound request goes: the application at the port it was sent to, unless authorization refuses it. */
-export function inboundRoute(table: RoutingTable, local: { address: string; port: number }, head: Head, source: Peer | null, inbound: { workload: Peer; dial: (port: number, v6: boolean) => Socket }): Target {
-  const svc = serviceByEndpoint(table, local.address, local.port);
-  const why = svc ? denied(svc.authz, source, head, local.port) : null;
-  if (why) return { kind: 'local', status: 403, body: `RBAC: access denied (${why})\n`, flags: 'RBAC', ...(svc ? { service: svc } : {}) };
+export function inboundRoute(table: RoutingTable, local: { address: string; port: number }, head: Head, inbound: { workload: Peer; dial: (port: number, v6: boolean) => Socket }): Target {
+  // Every service this pod backs has its say; policies name service ports, so the one mapping to this target port.
+  const services = servicesByEndpoint(table, local.address, local.port);
+  for (const s of services) {
+    const why = deniedAtDestination(s.authz, head, s.ports.find((p) => p.targetPort === local.port)?.port ?? local.port);
+    if (why) return { kind: 'local', status: 403, body: `RBAC: access denied (${why})\n`, flags: 'RBAC', inbound: { ...inbound, service: s } };
+  }
+  const svc = services[0];
   return { kind: 'upstream', address: local.address, port: local.port, inbound: { ...inbound, ...(svc ? { service: svc } : {}) } };
 }
 

@@ -14,7 +14,15 @@ export function pipeTcp(down: Socket, address: string, port: number, initial: Bu
     return;
   }
   // dial: a socket made elsewhere (the inbound path connects from inside a pod's network namespace).
-  const up = options.dial ? options.dial() : connect({ host: address, port, noDelay: true, allowHalfOpen: true });
+  let up: Socket;
+  try {
+    up = options.dial ? options.dial() : connect({ host: address, port, noDelay: true, allowHalfOpen: true });
+  } catch {
+    // The dial could not make its socket (the pod's namespace is gone): the client is told by a reset.
+    down.destroy();
+    options.onClose?.(stats);
+    return;
+  }
   down.setNoDelay(true);
   let closed = 0;
   const done = () => {

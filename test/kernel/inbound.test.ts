@@ -6,10 +6,11 @@
 // loopback, reporting it as the destination. The application tells who
 // connected to it: 127.0.0.1 through the proxy, the client itself without.
 import { execFile, execFileSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { Agent } from '../../src/agent/agent.ts';
 import { MeshStore } from '../../src/config/store.ts';
-import { Scratch } from '../../src/datapath/index.ts';
+import { EbpfDatapath, Scratch } from '../../src/datapath/index.ts';
 import { silentLogger } from '../../src/log.ts';
 import { obj, service } from '../proxy/helpers/fixtures.ts';
 import { RedisServer } from '../redis/helpers/redis-server.ts';
@@ -62,6 +63,8 @@ kernelTest('inbound: connections arriving at a pod’s port go through the proxy
       { op: 'put', object: service('web', 'shop', { addresses: ['10.96.0.80'], ports: [{ port: 80, targetPort: 8080, protocol: 'http' }] }) },
       { op: 'put', object: obj('Endpoints', 'web', 'shop', { endpoints: [{ address: POD_IP, port: 8080, labels: { app: 'web', version: 'v1' } }] }) },
       { op: 'put', object: obj('AuthorizationPolicy', 'no-admin', 'shop', { service: 'web', action: 'DENY', rules: [{ to: { paths: [{ prefix: '/admin' }] } }] }) },
+      // About the source: the calling pod's proxy enforces it; the destination cannot tell callers apart (they come from the node).
+      { op: 'put', object: obj('AuthorizationPolicy', 'only-shop', 'shop', { service: 'web', action: 'ALLOW', rules: [{ from: { namespaces: ['shop'] } }] }) },
     ]);
     scratch.enter('agent');
     agent = new Agent(
@@ -98,10 +101,16 @@ kernelTest('inbound: connections arriving at a pod’s port go through the proxy
     const r = await promisify(execFile)('ip', ['netns', 'exec', client, 'curl', '-sS', '--max-time', '5', `http://${POD_IP}:8081/`]);
     t.is(r.stdout, `remote=${CLIENT_IP}`);
 
-    // The agent gone (without detaching, as in a crash): its listener closed, the application answers itself.
+    // The agent dies (nothing released: its keys and link stay pinned) and its listeners close with the process:
+    // the emptied sockmap slot leaves arriving connections to the application.
+    await (agent.datapath as EbpfDatapath).close();
+    await agent.proxy.close();
+    const keys = () => JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'pinned', `${scratch.pinDir}/km_inbound_v1`]).toString()).length;
+    t.is(keys(), 6, 'the dead agent’s keys are still there (2 addresses × 3 ports)');
+    t.true(readdirSync(`${scratch.pinDir}/links`).some((n) => n.startsWith('inbound-')), 'and its netns link');
+    t.is(await curl(), `remote=${CLIENT_IP}`, 'fail-open: a closed listener leaves the connection to the application');
     await agent.stop();
     agent = undefined;
-    t.is(await curl(), `remote=${CLIENT_IP}`, 'fail-open: a closed listener leaves the connection to the application');
 
     // A new agent takes inbound interception back.
     agent = new Agent(
@@ -112,6 +121,7 @@ kernelTest('inbound: connections arriving at a pod’s port go through the proxy
     );
     await agent.start();
     t.is(await curl(), 'remote=127.0.0.1', 'after a restart');
+    t.is(keys(), 1, 'the new agent dropped what the dead one left and set its own');
   } finally {
     await agent?.stop({ detach: true }).catch((err: Error) => t.fail(`stop: ${err.message}`));
     t.deepEqual(await scratch.cleanup(), []);

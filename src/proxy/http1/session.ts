@@ -183,7 +183,7 @@ export class Http1Session implements ResponseSink {
 
   private routeOf(head: Head): Target {
     const c = this.ctx;
-    if (c.inbound && c.origDst) return inboundRoute(c.core.table, c.origDst, head, peerOf(c.core.table, this.peer), c.inbound);
+    if (c.inbound && c.origDst) return inboundRoute(c.core.table, c.origDst, head, c.inbound);
     return route(c.core.table, c.origDst, c.service, head, c.core, c.source, this.peer);
   }
 
@@ -217,7 +217,8 @@ export class Http1Session implements ResponseSink {
     this.replayBytes = 0;
     this.bodyStarted = false;
     this.attempt = 1;
-    this.armTimeout(rule?.timeoutMs ?? policy.requestTimeoutMs);
+    // Inbound: the caller's side owns the deadline (its route's timeout); none is added here.
+    this.armTimeout(target.inbound ? 2_147_483_647 : (rule?.timeoutMs ?? policy.requestTimeoutMs));
     if (rule?.mirror && noBody && !head.upgrade && roll(rule.mirror.percent)) mirror(this.ctx.core, head, rule.mirror.service, (h, t) => this.requestHead(h, t), this.peer);
     if (target.delayMs) {
       // Fault injection: this request waits on purpose before it goes anywhere.

@@ -95,7 +95,7 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
     down.respond({ [HTTP2_HEADER_STATUS]: 400 }, { endStream: true });
     return;
   }
-  const routeOf = () => (ctx.inbound && ctx.origDst ? inboundRoute(core.table, ctx.origDst, head, peerOf(core.table, peerIp), ctx.inbound) : route(core.table, ctx.origDst, ctx.service, head, core, ctx.source, peerIp));
+  const routeOf = () => (ctx.inbound && ctx.origDst ? inboundRoute(core.table, ctx.origDst, head, ctx.inbound) : route(core.table, ctx.origDst, ctx.service, head, core, ctx.source, peerIp));
   const target = routeOf();
   let status = 0;
   let grpcStatus: string | undefined;

@@ -45,3 +45,20 @@ export function denied(a: Authz | undefined, source: Peer | null, head: Head, po
   if (a.allow && !a.allow.some((r) => ruleMatches(r, source, head, port))) return 'not allowed by any authorization policy';
   return null;
 }
+
+const fromSource = (r: CompiledAuthzRule) => !!(r.workloads || r.namespaces || r.identities);
+
+/**
+ * Authorization at the destination (the inbound side). Callers arrive from
+ * the node's address, so who they are is not known here: rules about the
+ * source are the calling pod's proxy's to enforce (it knows its own
+ * workload), and the destination enforces what depends on the request
+ * alone: source-free DENY rules, and the ALLOW rules when none of them is
+ * about the source.
+ */
+export function deniedAtDestination(a: Authz | undefined, head: Head, port: number): string | null {
+  if (!a) return null;
+  if (a.deny.some((r) => !fromSource(r) && ruleMatches(r, null, head, port))) return 'denied by an authorization policy';
+  if (a.allow && !a.allow.some(fromSource) && !a.allow.some((r) => ruleMatches(r, null, head, port))) return 'not allowed by any authorization policy';
+  return null;
+}

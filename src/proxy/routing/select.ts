@@ -77,13 +77,22 @@ export function endpointsOf(svc: ServiceInfo, subset: string | undefined): Endpo
  * service. A linear scan; inbound connections are few next to requests.
  */
 export function serviceByEndpoint(table: RoutingTable, address: string, port: number): ServiceInfo | undefined {
+  return servicesByEndpoint(table, address, port)[0];
+}
+
+/** Every service that has this address and port as an endpoint (a pod may back several). */
+export function servicesByEndpoint(table: RoutingTable, address: string, port: number): ServiceInfo[] {
+  const out: ServiceInfo[] = [];
   for (const svc of table.services.values()) {
     for (const e of svc.endpoints) {
       if (e.address !== address) continue;
-      if (!e.port || e.port === port || svc.ports.some((p) => p.targetPort === port)) return svc;
+      if (e.port === port || svc.ports.some((p) => p.targetPort === port)) {
+        out.push(svc);
+        break;
+      }
     }
   }
-  return undefined;
+  return out;
 }
 
 /** Who a connecting address is, when it is an endpoint of some service (its labels say app and version). */

@@ -7,11 +7,12 @@ import type { Peer, RequestRecord } from './metrics.ts';
 
 /** Istio's destination labels for where a request was sent (or answered). */
 export function destinationOf(t: Target | null): Pick<RequestRecord, 'destination' | 'service' | 'serviceName' | 'serviceNamespace'> {
-  if (t?.kind === 'upstream' && t.inbound) {
+  if (t?.inbound) {
     // Inbound: this pod is the destination, its service the one whose endpoint it is.
     const s = t.inbound.service;
     const [ns = t.inbound.workload.namespace, name = t.inbound.workload.workload] = s ? s.key.split('/') : [];
-    return { destination: t.inbound.workload, service: s ? (s.hosts[0] ?? `${name}.${ns}.svc.cluster.local`) : `${t.address}:${t.port}`, serviceName: name, serviceNamespace: ns };
+    const where = t.kind === 'upstream' ? `${t.address}:${t.port}` : 'unknown';
+    return { destination: t.inbound.workload, service: s ? (s.hosts[0] ?? `${name}.${ns}.svc.cluster.local`) : where, serviceName: name, serviceNamespace: ns };
   }
   const svc = t?.service;
   const [ns = 'unknown', name = 'unknown'] = svc ? svc.key.split('/') : [];

@@ -47,7 +47,13 @@ export class UpstreamPool {
   connect(address: string, port: number, cb: (err: Error | null, conn: UpstreamConn | null) => void, timeoutMs = this.connectTimeoutMs, dial?: () => Socket): void {
     const key = `${address}:${port}`;
     // dial: a socket made elsewhere, still pooled under address:port (an inbound application, reached in its pod).
-    const socket = dial ? dial() : connect({ host: address, port, noDelay: true });
+    let socket: Socket;
+    try {
+      socket = dial ? dial() : connect({ host: address, port, noDelay: true });
+    } catch (err) {
+      // A dial that cannot even make its socket (the pod's namespace is gone) is a failed connect.
+      return void process.nextTick(() => cb(err as Error, null));
+    }
     if (dial) socket.setNoDelay(true);
     this.opened++;
     const conn = new UpstreamConn(socket, key);
