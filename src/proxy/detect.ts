@@ -13,7 +13,14 @@ const METHOD_CHARS = /^[A-Z]{3,10} /;
 
 export function classify(first: Buffer): Detected | 'more' {
   if (first.length === 0) return 'more';
-  if (first[0] === 0x16) return first.length < 3 ? 'more' : first[1] === 0x03 ? 'tls' : 'tcp';
+  if (first[0] === 0x16) {
+    if (first.length < 3) return 'more';
+    if (first[1] !== 0x03) return 'tcp';
+    // The whole first record (the ClientHello) before deciding, so its SNI can be read even when it came in pieces.
+    if (first.length < 5) return 'more';
+    const record = first.readUInt16BE(3);
+    return record <= 16_384 && first.length < 5 + record ? 'more' : 'tls';
+  }
   const n = Math.min(first.length, H2_PREFACE.length);
   if (first.subarray(0, n).equals(H2_PREFACE.subarray(0, n))) return first.length >= H2_PREFACE.length ? 'http2' : 'more';
   const text = first.toString('latin1', 0, Math.min(first.length, 12));

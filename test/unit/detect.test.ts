@@ -1,0 +1,19 @@
+// SPDX-License-Identifier: Apache-2.0
+// Protocol detection on the first bytes, including a ClientHello that arrives in pieces.
+import test from 'ava';
+import { classify } from '../../src/proxy/detect.ts';
+
+test('a TLS record is classified once it is whole, so its SNI can be read', (t) => {
+  const hello = Buffer.concat([Buffer.from([0x16, 0x03, 0x01, 0x00, 0x08]), Buffer.alloc(8, 1)]);
+  t.is(classify(hello.subarray(0, 3)), 'more');
+  t.is(classify(hello.subarray(0, 9)), 'more', 'part of the record');
+  t.is(classify(hello), 'tls');
+  t.is(classify(Buffer.from([0x16, 0x01, 0x00])), 'tcp', 'not a TLS version');
+});
+
+test('HTTP/1.x, h2 prior knowledge, and anything else', (t) => {
+  t.is(classify(Buffer.from('GET / HTTP/1.1\r\n')), 'http1');
+  t.is(classify(Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')), 'http2');
+  t.is(classify(Buffer.from('PRI * HT')), 'more');
+  t.is(classify(Buffer.from([0x00, 0x01, 0x02])), 'tcp');
+});
