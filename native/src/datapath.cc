@@ -105,6 +105,33 @@ size_t UserValueSize(const struct bpf_map* map) {
   }
 }
 
+// A link pinned at pin (by an earlier agent): when it is of this type and
+// attached to the object with this inode (cgroup id, netns inode), it is
+// switched to prog in place and true is returned. A pin for something else
+// is an error, or (replaceStale) detached and removed; false: attach anew.
+bool ReusePinned(Napi::Env env, struct bpf_program* prog, const std::string& pin, enum bpf_link_type type, uint64_t ino,
+                 bool replaceStale) {
+  if (access(pin.c_str(), F_OK) != 0) return false;
+  LinkPtr link(bpf_link__open(pin.c_str()));
+  if (!link) throw SystemError(env, errno, "bpf_link__open", pin);
+  struct bpf_link_info li;
+  memset(&li, 0, sizeof(li));
+  uint32_t len = sizeof(li);
+  if (bpf_obj_get_info_by_fd(bpf_link__fd(link.get()), &li, &len) != 0)
+    throw SystemError(env, errno, "bpf_obj_get_info_by_fd", pin);
+  uint64_t attached = type == BPF_LINK_TYPE_CGROUP ? li.cgroup.cgroup_id : li.netns.netns_ino;
+  if (li.type == type && attached == ino) {
+    if (bpf_link__update_program(link.get(), prog) != 0) throw SystemError(env, errno, "bpf_link__update_program", pin);
+    return true;
+  }
+  if (!replaceStale)
+    throw SystemError(env, EEXIST, "attach " + std::string(bpf_program__name(prog)),
+                      "the link pinned at " + pin + " is attached elsewhere (id " + std::to_string(attached) + "): detach it first");
+  bpf_link__detach(link.get());
+  if (unlink(pin.c_str()) != 0 && errno != ENOENT) throw SystemError(env, errno, "unlink", pin);
+  return false;
+}
+
 }  // namespace
 
 Napi::Object Datapath::Init(Napi::Env env, Napi::Object exports) {
@@ -184,20 +211,7 @@ Napi::Value Datapath::AttachCgroup(const Napi::CallbackInfo& info) {
   if (fstat(cg.fd, &st) != 0) throw SystemError(env, errno, "fstat cgroup", cgroup);
 
   Napi::Object result = Napi::Object::New(env);
-  if (access(pin.c_str(), F_OK) == 0) {
-    LinkPtr link(bpf_link__open(pin.c_str()));
-    if (!link) throw SystemError(env, errno, "bpf_link__open", pin);
-    struct bpf_link_info li;
-    memset(&li, 0, sizeof(li));
-    uint32_t len = sizeof(li);
-    if (bpf_obj_get_info_by_fd(bpf_link__fd(link.get()), &li, &len) != 0)
-      throw SystemError(env, errno, "bpf_obj_get_info_by_fd", pin);
-    if (li.type != BPF_LINK_TYPE_CGROUP || li.cgroup.cgroup_id != st.st_ino)
-      throw SystemError(env, EEXIST, "attach " + std::string(bpf_program__name(prog)),
-                        "the link pinned at " + pin + " is attached elsewhere (cgroup id " +
-                            std::to_string(li.cgroup.cgroup_id) + "): detach it first");
-    if (bpf_link__update_program(link.get(), prog) != 0)
-      throw SystemError(env, errno, "bpf_link__update_program", pin);
+  if (ReusePinned(env, prog, pin, BPF_LINK_TYPE_CGROUP, st.st_ino, false)) {
     result.Set("reused", true);
     return result;
   }
@@ -230,22 +244,10 @@ Napi::Value Datapath::AttachNetns(const Napi::CallbackInfo& info) {
   if (fstat(ns.fd, &st) != 0) throw SystemError(env, errno, "fstat netns", netns);
 
   Napi::Object result = Napi::Object::New(env);
-  if (access(pin.c_str(), F_OK) == 0) {
-    LinkPtr link(bpf_link__open(pin.c_str()));
-    if (!link) throw SystemError(env, errno, "bpf_link__open", pin);
-    struct bpf_link_info li;
-    memset(&li, 0, sizeof(li));
-    uint32_t len = sizeof(li);
-    if (bpf_obj_get_info_by_fd(bpf_link__fd(link.get()), &li, &len) != 0)
-      throw SystemError(env, errno, "bpf_obj_get_info_by_fd", pin);
-    // A link whose namespace is gone (or another one) is replaced, not reused.
-    if (li.type == BPF_LINK_TYPE_NETNS && li.netns.netns_ino == st.st_ino) {
-      if (bpf_link__update_program(link.get(), prog) != 0) throw SystemError(env, errno, "bpf_link__update_program", pin);
-      result.Set("reused", true);
-      return result;
-    }
-    bpf_link__detach(link.get());
-    if (unlink(pin.c_str()) != 0 && errno != ENOENT) throw SystemError(env, errno, "unlink", pin);
+  // A link whose namespace is gone (or another one) is replaced, not reused.
+  if (ReusePinned(env, prog, pin, BPF_LINK_TYPE_NETNS, st.st_ino, true)) {
+    result.Set("reused", true);
+    return result;
   }
   LinkPtr link(bpf_program__attach_netns(prog, ns.fd));
   if (!link) throw SystemError(env, errno, "attach " + std::string(bpf_program__name(prog)), netns + ": " + HintFor(errno));
