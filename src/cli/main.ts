@@ -4,6 +4,7 @@
 import { Command, CommanderError } from 'commander';
 import { KmError } from '../errors.ts';
 import { registerAgent } from './agent.ts';
+import { registerBench } from './bench.ts';
 import { registerCheck } from './check.ts';
 import { registerConfigCommands } from './config-commands.ts';
 import { registerController } from './controller.ts';
@@ -31,6 +32,7 @@ registerConfigCommands(program);
 registerAgent(program);
 registerStatus(program);
 registerController(program);
+registerBench(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,0 +1,13 @@
+// SPDX-License-Identifier: Apache-2.0
+/** Every workload, in the order a round runs them. */
+import { bulk } from './bulk.ts';
+import { cps } from './connections.ts';
+import { grpc } from './grpc.ts';
+import { latency } from './latency.ts';
+import { rps } from './rps.ts';
+import type { Workload } from './types.ts';
+
+export type { Workload, WorkloadContext, WorkloadName, WorkloadResult } from './types.ts';
+
+export const WORKLOADS: readonly Workload[] = [rps, latency, cps, bulk, grpc];
+export const WORKLOAD_NAMES = WORKLOADS.map((w) => w.name);
