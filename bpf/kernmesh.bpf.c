@@ -142,6 +142,8 @@ int km_sk_msg(struct sk_msg_md *msg)
 		    msg->remote_ip4, remote6, (__u16)msg->local_port,
 		    (__u16)bpf_ntohl(msg->remote_port));
 	km_key_peer(&peer, &key);
+	if (km_bulk_flow(msg, size))
+		return SK_PASS;
 	if (bpf_msg_redirect_hash(msg, &km_socks_v1, &peer, BPF_F_INGRESS) == SK_PASS) {
 		km_count(KM_STAT_MSG_REDIRECTED, 1);
 		km_count(KM_STAT_BYTES_REDIRECTED, size);

@@ -91,6 +91,21 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } km_stats_v1 SEC(".maps");
 
+/* Per sending socket: how much it spliced lately, and whether it is a bulk flow (see lib/splice.h). */
+struct km_flow {
+	__u64 window_start_ns;
+	__u64 window_bytes;
+	__u32 bulk;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct km_flow);
+} km_flow_v1 SEC(".maps");
+
 /* Inbound: a pod address and port -> the slot of its inbound listener. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

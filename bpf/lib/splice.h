@@ -73,4 +73,43 @@ static __always_inline void km_on_passive_established(struct bpf_sock_ops *skops
 	km_splice_add(skops, &key, KM_STAT_SOCKOPS_PASSIVE);
 }
 
+/*
+ * Splicing has no backpressure: the peer's ingress queue is bounded only by
+ * the kernel's global TCP memory, and when that runs short the send fails
+ * with ENOMEM instead of waiting (bpf_tcp_ingress). A socket that moves more
+ * than KM_BULK_BYTES within KM_BULK_WINDOW_NS is a bulk flow, and goes back
+ * to the normal stack for good, where TCP's flow control paces it. The
+ * switch is one-way, which keeps the bytes in order: the peer reads what is
+ * in its ingress queue before its TCP receive queue. Request/response
+ * traffic stays far below the threshold and stays spliced.
+ */
+#define KM_BULK_WINDOW_NS (100ULL * 1000 * 1000)
+#define KM_BULK_BYTES (4U << 20)
+
+static __always_inline bool km_bulk_flow(struct sk_msg_md *msg, __u32 size)
+{
+	struct bpf_sock *sk = msg->sk;
+	struct km_flow *f;
+	__u64 now;
+
+	if (!sk)
+		return false;
+	f = bpf_sk_storage_get(&km_flow_v1, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!f)
+		return false;
+	if (f->bulk)
+		return true;
+	now = bpf_ktime_get_ns();
+	if (now - f->window_start_ns > KM_BULK_WINDOW_NS) {
+		f->window_start_ns = now;
+		f->window_bytes = 0;
+	}
+	f->window_bytes += size;
+	if (f->window_bytes > KM_BULK_BYTES) {
+		f->bulk = 1;
+		return true;
+	}
+	return false;
+}
+
 #endif
