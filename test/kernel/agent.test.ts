@@ -6,29 +6,16 @@ import { promisify } from 'node:util';
 import type { StatusReport } from '../../src/status/collect.ts';
 import { Agent } from '../../src/agent/agent.ts';
 import { readAgents } from '../../src/config/agents.ts';
-import { MeshStore } from '../../src/config/store.ts';
-import { Scratch } from '../../src/datapath/index.ts';
 import { silentLogger } from '../../src/log.ts';
 import { freePort } from '../../src/ports.ts';
 import { obj } from '../proxy/helpers/fixtures.ts';
-import { RedisServer } from '../redis/helpers/redis-server.ts';
 import { VIP4 } from './helpers/bed.ts';
-import { reviewsMesh, scratchAgentConfig } from './helpers/agent-bed.ts';
+import { scratchAgentConfig, withAgentScratch } from './helpers/agent-bed.ts';
 import { kernelTest } from './helpers/kernel-test.ts';
 
 kernelTest('the agent routes a pod’s VIP traffic from the mesh in Redis, follows changes, and reports SYNCED', async (t) => {
-  const redis = await new RedisServer().start();
-  const scratch = new Scratch('agent');
-  let agent: Agent | undefined;
-  try {
-    scratch.setup();
-    scratch.addVip(VIP4);
-    const app = scratch.cgroup('app');
-    const store = new MeshStore(redis.client());
-    await reviewsMesh(t, store);
-
-    scratch.enter('agent'); // the proxy's sockets must be under the attach cgroup
-    agent = new Agent(
+  await withAgentScratch(t, 'agent', async ({ redis, scratch, app, store, use }) => {
+    const agent = new Agent(
       scratchAgentConfig(scratch, redis, {
         workloads: [
           { name: 'productpage', namespace: 'shop', netnsPath: scratch.netnsPath, cgroupPath: app, labels: { app: 'productpage' } },
@@ -38,6 +25,7 @@ kernelTest('the agent routes a pod’s VIP traffic from the mesh in Redis, follo
       }),
       silentLogger,
     );
+    use(agent);
     await agent.start();
 
     const first = await scratch.run('app', 'curl', ['-sS', '--max-time', '5', `http://${VIP4}/reviews/1`]);
@@ -46,7 +34,7 @@ kernelTest('the agent routes a pod’s VIP traffic from the mesh in Redis, follo
 
     // A change in Redis reaches the proxy: now the route answers directly.
     const [v] = await store.write([{ op: 'put', object: obj('Route', 'reviews', 'shop', { service: 'reviews', rules: [{ action: { directResponse: { status: 200, body: 'maintenance' } } }] }) }]);
-    await new Promise<void>((resolve) => (agent!.core.table.version >= v! ? resolve() : agent!.sync.on('change', () => agent!.core.table.version >= v! && resolve())));
+    await new Promise<void>((resolve) => (agent.core.table.version >= v! ? resolve() : agent.sync.on('change', () => agent.core.table.version >= v! && resolve())));
     const second = await scratch.run('app', 'curl', ['-sS', '--max-time', '5', `http://${VIP4}/reviews/2`]);
     t.is(second.stdout, 'maintenance');
 
@@ -76,26 +64,13 @@ kernelTest('the agent routes a pod’s VIP traffic from the mesh in Redis, follo
     t.true(report.traffic.some((x) => x.service === 'reviews.shop.svc.cluster.local' && x.requests >= 2));
     t.true(report.problems.some((p) => p.level === 'error' && /shop\/gone on node-a should be captured but is not: network namespace .* does not exist/.test(p.text)));
     t.true(report.problems.some((p) => p.level === 'warn' && /agent node-b is at version 1/.test(p.text)));
-  } finally {
-    await agent?.stop({ detach: true });
-    t.deepEqual(await scratch.cleanup(), []);
-    await redis.stop();
-  }
+  });
 });
 
 kernelTest('with proxy workers, a pod’s connections are served by the workers on its listener, and /metrics and the report add them up', async (t) => {
-  const redis = await new RedisServer().start();
-  const scratch = new Scratch('agentw');
-  let agent: Agent | undefined;
-  try {
-    scratch.setup();
-    scratch.addVip(VIP4);
-    const app = scratch.cgroup('app');
-    const store = new MeshStore(redis.client());
-    await reviewsMesh(t, store);
-    scratch.enter('agent');
+  await withAgentScratch(t, 'agentw', async ({ redis, scratch, app, store, use }) => {
     const adminPort = await freePort();
-    agent = new Agent(
+    const agent = new Agent(
       scratchAgentConfig(scratch, redis, {
         node: 'node-w',
         adminPort,
@@ -104,6 +79,7 @@ kernelTest('with proxy workers, a pod’s connections are served by the workers 
       }),
       silentLogger,
     );
+    use(agent);
     await agent.start();
     t.is(agent.workers?.pids.length, 2);
     // Each curl is a new connection: 20 of them.
@@ -142,12 +118,8 @@ kernelTest('with proxy workers, a pod’s connections are served by the workers 
     await agent.sync.report();
     t.deepEqual((await readAgents(redis.client(), store.keys)).map((a) => a.node), ['node-w']);
     await agent.stop({ detach: true });
-    agent = undefined;
+    use(undefined);
     t.deepEqual(await readAgents(redis.client(), store.keys), [], 'an agent that detaches (leaves for good) removes its report');
     for (const pid of pids) t.throws(() => process.kill(pid, 0), undefined, `worker ${pid} stopped`);
-  } finally {
-    await agent?.stop({ detach: true });
-    t.deepEqual(await scratch.cleanup(), []);
-    await redis.stop();
-  }
+  });
 });
