@@ -6,8 +6,8 @@
  */
 import { packageScript } from '../../paths.ts';
 import { ADDR, PORTS } from '../testbed.ts';
-import { type Workload, wholeSeconds } from './types.ts';
-import { wrk } from './wrk.ts';
+import type { Workload } from './types.ts';
+import { wrkWarmup } from './wrk.ts';
 
 interface GeneratorOutput {
   problem?: string;
@@ -29,7 +29,7 @@ export const latency: Workload = {
   title: 'latency at a fixed rate',
   service: 'http',
   headline: { metric: 'p99_ms', label: 'ms', higherIsBetter: false },
-  warmup: async (ctx) => void (await wrk(ctx, wholeSeconds(ctx.warmupSeconds))),
+  warmup: wrkWarmup,
   run: async (ctx) => {
     const args = [packageScript('bench/loadgen/constant-rate'), '--host', ADDR.vip, '--port', String(PORTS.http), '--rate', String(ctx.rate), '--seconds', String(ctx.seconds), '--connections', String(ctx.connections)];
     const proc = await ctx.client('constant-rate generator', process.execPath, args, ctx.seconds * 1000 + 30_000);

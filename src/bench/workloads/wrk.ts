@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /** wrk (from Debian) in the client pod, and reading what it prints. */
 import { ADDR } from '../testbed.ts';
-import type { WorkloadContext } from './types.ts';
+import { type WorkloadContext, wholeSeconds } from './types.ts';
 
 export interface WrkResult {
   rps: number;
@@ -40,4 +40,9 @@ export async function wrk(ctx: WorkloadContext, seconds: number, extra: string[]
   // A connection-per-request run may see a reset or two as it stops; more is a broken path.
   if (r.errors > Math.max(10, r.requests / 1000)) throw new Error(`wrk saw ${r.errors} errors in ${r.requests} requests:\n${proc.stdout}`);
   return r;
+}
+
+/** The warm-up every HTTP workload shares: keep-alive load for the warm-up time, its figures dropped. */
+export async function wrkWarmup(ctx: WorkloadContext): Promise<void> {
+  await wrk(ctx, wholeSeconds(ctx.warmupSeconds));
 }
