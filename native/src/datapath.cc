@@ -132,6 +132,15 @@ bool ReusePinned(Napi::Env env, struct bpf_program* prog, const std::string& pin
   return false;
 }
 
+// A link just attached (null: the attach failed, errno says why) is pinned at
+// pin. Unpinned, a link dies with this process: a failure says so rather than
+// leave a half-attached datapath.
+void PinNew(Napi::Env env, LinkPtr link, struct bpf_program* prog, const std::string& where, const std::string& pin) {
+  if (!link) throw SystemError(env, errno, "attach " + std::string(bpf_program__name(prog)), where + ": " + HintFor(errno));
+  int rc = bpf_link__pin(link.get(), pin.c_str());
+  if (rc) throw SystemError(env, -rc, "bpf_link__pin", pin + ": is the directory on a bpf filesystem?");
+}
+
 }  // namespace
 
 Napi::Object Datapath::Init(Napi::Env env, Napi::Object exports) {
@@ -216,13 +225,7 @@ Napi::Value Datapath::AttachCgroup(const Napi::CallbackInfo& info) {
     return result;
   }
 
-  LinkPtr link(bpf_program__attach_cgroup(prog, cg.fd));
-  if (!link) throw SystemError(env, errno, "attach " + std::string(bpf_program__name(prog)), cgroup + ": " + HintFor(errno));
-  int rc = bpf_link__pin(link.get(), pin.c_str());
-  if (rc) {
-    // Unpinned, the link dies with this process: say so rather than half-attach.
-    throw SystemError(env, -rc, "bpf_link__pin", pin + ": is the directory on a bpf filesystem?");
-  }
+  PinNew(env, LinkPtr(bpf_program__attach_cgroup(prog, cg.fd)), prog, cgroup, pin);
   result.Set("reused", false);
   return result;
 }
@@ -249,10 +252,7 @@ Napi::Value Datapath::AttachNetns(const Napi::CallbackInfo& info) {
     result.Set("reused", true);
     return result;
   }
-  LinkPtr link(bpf_program__attach_netns(prog, ns.fd));
-  if (!link) throw SystemError(env, errno, "attach " + std::string(bpf_program__name(prog)), netns + ": " + HintFor(errno));
-  int rc = bpf_link__pin(link.get(), pin.c_str());
-  if (rc) throw SystemError(env, -rc, "bpf_link__pin", pin + ": is the directory on a bpf filesystem?");
+  PinNew(env, LinkPtr(bpf_program__attach_netns(prog, ns.fd)), prog, netns, pin);
   result.Set("reused", false);
   return result;
 }
