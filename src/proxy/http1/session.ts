@@ -10,6 +10,7 @@ import { performance } from 'node:perf_hooks';
 import type { Socket } from 'node:net';
 import { ChunkedScanner } from './chunked.ts';
 import { IDLE_TIMEOUT_MS, coarseNow, unwatchIdle, watchIdle } from './idle.ts';
+import { latin1 } from './latin1.ts';
 import { localResponse } from './local-reply.ts';
 import { mirror } from './mirror.ts';
 import { type Head, HttpParseError, forwardHeaders, header, headEnd, normalizeTarget, parseHead } from './parse.ts';
@@ -86,7 +87,8 @@ export class Http1Session implements ResponseSink {
   /** Bumped per exchange, so late callbacks of an earlier one are recognised. */
   private exchangeId = 0;
   private timer: NodeJS.Timeout | undefined;
-  private timerMs = 0;
+  /** When the pending timer fires (performance.now() time), 0 when none is pending. */
+  private timerAt = 0;
   private deadline = 0;
 
   constructor(socket: Socket, ctx: SessionContext, initial: Buffer | null) {
@@ -326,27 +328,34 @@ export class Http1Session implements ResponseSink {
     this.finishExchange();
   }
 
-  /** One timer per session, re-armed per request (no allocation on the hot path). */
+  /**
+   * One timer per session, and not touched per request: a timer already due
+   * at or before the new deadline looks again when it fires (onTimer) and
+   * waits out the rest. Re-arming a timer costs more than a keep-alive
+   * request's whole routing.
+   */
   private armTimeout(requested: number): void {
     // setTimeout takes at most 2^31-1 ms; longer would fire at once.
     const ms = Math.min(Math.max(requested, 1), 2_147_483_647);
-    this.deadline = performance.now() + ms;
-    if (this.timer && this.timerMs === ms) {
-      this.timer.refresh();
-      return;
-    }
+    this.deadline = this.exStart + ms;
+    if (this.timerAt !== 0 && this.timerAt <= this.deadline) return;
+    this.setTimer(ms);
+  }
+
+  private setTimer(ms: number): void {
     if (this.timer) clearTimeout(this.timer);
-    this.timerMs = ms;
+    this.timerAt = performance.now() + ms;
     this.timer = setTimeout(() => this.onTimer(), ms);
     this.timer.unref();
   }
 
   private onTimer(): void {
+    this.timerAt = 0;
     if (!this.req || this.state === S_CLOSED || this.state === S_TUNNEL) return;
     const left = this.deadline - performance.now();
     if (left > 1) {
-      // Armed for an earlier request of this connection: wait out the rest.
-      this.timer!.refresh();
+      // Armed for an earlier request of this connection (or fired a little early): wait out the rest.
+      this.setTimer(left);
       return;
     }
     this.upstream?.abandon();
@@ -410,12 +419,17 @@ export class Http1Session implements ResponseSink {
   }
 
   private requestHead(head: Head, target: Target & { kind: 'upstream' }): string {
+    if (head.plain && head.raw !== null && target.path === undefined && target.host === undefined) {
+      // The common case: every line goes as received, and only what the proxy adds follows.
+      const id = head.requestId === null ? `x-request-id: ${randomUUID()}\r\n` : '';
+      return `${latin1(head.raw, 0, head.size - 2)}x-forwarded-for: ${this.peer}\r\n${id}\r\n`;
+    }
     let out = `${head.method} ${target.path ?? head.target} HTTP/1.1\r\nhost: ${target.host ?? head.host ?? `${target.address}:${target.port}`}\r\n`;
     out += forwardHeaders(head);
     // Appended to, never trusted as the whole story (forwardHeaders dropped the original).
     const xff = header(head, 'x-forwarded-for');
     out += `x-forwarded-for: ${xff === undefined ? this.peer : `${xff}, ${this.peer}`}\r\n`;
-    if (header(head, 'x-request-id') === undefined) out += `x-request-id: ${randomUUID()}\r\n`;
+    if (head.requestId === null) out += `x-request-id: ${randomUUID()}\r\n`;
     if (head.chunked) out += 'transfer-encoding: chunked\r\n';
     else if (head.contentLength >= 0) out += `content-length: ${head.contentLength}\r\n`;
     if (head.upgrade) out += `connection: upgrade\r\nupgrade: ${header(head, 'upgrade')}\r\n`;
@@ -503,25 +517,32 @@ export class Http1Session implements ResponseSink {
     }
     // A body that ends at close cannot be framed for a keep-alive client: close after it.
     if (hasBody && !res.chunked && res.contentLength < 0) this.closeAfter = true;
+    this.status = res.status;
+    if (res.plain && res.raw !== null && !this.closeAfter) {
+      // Nothing in it is hop-by-hop and its framing stays valid: it goes as received.
+      this.resBytes += res.size;
+      this.headOut = res.raw;
+      return;
+    }
     let out = `HTTP/1.1 ${res.status} ${res.target}\r\n${forwardHeaders(res)}`;
     if (res.chunked) out += 'transfer-encoding: chunked\r\n';
     else if (res.contentLength >= 0) out += `content-length: ${res.contentLength}\r\n`;
     if (this.closeAfter) out += 'connection: close\r\n';
-    this.status = res.status;
     this.resBytes += out.length + 2;
     // Held until the first body bytes (usually in the same upstream read), so that
     // head and body leave in one write: no cork, no writev bookkeeping per response.
     this.headOut = `${out}\r\n`;
   }
 
-  /** The response head, not yet written. */
-  private headOut: string | null = null;
+  /** The response head, not yet written: as received (a Buffer) or written out again (a string). */
+  private headOut: string | Buffer | null = null;
 
   private flushHead(): void {
-    if (this.headOut !== null) {
-      this.socket.write(this.headOut, 'latin1');
-      this.headOut = null;
-    }
+    const head = this.headOut;
+    if (head === null) return;
+    this.headOut = null;
+    if (typeof head === 'string') this.socket.write(head, 'latin1');
+    else this.socket.write(head);
   }
 
   onBody(chunk: Buffer): boolean {
@@ -529,6 +550,15 @@ export class Http1Session implements ResponseSink {
     if (this.headOut !== null) {
       const head = this.headOut;
       this.headOut = null;
+      if (typeof head !== 'string') {
+        // The body usually follows its head in the same read: one write of both, nothing copied.
+        if (chunk.buffer === head.buffer && chunk.byteOffset === head.byteOffset + head.length) {
+          return this.socket.write(Buffer.from(head.buffer, head.byteOffset, head.length + chunk.length));
+        }
+        if (chunk.length <= 16 * 1024) return this.socket.write(Buffer.concat([head, chunk]));
+        this.socket.write(head);
+        return this.socket.write(chunk);
+      }
       if (chunk.length <= 16 * 1024) {
         const out = Buffer.allocUnsafe(head.length + chunk.length);
         out.write(head, 0, 'latin1');

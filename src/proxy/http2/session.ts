@@ -52,6 +52,9 @@ function headOf(h: IncomingHttpHeaders): Head {
     expectContinue: false,
     host: h[HTTP2_HEADER_AUTHORITY] ? String(h[HTTP2_HEADER_AUTHORITY]) : null,
     size: 0,
+    requestId: typeof h['x-request-id'] === 'string' ? h['x-request-id'] : null,
+    raw: null,
+    plain: false,
   };
 }
 

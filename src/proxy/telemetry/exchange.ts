@@ -3,7 +3,7 @@
 import type { ProxyCore } from '../core.ts';
 import { type Head, header } from '../http1/parse.ts';
 import type { Target } from '../route.ts';
-import type { Peer, RequestRecord } from './metrics.ts';
+import type { HttpSeries, Peer, ProxyMetrics, RequestRecord } from './metrics.ts';
 
 /** Istio's destination labels for where a request was sent (or answered). */
 export function destinationOf(t: Target | null): Pick<RequestRecord, 'destination' | 'service' | 'serviceName' | 'serviceNamespace'> {
@@ -41,18 +41,8 @@ export interface Exchange {
 }
 
 export function recordExchange(core: ProxyCore, x: Exchange): void {
-  core.metrics.recordRequest({
-    source: x.source,
-    ...destinationOf(x.target),
-    protocol: x.grpc ? 'grpc' : 'http',
-    code: x.status,
-    ...(x.grpcStatus !== undefined ? { grpcStatus: x.grpcStatus } : {}),
-    flags: x.flags,
-    durationMs: x.durationMs,
-    requestBytes: x.requestBytes,
-    responseBytes: x.responseBytes,
-    ...(x.reporter ? { reporter: x.reporter } : {}),
-  });
+  const m = core.metrics;
+  m.observe(cachedSeries(m, x) ?? m.seriesFor(labelsOf(x)), x);
   const log = core.accessLog;
   if (!log || !log.wants()) return;
   const t = x.target;
@@ -72,4 +62,39 @@ export function recordExchange(core: ProxyCore, x: Exchange): void {
     ...(requestId ? { requestId } : {}),
     request: { authority: x.head.host ?? '', path: x.head.target, userAgent: header(x.head, 'user-agent') ?? '' },
   });
+}
+
+function labelsOf(x: Exchange): Omit<RequestRecord, 'durationMs' | 'requestBytes' | 'responseBytes'> {
+  return {
+    source: x.source,
+    ...destinationOf(x.target),
+    protocol: x.grpc ? 'grpc' : 'http',
+    code: x.status,
+    ...(x.grpcStatus !== undefined ? { grpcStatus: x.grpcStatus } : {}),
+    flags: x.flags,
+    ...(x.reporter ? { reporter: x.reporter } : {}),
+  };
+}
+
+/**
+ * Series of plain proxied HTTP exchanges, found by identity: the endpoint
+ * (which fixes the destination labels within one routing table), the source
+ * workload, the status. Anything else (local replies, gRPC, inbound,
+ * passthrough) takes the label path. Keyed weakly on the endpoint, so a
+ * replaced table's entries go with it.
+ */
+const seriesCache = new WeakMap<ProxyMetrics, WeakMap<object, Map<Peer | null, Map<number, HttpSeries>>>>();
+
+function cachedSeries(m: ProxyMetrics, x: Exchange): HttpSeries | undefined {
+  const t = x.target;
+  if (t === null || t.kind !== 'upstream' || !t.endpoint || !t.service || t.inbound || x.grpc || x.flags !== '-' || x.reporter !== undefined) return undefined;
+  let byEndpoint = seriesCache.get(m);
+  if (!byEndpoint) seriesCache.set(m, (byEndpoint = new WeakMap()));
+  let bySource = byEndpoint.get(t.endpoint);
+  if (!bySource) byEndpoint.set(t.endpoint, (bySource = new Map()));
+  let byStatus = bySource.get(x.source);
+  if (!byStatus) bySource.set(x.source, (byStatus = new Map()));
+  let s = byStatus.get(x.status);
+  if (!s) byStatus.set(x.status, (s = m.seriesFor(labelsOf(x))));
+  return s;
 }

@@ -66,8 +66,10 @@ export interface RequestRecord {
 export type TcpRecord = Pick<RequestRecord, 'source' | 'destination' | 'service' | 'serviceName' | 'serviceNamespace'> & { reporter?: 'source' | 'destination' };
 
 /** One label set's aggregates: a request count and three histograms. */
-interface HttpSeries {
+export interface HttpSeries {
   labels: string;
+  /** Its response_flags label: a local reply's flag is also counted apart. */
+  flags: string;
   requests: number;
   duration: Float64Array; // bucket counts (non-cumulative), then +Inf
   durationSum: number;
@@ -175,12 +177,22 @@ export class ProxyMetrics {
   }
 
   recordRequest(rec: RequestRecord): void {
+    this.observe(this.seriesFor(rec), rec);
+  }
+
+  /**
+   * The series an exchange counts in, found by its labels. Callers on the hot
+   * path keep what this returns (see telemetry/exchange.ts): building the key
+   * string and hashing it costs as much as the rest of the accounting.
+   */
+  seriesFor(rec: Omit<RequestRecord, 'durationMs' | 'requestBytes' | 'responseBytes'>): HttpSeries {
     const key = `${rec.source?.workload}|${rec.source?.namespace}|${rec.destination?.workload}|${rec.destination?.version}|${rec.service}|${rec.protocol}|${rec.code}|${rec.grpcStatus}|${rec.flags}|${rec.reporter ?? ''}`;
     let s = this.series.get(key);
     if (!s) {
       const l: Record<string, string> = { ...this.labels(rec), request_protocol: rec.protocol, response_code: String(rec.code), grpc_response_status: rec.grpcStatus ?? '' };
       s = {
         labels: HTTP_LABELS.map((n) => `${n}="${escapeLabel(l[n] ?? '')}"`).join(','),
+        flags: rec.flags,
         requests: 0,
         duration: new Float64Array(DURATION_BUCKETS_MS.length + 1),
         durationSum: 0,
@@ -191,14 +203,19 @@ export class ProxyMetrics {
       };
       this.series.set(key, s);
     }
+    return s;
+  }
+
+  /** Counts one exchange in its series. */
+  observe(s: HttpSeries, m: { durationMs: number; requestBytes: number; responseBytes: number }): void {
     s.requests++;
-    s.duration[bucketIndex(DURATION_BUCKETS_MS, rec.durationMs)]!++;
-    s.durationSum += rec.durationMs;
-    s.reqBytes[bucketIndex(SIZE_BUCKETS, rec.requestBytes)]!++;
-    s.reqBytesSum += rec.requestBytes;
-    s.resBytes[bucketIndex(SIZE_BUCKETS, rec.responseBytes)]!++;
-    s.resBytesSum += rec.responseBytes;
-    if (rec.flags !== '-') this.localReplies.labels(rec.flags).inc();
+    s.duration[bucketIndex(DURATION_BUCKETS_MS, m.durationMs)]!++;
+    s.durationSum += m.durationMs;
+    s.reqBytes[bucketIndex(SIZE_BUCKETS, m.requestBytes)]!++;
+    s.reqBytesSum += m.requestBytes;
+    s.resBytes[bucketIndex(SIZE_BUCKETS, m.responseBytes)]!++;
+    s.resBytesSum += m.responseBytes;
+    if (s.flags !== '-') this.localReplies.labels(s.flags).inc();
   }
 
   /** Per destination service: requests, 5xx answers and the duration bucket counts (additive across processes). */

@@ -65,12 +65,20 @@ export class Balancer {
   zone: string | undefined;
   ejectionsTotal = 0;
 
-  private st(key: string): EndpointState {
-    let s = this.state.get(key);
+  /** State by endpoint object: the string key is built once per endpoint per routing table, not per request. */
+  private readonly byEndpoint = new WeakMap<EndpointInfo, EndpointState>();
+
+  /** An endpoint's state; it outlives table swaps, since the string key is the same in the next table. */
+  private st(svc: ServiceInfo, e: EndpointInfo): EndpointState {
+    let s = this.byEndpoint.get(e);
+    if (s) return s;
+    const key = epKey(svc.key, e);
+    s = this.state.get(key);
     if (!s) {
       s = { active: 0, consecutive5xx: 0, consecutiveGateway: 0, ejectedUntil: 0, ejections: 0 };
       this.state.set(key, s);
     }
+    this.byEndpoint.set(e, s);
     return s;
   }
 
@@ -89,7 +97,7 @@ export class Balancer {
         const a = candidates[Math.floor(Math.random() * candidates.length)]!;
         let b = candidates[Math.floor(Math.random() * candidates.length)]!;
         if (b === a) b = candidates[(candidates.indexOf(a) + 1) % candidates.length]!;
-        return this.st(epKey(svc.key, a)).active <= this.st(epKey(svc.key, b)).active ? a : b;
+        return this.st(svc, a).active <= this.st(svc, b).active ? a : b;
       }
       case 'ring_hash':
         return this.ringPick(candidates, this.hashKey(lb, head, peerIp));
@@ -113,9 +121,9 @@ export class Balancer {
     if (!svc.outlier) return eps;
     const now = Date.now();
     let ejected = 0;
-    for (const e of eps) if (this.st(epKey(svc.key, e)).ejectedUntil > now) ejected++;
+    for (const e of eps) if (this.st(svc, e).ejectedUntil > now) ejected++;
     if (ejected === 0) return eps;
-    const ok = eps.filter((e) => this.st(epKey(svc.key, e)).ejectedUntil <= now);
+    const ok = eps.filter((e) => this.st(svc, e).ejectedUntil <= now);
     return ok.length ? ok : eps;
   }
 
@@ -160,11 +168,11 @@ export class Balancer {
   }
 
   begin(svc: ServiceInfo, ep: EndpointInfo): void {
-    this.st(epKey(svc.key, ep)).active++;
+    this.st(svc, ep).active++;
   }
 
   end(svc: ServiceInfo, ep: EndpointInfo): void {
-    const s = this.st(epKey(svc.key, ep));
+    const s = this.st(svc, ep);
     if (s.active > 0) s.active--;
   }
 
@@ -172,7 +180,7 @@ export class Balancer {
   report(svc: ServiceInfo, eps: EndpointInfo[], ep: EndpointInfo, status: number): void {
     const o = svc.outlier;
     if (!o) return;
-    const s = this.st(epKey(svc.key, ep));
+    const s = this.st(svc, ep);
     const gateway = status === 0 || status === 502 || status === 503 || status === 504;
     if (status >= 500 || status === 0) s.consecutive5xx++;
     else s.consecutive5xx = 0;
@@ -180,7 +188,7 @@ export class Balancer {
     else s.consecutiveGateway = 0;
     if (s.consecutive5xx < o.consecutive5xx && s.consecutiveGateway < o.consecutiveGatewayErrors) return;
     const now = Date.now();
-    const ejected = eps.filter((e) => this.st(epKey(svc.key, e)).ejectedUntil > now).length;
+    const ejected = eps.filter((e) => this.st(svc, e).ejectedUntil > now).length;
     // A cap on the ejected share, but one ejection is always allowed (as in Envoy).
     if (ejected >= Math.max(1, Math.floor((eps.length * o.maxEjectionPercent) / 100))) return;
     // Each ejection of the same endpoint lasts longer (base × count), as Envoy does.
@@ -197,7 +205,7 @@ export class Balancer {
 
   ejectedNow(svc: ServiceInfo, eps: EndpointInfo[]): number {
     const now = Date.now();
-    return eps.filter((e) => this.st(epKey(svc.key, e)).ejectedUntil > now).length;
+    return eps.filter((e) => this.st(svc, e).ejectedUntil > now).length;
   }
 }
 

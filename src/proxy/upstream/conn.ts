@@ -33,7 +33,8 @@ const IDLE = 5;
 
 export class UpstreamConn {
   readonly socket: Socket;
-  readonly key: string;
+  readonly address: string;
+  readonly port: number;
   private sink: ResponseSink | null = null;
   private state = IDLE;
   private pending: Buffer | null = null;
@@ -49,9 +50,10 @@ export class UpstreamConn {
   idleSince = 0;
   private reuseBlocked = false;
 
-  constructor(socket: Socket, key: string) {
+  constructor(socket: Socket, address: string, port: number) {
     this.socket = socket;
-    this.key = key;
+    this.address = address;
+    this.port = port;
     socket.setNoDelay(true);
     socket.on('data', (c: Buffer) => this.onData(c));
     socket.on('end', () => this.onClose(null));

@@ -10,7 +10,11 @@ export interface PoolOptions {
 }
 
 export class UpstreamPool {
-  private readonly idle = new Map<string, UpstreamConn[]>();
+  /**
+   * Idle connections by address, then port: both are values the routing
+   * table holds, so no key string is built (and hashed) per request.
+   */
+  private readonly idle = new Map<string, Map<number, UpstreamConn[]>>();
   private readonly maxIdle: number;
   private readonly idleTimeoutMs: number;
   private readonly connectTimeoutMs: number;
@@ -25,7 +29,7 @@ export class UpstreamPool {
 
   /** An idle pooled connection to address:port, if there is one. */
   take(address: string, port: number): UpstreamConn | undefined {
-    const list = this.idle.get(`${address}:${port}`);
+    const list = this.idle.get(address)?.get(port);
     while (list && list.length) {
       const c = list.pop()!;
       if (c.idle) {
@@ -56,7 +60,7 @@ export class UpstreamPool {
     }
     if (dial) socket.setNoDelay(true);
     this.opened++;
-    const conn = new UpstreamConn(socket, key);
+    const conn = new UpstreamConn(socket, address, port);
     let done = false;
     const timer = setTimeout(() => {
       if (done) return;
@@ -83,11 +87,10 @@ export class UpstreamPool {
       conn.socket.destroy();
       return;
     }
-    let list = this.idle.get(conn.key);
-    if (!list) {
-      list = [];
-      this.idle.set(conn.key, list);
-    }
+    let byPort = this.idle.get(conn.address);
+    if (!byPort) this.idle.set(conn.address, (byPort = new Map()));
+    let list = byPort.get(conn.port);
+    if (!list) byPort.set(conn.port, (list = []));
     if (list.length >= this.maxIdle) {
       conn.socket.destroy();
       return;
@@ -107,7 +110,7 @@ export class UpstreamPool {
 
   private sweep(): void {
     this.clock = Date.now();
-    for (const list of this.idle.values()) {
+    for (const list of this.lists()) {
       for (let i = list.length - 1; i >= 0; i--) {
         const c = list[i]!;
         if (!c.idle || (c.idleSince && this.clock - c.idleSince > this.idleTimeoutMs)) {
@@ -123,13 +126,17 @@ export class UpstreamPool {
   /** Idle connections per endpoint, for /metrics and status. */
   sizes(): Record<string, number> {
     const out: Record<string, number> = {};
-    for (const [k, v] of this.idle) out[k] = v.filter((c) => c.idle).length;
+    for (const [address, byPort] of this.idle) for (const [port, list] of byPort) out[`${address}:${port}`] = list.filter((c) => c.idle).length;
     return out;
+  }
+
+  private *lists(): Iterable<UpstreamConn[]> {
+    for (const byPort of this.idle.values()) yield* byPort.values();
   }
 
   close(): void {
     clearInterval(this.sweeper);
-    for (const list of this.idle.values()) for (const c of list) c.socket.destroy();
+    for (const list of this.lists()) for (const c of list) c.socket.destroy();
     this.idle.clear();
   }
 }
