@@ -107,3 +107,70 @@ test('closed tunnels give their circuit-breaker slot back', async (t) => {
   const { text } = await rawExchange(p.port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
   t.deepEqual(statuses(text), [200]);
 });
+
+test('responses read through the shared upstream buffer arrive intact, with backpressure, while other upstreams keep reading', async (t) => {
+  // Every pooled upstream socket reads into one buffer (onread): a byte kept by reference instead of
+  // copied would be overwritten by the next read of any connection. A slow client holds its bytes
+  // queued while a second, fast exchange keeps that buffer busy.
+  const pattern = (seed: number, n: number) => {
+    const b = Buffer.allocUnsafe(n);
+    for (let i = 0; i < n; i++) b[i] = (i * 31 + seed * 7 + (i >> 10)) & 0xff;
+    return b;
+  };
+  const bodies = new Map([['/big', pattern(1, 6 << 20)], ['/small', pattern(2, 3000)]]);
+  const server = createServer((s) => {
+    let buf = '';
+    s.on('data', (d) => {
+      buf += d.toString('latin1');
+      let end: number;
+      while ((end = buf.indexOf('\r\n\r\n')) >= 0) {
+        const path = buf.slice(4, buf.indexOf(' ', 4));
+        buf = buf.slice(end + 4);
+        const body = bodies.get(path)!;
+        s.write(`HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n`);
+        s.write(body);
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: (server.address() as AddressInfo).port }])], 'shop/web');
+  const fetchBody = (path: string, slow: boolean) =>
+    new Promise<Buffer>((resolve, reject) => {
+      const c = connect(p.port, '127.0.0.1');
+      const parts: Buffer[] = [];
+      let total = 0;
+      let bodyAt = -1;
+      let length = 0;
+      c.on('data', (d) => {
+        parts.push(d);
+        total += d.length;
+        if (bodyAt < 0) {
+          const all = Buffer.concat(parts);
+          const headEnd = all.indexOf('\r\n\r\n');
+          if (headEnd < 0) return;
+          bodyAt = headEnd + 4;
+          length = Number(/content-length: (\d+)/i.exec(all.subarray(0, headEnd).toString('latin1'))?.[1]);
+        }
+        if (total - bodyAt >= length) {
+          c.destroy();
+          resolve(Buffer.concat(parts).subarray(bodyAt, bodyAt + length));
+        }
+        if (slow) {
+          // Reads a little, then stops long enough for the proxy's write queue to fill.
+          c.pause();
+          setTimeout(() => c.resume(), 2);
+        }
+      });
+      c.on('error', reject);
+      c.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    });
+  const fast = (async () => {
+    const got: Buffer[] = [];
+    for (let i = 0; i < 100; i++) got.push(await fetchBody('/small', false));
+    return got;
+  })();
+  const [big, small] = await Promise.all([fetchBody('/big', true), fast]);
+  t.true(big.equals(bodies.get('/big')!), 'the slow client got every byte of the large body as sent');
+  t.true(small.every((b) => b.equals(bodies.get('/small')!)));
+});

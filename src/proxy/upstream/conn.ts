@@ -10,6 +10,9 @@ import { type Head, HttpParseError, headEnd, parseHead } from '../http1/parse.ts
 
 const MAX_RESPONSE_HEAD = 64 * 1024;
 
+/** Where every pooled upstream socket of this process reads (see onRead); reads never overlap. */
+export const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
 export interface ResponseSink {
   /** 1xx other than 101: forwarded and then the final response follows. */
   onInformational(head: Head): void;
@@ -50,12 +53,16 @@ export class UpstreamConn {
   idleSince = 0;
   private reuseBlocked = false;
 
-  constructor(socket: Socket, address: string, port: number) {
+  /**
+   * userBuffer: the socket reads into READ_BUFFER (net.connect's onread) and
+   * calls onRead; otherwise it emits 'data' (sockets made elsewhere).
+   */
+  constructor(socket: Socket, address: string, port: number, userBuffer = false) {
     this.socket = socket;
     this.address = address;
     this.port = port;
     socket.setNoDelay(true);
-    socket.on('data', (c: Buffer) => this.onData(c));
+    if (!userBuffer) socket.on('data', (c: Buffer) => this.onData(c));
     socket.on('end', () => this.onClose(null));
     socket.on('close', () => this.onClose(null));
     socket.on('error', (err) => this.onClose(err));
@@ -74,6 +81,18 @@ export class UpstreamConn {
 
   get idle(): boolean {
     return this.state === IDLE && !this.dead;
+  }
+
+  /**
+   * n bytes arrived in READ_BUFFER. They are copied out at once, into a slice
+   * of Node's small-buffer pool when short: the response may outlive this
+   * call (a queued write, a partial head), and the copy is still cheaper than
+   * the fresh 64 KiB allocation and stream push of a 'data' event.
+   */
+  onRead(n: number): void {
+    const chunk = Buffer.allocUnsafe(n);
+    READ_BUFFER.copy(chunk, 0, 0, n);
+    this.onData(chunk);
   }
 
   private onData(chunk: Buffer): void {

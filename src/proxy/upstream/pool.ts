@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /** Keep-alive connections per upstream endpoint, reused last-in first-out. */
 import { type Socket, connect } from 'node:net';
-import { UpstreamConn } from './conn.ts';
+import { READ_BUFFER, UpstreamConn } from './conn.ts';
 
 export interface PoolOptions {
   maxIdlePerEndpoint?: number;
@@ -52,15 +52,17 @@ export class UpstreamPool {
     const key = `${address}:${port}`;
     // dial: a socket made elsewhere, still pooled under address:port (an inbound application, reached in its pod).
     let socket: Socket;
+    // Set right below; the socket reads nothing before it has connected.
+    let conn: UpstreamConn | null = null;
     try {
-      socket = dial ? dial() : connect({ host: address, port, noDelay: true });
+      socket = dial ? dial() : connect({ host: address, port, noDelay: true, onread: { buffer: READ_BUFFER, callback: (n: number) => (conn?.onRead(n), true) } });
     } catch (err) {
       // A dial that cannot even make its socket (the pod's namespace is gone) is a failed connect.
       return void process.nextTick(() => cb(err as Error, null));
     }
     if (dial) socket.setNoDelay(true);
     this.opened++;
-    const conn = new UpstreamConn(socket, address, port);
+    conn = new UpstreamConn(socket, address, port, !dial);
     let done = false;
     const timer = setTimeout(() => {
       if (done) return;
