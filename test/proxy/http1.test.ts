@@ -4,7 +4,7 @@ import test from 'ava';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { type AddressInfo, connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { backend, endpoints, proxy, service } from './helpers/fixtures.ts';
@@ -30,6 +30,24 @@ test('curl through the proxy: headers added, hop-by-hop removed, keep-alive on b
   t.deepEqual(b.seen.map((s) => s.url), ['/a', '/b']);
   t.is(p.server.core.pool.opened, 1, 'one upstream connection served both requests');
   t.is(p.server.core.pool.reused, 1);
+});
+
+test('heads with nothing to rewrite go through byte for byte (names, case, order), plus what the proxy adds', async (t) => {
+  // A raw upstream: what it receives, and exactly what it answers.
+  const got: string[] = [];
+  const answer = 'HTTP/1.1 200 OK\r\nX-Mixed-Case: Value\r\nset-cookie: a=1\r\nset-cookie: b=2\r\ncontent-length: 2\r\n\r\nok';
+  const server = createServer((s) => s.on('data', (d) => {
+    got.push(d.toString('latin1'));
+    s.write(answer);
+  }));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: (server.address() as AddressInfo).port }])], 'shop/web');
+  const request = 'GET /q?x=1 HTTP/1.1\r\nhost: Web.Shop\r\nAccept: */*\r\nX-Custom: a, b\r\n\r\n';
+  const { text } = await rawExchange(p.port, request, 300);
+  t.is(text, answer, 'the response as the upstream sent it');
+  t.true(got[0]!.startsWith(request.slice(0, -2)), got[0]);
+  t.regex(got[0]!.slice(request.length - 2), /^x-forwarded-for: 127\.0\.0\.1\r\nx-request-id: [0-9a-f-]{36}\r\n\r\n$/);
 });
 
 test('an existing x-request-id is kept; x-forwarded-for is appended to', async (t) => {
