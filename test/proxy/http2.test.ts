@@ -227,3 +227,42 @@ test('HTTP/2: body bytes sent while a retry waits out its backoff reach the next
   t.is(status, 200);
   t.is(answer, 'got part1-part2-part3');
 });
+
+test('an idle upstream h2c session is closed gracefully: a stream still open finishes, the next request opens a new session', async (t) => {
+  const server = createH2();
+  let sessions = 0;
+  server.on('session', () => sessions++);
+  server.on('stream', (stream, headers) => {
+    stream.respond({ ':status': 200 });
+    if (headers[':path'] !== '/slow') return void stream.end('quick');
+    // Gaps longer than the idle timeout: the session looks idle while this stream is open.
+    let n = 0;
+    const tick = setInterval(() => {
+      stream.write(`part${n}`);
+      if (++n === 3) {
+        clearInterval(tick);
+        stream.end();
+      }
+    }, 250);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const { H2Upstreams } = await import('../../src/proxy/http2/upstream.ts');
+  const ups = new H2Upstreams({ idleTimeoutMs: 100 });
+  t.teardown(() => ups.close());
+  const port = (server.address() as AddressInfo).port;
+  const fetch = (path: string) =>
+    new Promise<string>((resolve, reject) => {
+      const req = ups.session('127.0.0.1', port).request({ ':path': path });
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c));
+      req.on('end', () => resolve(body));
+      req.on('error', reject);
+      req.end();
+    });
+  t.is(await fetch('/slow'), 'part0part1part2', 'the open stream was not cut');
+  await new Promise((r) => setTimeout(r, 300));
+  t.is(ups.size, 0, 'the idle session was closed and forgotten');
+  t.is(await fetch('/again'), 'quick');
+  t.is(sessions, 2, 'the next request opened a new session');
+});

@@ -5,6 +5,16 @@ import type { Socket } from 'node:net';
 
 export class H2Upstreams {
   private readonly sessions = new Map<string, ClientHttp2Session>();
+  /**
+   * A session with no frames either way for this long is closed gracefully
+   * (streams still open finish; the next request opens a new session), so
+   * endpoints that left the mesh do not keep a connection each forever.
+   */
+  readonly idleTimeoutMs: number;
+
+  constructor(options: { idleTimeoutMs?: number } = {}) {
+    this.idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
+  }
 
   /** dial: the connection is made elsewhere (inbound: inside a pod), and the session is kept apart under key. */
   session(address: string, port: number, dial?: { key: string; connect: () => Socket }): ClientHttp2Session {
@@ -19,6 +29,10 @@ export class H2Upstreams {
     };
     s.on('close', forget);
     s.on('goaway', forget);
+    s.setTimeout(this.idleTimeoutMs, () => {
+      forget();
+      s.close();
+    });
     this.sessions.set(key, s);
     return s;
   }
