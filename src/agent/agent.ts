@@ -10,7 +10,7 @@ import type { Server } from 'node:http';
 import { type Server as NetServer, Socket } from 'node:net';
 import { AgentSync } from '../config/sync.ts';
 import { redisConfigFromEnv } from '../config/redis.ts';
-import { EbpfDatapath, type Interceptor, IptablesDatapath, nativeAddon, socketFd } from '../datapath/index.ts';
+import { EbpfDatapath, type Interceptor, IptablesDatapath, dialInNetns, nativeAddon, socketFd } from '../datapath/index.ts';
 import { type Logger, childLogger } from '../log.ts';
 import { startAdmin, startMetrics } from '../proxy/admin.ts';
 import { ProxyCore } from '../proxy/core.ts';
@@ -442,7 +442,7 @@ export class Agent {
         nsFd = openSync(w.netnsPath, 'r');
         const nsPath = `/proc/${process.pid}/fd/${nsFd}`;
         inbound = {};
-        const options = { inbound: { workload: source, dial: dialIn(nsPath) } };
+        const options = { inbound: { workload: source, dial: dialInNetns(nsPath) } };
         for (const [family, host] of [['v4', '0.0.0.0'], ['v6', '::']] as const) {
           if (!w.addresses.some((a) => a.includes(':') === (family === 'v6'))) continue;
           const fd = nativeAddon().listenInNetns(w.netnsPath, host, this.config.inboundPort);
@@ -527,7 +527,3 @@ function identityOf(w: Workload): string {
   return `${w.uid ?? ''}/${ns}/${w.addresses.join(',')}/${w.inboundPorts.join(',')}`;
 }
 
-/** Connects from inside the pod's network namespace, to its own loopback: how the inbound side reaches the application. */
-export function dialIn(netnsPath: string): (port: number, v6: boolean) => Socket {
-  return (port, v6) => new Socket({ fd: nativeAddon().socketInNetns(netnsPath, v6 ? 6 : 4), readable: true, writable: true, allowHalfOpen: true }).connect(port, v6 ? '::1' : '127.0.0.1');
-}

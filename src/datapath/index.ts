@@ -9,6 +9,7 @@ export * from './host.ts';
 export * from './interceptor.ts';
 export { IptablesDatapath, type IptablesOptions, renderRules } from './iptables.ts';
 export { type SocketAddress, addon as nativeAddon } from './native.ts';
+export { dialInNetns } from './netns-dial.ts';
 export { Scratch, inCgroup, sweepStaleScratch } from './scratch.ts';
 export { type HookResult, type SelftestReport, selftest } from './selftest/run.ts';
 export { socketFd } from './selftest/echo.ts';

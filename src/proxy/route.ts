@@ -17,6 +17,13 @@ export type Target =
   | { kind: 'local'; status: number; body: string; headers?: string; flags: string; service?: ServiceInfo; route?: string; inbound?: InboundTarget };
 
 /**
+ * A socket made inside the pod's network namespace, connecting to the pod's
+ * own address:port (where the client was going): the datapath lets that
+ * connection through to the application instead of taking it again.
+ */
+export type InboundDial = (address: string, port: number) => Socket;
+
+/**
  * The inbound side: the application in this pod. Only telemetry and
  * authorization look at its service; circuit breaking, retries and outlier
  * detection are the calling side's (a request counted on both sides of one
@@ -25,11 +32,11 @@ export type Target =
 export interface InboundTarget {
   service?: ServiceInfo;
   workload: Peer;
-  dial: (port: number, v6: boolean) => Socket;
+  dial: InboundDial;
 }
 
 /** Where an inbound request goes: the application at the port it was sent to, unless authorization refuses it. */
-export function inboundRoute(table: RoutingTable, local: { address: string; port: number }, head: Head, inbound: { workload: Peer; dial: (port: number, v6: boolean) => Socket }): Target {
+export function inboundRoute(table: RoutingTable, local: { address: string; port: number }, head: Head, inbound: { workload: Peer; dial: InboundDial }): Target {
   // Every service this pod backs has its say; policies name service ports, so the one mapping to this target port.
   const services = servicesByEndpoint(table, local.address, local.port);
   for (const s of services) {

@@ -10,6 +10,7 @@ import { Http1Session } from './http1/session.ts';
 import { h2Server, serveH2 } from './http2/session.ts';
 import { endpointsOf, peerOf, serviceByEndpoint, serviceFor } from './routing/select.ts';
 import { pipeTcp } from './tcp.ts';
+import type { InboundDial } from './route.ts';
 import { sniOf } from './tls.ts';
 import type { Peer } from './telemetry/metrics.ts';
 
@@ -24,10 +25,11 @@ export interface ListenerOptions {
   /**
    * An inbound listener (in a pod's netns): connections arriving at the pod
    * are handed over by the datapath with their addresses untouched, so the
-   * local address is where the client was going; they are passed to the
-   * application over the pod's own loopback, reported as the destination.
+   * local address is where the client was going; they are passed on to the
+   * application at that same address from inside the pod, reported as the
+   * destination.
    */
-  inbound?: { workload: Peer; dial: (port: number, v6: boolean) => Socket };
+  inbound?: { workload: Peer; dial: InboundDial };
 }
 
 export class ProxyServer {
@@ -135,7 +137,7 @@ export class ProxyServer {
   /**
    * Inbound: HTTP/1.x and h2c (gRPC) are served request by request
    * (authorization and telemetry as the destination); anything else goes to the pod's
-   * application on its loopback, at the port the client asked for, as TCP.
+   * application, at the address and port the client asked for, as TCP.
    */
   private inbound(socket: Socket, inbound: NonNullable<ListenerOptions['inbound']>, detectTimeoutMs: number): void {
     const origDst = { address: socket.localAddress ?? '', port: socket.localPort ?? 0 };
@@ -160,7 +162,7 @@ export class ProxyServer {
       serviceNamespace: ns,
     };
     this.core.metrics.tcpOpen(rec);
-    pipeTcp(socket, '127.0.0.1', port, initial, { dial: () => inbound.dial(port, address.includes(':')), onClose: (st) => this.core.metrics.tcpClose(rec, st.sent, st.received) });
+    pipeTcp(socket, address, port, initial, { dial: () => inbound.dial(address, port), onClose: (st) => this.core.metrics.tcpClose(rec, st.sent, st.received) });
   }
 
   async close(): Promise<void> {

@@ -6,9 +6,9 @@
  * opened in pods' network namespaces and sent over IPC, so the kernel
  * spreads connections over every core.
  */
-import { type Server, type Socket, Socket as SocketCtor } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import type { StoredObject } from '../config/store.ts';
-import { nativeAddon, socketFd } from '../datapath/index.ts';
+import { dialInNetns, nativeAddon, socketFd } from '../datapath/index.ts';
 import { ProxyCore } from './core.ts';
 import { buildTable } from './routing/table.ts';
 import { ProxyServer } from './server.ts';
@@ -31,8 +31,8 @@ process.on('message', async (m: WorkerMessage, handle?: Server) => {
       const options = {
         ...(m.source ? { source: m.source } : {}),
         ...(m.originalDst ? { originalDst: (s: Socket) => nativeAddon().originalDst(socketFd(s)) } : {}),
-        // An inbound listener: the application is reached from inside the pod's namespace, on its loopback.
-        ...(inbound ? { inbound: { workload: inbound.workload, dial: (port: number, v6: boolean) => new SocketCtor({ fd: nativeAddon().socketInNetns(inbound.netnsPath, v6 ? 6 : 4), readable: true, writable: true, allowHalfOpen: true }).connect(port, v6 ? '::1' : '127.0.0.1') } } : {}),
+        // An inbound listener: the application is reached from inside the pod's namespace.
+        ...(inbound ? { inbound: { workload: inbound.workload, dial: dialInNetns(inbound.netnsPath) } } : {}),
       };
       const mine = await server.listen({ handle }, options);
       // `mine` now owns the socket (the received server is only its envelope): closing it closes the copy here.

@@ -2,9 +2,10 @@
 // Inbound interception: a client in another network namespace connects to a
 // captured pod's address; the datapath hands the connection, at socket
 // lookup, to the proxy's inbound listener inside the pod (no address
-// rewrite), and the proxy passes it to the application over the pod's own
-// loopback, reporting it as the destination. The application tells who
-// connected to it: 127.0.0.1 through the proxy, the client itself without.
+// rewrite), and the proxy passes it on to the application at the same
+// address from inside the pod, reporting it as the destination. The
+// application tells who connected to it: the pod's own address through the
+// proxy, the client itself without.
 import { execFile, execFileSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { promisify } from 'node:util';
@@ -24,6 +25,8 @@ const CLIENT_IP6 = 'fd00:201::1';
 const H2APP = `require('http2').createServer().on('stream', (s) => { s.respond({ ':status': 200 }); s.end('h2 remote=' + s.session.socket.remoteAddress); }).listen(8082, '0.0.0.0', () => console.log('up'))`;
 const V6APP = `require('http').createServer((q, r) => r.end('v6 remote=' + q.socket.remoteAddress)).listen({ port: 8083, host: '::', ipv6Only: true }, () => console.log('up'))`;
 const APP = `require('http').createServer((q, r) => r.end('remote=' + q.socket.remoteAddress)).listen(8080, '0.0.0.0', () => console.log('up'))`;
+/** Bound only to the pod's address, not to every address (so not to loopback). */
+const POD_IP_APP = `require('http').createServer((q, r) => r.end('pod-ip-only remote=' + q.socket.remoteAddress)).listen(8084, '${POD_IP}', () => console.log('up'))`;
 
 kernelTest('inbound: connections arriving at a pod’s port go through the proxy’s inbound listener, and straight to the application again once it is gone', async (t) => {
   const redis = await new RedisServer().start();
@@ -45,7 +48,7 @@ kernelTest('inbound: connections arriving at a pod’s port go through the proxy
     execFileSync('ip', ['-n', client, '-6', 'addr', 'add', `${CLIENT_IP6}/64`, 'dev', b, 'nodad']);
 
     const app = scratch.cgroup('app');
-    for (const code of [APP, H2APP, V6APP]) {
+    for (const code of [APP, H2APP, V6APP, POD_IP_APP]) {
       const server = scratch.spawn('app', process.execPath, ['-e', code]);
       await new Promise<void>((resolve, reject) => {
         server.stdout!.once('data', () => resolve());
@@ -69,23 +72,25 @@ kernelTest('inbound: connections arriving at a pod’s port go through the proxy
     scratch.enter('agent');
     agent = new Agent(
       scratchAgentConfig(scratch, redis, {
-        workloads: [{ name: 'web-0', namespace: 'shop', netnsPath: scratch.netnsPath, cgroupPath: app, labels: { app: 'web', version: 'v1' }, addresses: [POD_IP, POD_IP6], inboundPorts: [8080, 8082, 8083] }],
+        workloads: [{ name: 'web-0', namespace: 'shop', netnsPath: scratch.netnsPath, cgroupPath: app, labels: { app: 'web', version: 'v1' }, addresses: [POD_IP, POD_IP6], inboundPorts: [8080, 8082, 8083, 8084] }],
       }),
       silentLogger,
     );
     await agent.start();
 
-    t.is(await curl(), 'remote=127.0.0.1', 'through the inbound listener: the application sees the proxy on its loopback');
-    t.is(await curl(), 'remote=127.0.0.1');
+    t.is(await curl(), `remote=${POD_IP}`, 'through the inbound listener: the application sees the proxy connecting from inside its pod');
+    t.is(await curl(), `remote=${POD_IP}`);
+    const podIpOnly = await promisify(execFile)('ip', ['netns', 'exec', client, 'curl', '-sS', '--max-time', '5', `http://${POD_IP}:8084/`]);
+    t.is(podIpOnly.stdout, `pod-ip-only remote=${POD_IP}`, 'an application bound only to its pod address is reached through the proxy too');
     // Authorization at the destination: what the policy denies never reaches the application.
     const denied = await promisify(execFile)('ip', ['netns', 'exec', client, 'curl', '-sS', '-w', ' %{http_code}', '--max-time', '5', `http://${POD_IP}:8080/admin/x`]);
     t.regex(denied.stdout, /RBAC: access denied.* 403$/s);
-    // IPv6 arrivals go to the IPv6 inbound listener; the application is reached on ::1.
+    // IPv6 arrivals go to the IPv6 inbound listener; the application is reached at the pod's IPv6 address.
     const v6 = await promisify(execFile)('ip', ['netns', 'exec', client, 'curl', '-sS', '--max-time', '5', `http://[${POD_IP6}]:8083/`]);
-    t.is(v6.stdout, 'v6 remote=::1');
+    t.is(v6.stdout, `v6 remote=${POD_IP6}`);
     // h2c (gRPC's transport) through the inbound side too.
     const h2 = await promisify(execFile)('ip', ['netns', 'exec', client, 'curl', '-sS', '--http2-prior-knowledge', '--max-time', '5', `http://${POD_IP}:8082/`]);
-    t.is(h2.stdout, 'h2 remote=127.0.0.1');
+    t.is(h2.stdout, `h2 remote=${POD_IP}`);
     const metrics = await agent.core.metrics.render();
     t.regex(metrics, /istio_requests_total\{reporter="destination",[^}]*destination_workload="web"[^}]*destination_service="web\.shop\.svc\.cluster\.local"[^}]*response_code="200"[^}]*\} 2/);
     t.regex(metrics, /istio_requests_total\{reporter="destination",[^}]*response_code="403",[^}]*response_flags="RBAC"[^}]*\} 1/);
@@ -106,7 +111,7 @@ kernelTest('inbound: connections arriving at a pod’s port go through the proxy
     await (agent.datapath as EbpfDatapath).close();
     await agent.proxy.close();
     const keys = () => JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'pinned', `${scratch.pinDir}/km_inbound_v1`]).toString()).length;
-    t.is(keys(), 6, 'the dead agent’s keys are still there (2 addresses × 3 ports)');
+    t.is(keys(), 8, 'the dead agent’s keys are still there (2 addresses × 4 ports)');
     t.true(readdirSync(`${scratch.pinDir}/links`).some((n) => n.startsWith('inbound-')), 'and its netns link');
     t.is(await curl(), `remote=${CLIENT_IP}`, 'fail-open: a closed listener leaves the connection to the application');
     await agent.stop();
@@ -120,7 +125,7 @@ kernelTest('inbound: connections arriving at a pod’s port go through the proxy
       silentLogger,
     );
     await agent.start();
-    t.is(await curl(), 'remote=127.0.0.1', 'after a restart');
+    t.is(await curl(), `remote=${POD_IP}`, 'after a restart');
     t.is(keys(), 1, 'the new agent dropped what the dead one left and set its own');
   } finally {
     await agent?.stop({ detach: true }).catch((err: Error) => t.fail(`stop: ${err.message}`));

@@ -18,7 +18,7 @@ import type { ResponseSink, UpstreamConn } from '../upstream/conn.ts';
 import type { ProxyCore } from '../core.ts';
 import type { Peer } from '../telemetry/metrics.ts';
 import type { ServiceInfo } from '../routing/table.ts';
-import { type Target, inboundRoute, route } from '../route.ts';
+import { type InboundDial, type Target, inboundRoute, route } from '../route.ts';
 import { peerOf } from '../routing/select.ts';
 import { DEFAULT_POLICY, type RetryPolicy, backoffMs, retriableStatus } from '../routing/policy.ts';
 import { roll } from '../policy/fault.ts';
@@ -47,7 +47,7 @@ export interface SessionContext {
   /** A fixed service for this listener (bound mode). */
   service: string | null;
   /** An inbound listener's: requests go to the application in the pod, reached with dial. */
-  inbound?: { workload: Peer; dial: (port: number, v6: boolean) => Socket };
+  inbound?: { workload: Peer; dial: InboundDial };
 }
 
 export class Http1Session implements ResponseSink {
@@ -271,7 +271,7 @@ export class Http1Session implements ResponseSink {
         this.send(conn, head, target);
       },
       policy.connectTimeoutMs,
-      dial && (() => dial(target.port, target.address.includes(':'))),
+      dial && (() => dial(target.address, target.port)),
     );
   }
 

@@ -13,7 +13,7 @@ import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { ProxyCore } from '../core.ts';
 import { type Head, normalizeTarget } from '../http1/parse.ts';
-import { inboundRoute, route } from '../route.ts';
+import { type InboundDial, inboundRoute, route } from '../route.ts';
 import { peerOf } from '../routing/select.ts';
 import { backoffMs, retriableStatus } from '../routing/policy.ts';
 import { recordExchange } from '../telemetry/exchange.ts';
@@ -64,7 +64,7 @@ export interface H2Context {
   service: string | null;
   source: Peer | null;
   /** An inbound listener's: streams go to the application in the pod, reached with dial. */
-  inbound?: { workload: Peer; dial: (port: number, v6: boolean) => Socket };
+  inbound?: { workload: Peer; dial: InboundDial };
 }
 
 /** A server that owns the h2 side of connections handed to it after detection. */
@@ -251,7 +251,7 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
 
     const inbound = tgt.inbound;
     // Inbound sessions are made inside the pod and kept apart from outbound ones to the same address.
-    const session = inbound ? core.h2.session(tgt.address, tgt.port, { key: `inbound/${tgt.address}:${tgt.port}`, connect: () => inbound.dial(tgt.port, tgt.address.includes(':')) }) : core.h2.session(tgt.address, tgt.port);
+    const session = inbound ? core.h2.session(tgt.address, tgt.port, { key: `inbound/${tgt.address}:${tgt.port}`, connect: () => inbound.dial(tgt.address, tgt.port) }) : core.h2.session(tgt.address, tgt.port);
     const mine = session.request(out, { endStream: false });
     up = mine;
     upEnded = false;
