@@ -10,7 +10,7 @@ import { readdirSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { Agent } from '../../src/agent/agent.ts';
 import { MeshStore } from '../../src/config/store.ts';
-import { EbpfDatapath, Scratch } from '../../src/datapath/index.ts';
+import { EbpfDatapath, Scratch, decodeAddrKey } from '../../src/datapath/index.ts';
 import { silentLogger } from '../../src/log.ts';
 import { obj, service } from '../proxy/helpers/fixtures.ts';
 import { RedisServer } from '../redis/helpers/redis-server.ts';
@@ -77,6 +77,9 @@ kernelTest('inbound: connections arriving at a pod’s port go through the proxy
 
     t.is(await curl(), 'remote=127.0.0.1', 'through the inbound listener: the application sees the proxy on its loopback');
     t.is(await curl(), 'remote=127.0.0.1');
+    // The pod's addresses are same-node splice targets of the proxy's connections.
+    const local = (await (agent.datapath as EbpfDatapath).dump('km_local_v1')).map(([k]) => decodeAddrKey(k)).sort();
+    t.deepEqual(local, [POD_IP, POD_IP6].sort());
     // Authorization at the destination: what the policy denies never reaches the application.
     const denied = await promisify(execFile)('ip', ['netns', 'exec', client, 'curl', '-sS', '-w', ' %{http_code}', '--max-time', '5', `http://${POD_IP}:8080/admin/x`]);
     t.regex(denied.stdout, /RBAC: access denied.* 403$/s);
