@@ -121,7 +121,7 @@ export async function runOne(lab: Lab, opts: BenchOptions, mode: Mode, workload:
       // Fail closed: a proxy the datapath thinks dead makes the run fail loudly instead of quietly measuring the direct path.
       dp = lab.datapath(mode.interception);
       // The server pod is on this node: the proxy's connections to it are spliced (when splicing is on).
-      await dp.apply({ workloads: [capture], failMode: 'closed', localAddresses: [ADDR.server] });
+      await dp.apply({ workloads: [capture], failMode: 'closed', localAddresses: mode.sameNode === false ? [] : [ADDR.server] });
       dp.heartbeat();
     }
     const ctx: WorkloadContext = {
