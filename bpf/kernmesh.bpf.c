@@ -14,6 +14,7 @@
 #include "lib/addr.h"
 #include "lib/capture.h"
 #include "lib/splice.h"
+#include "lib/samenode.h"
 #include "lib/origdst.h"
 #include "lib/inbound.h"
 
@@ -26,8 +27,12 @@ int km_connect4(struct bpf_sock_addr *ctx)
 	struct km_workload *wl = NULL;
 	struct km_origdst dst = {};
 	__u32 addr = ctx->user_ip4;
+	struct km_addr_key local = { .addr = { addr }, .family = AF_INET };
 
-	if (!s || km_decide(ctx, s, &wl) != KM_V_REDIRECT || !wl)
+	if (!s)
+		return KM_ALLOW;
+	km_tag_local_peer(ctx, s, &local);
+	if (km_decide(ctx, s, &wl) != KM_V_REDIRECT || !wl)
 		return KM_ALLOW;
 	if (km_ip4_is_loopback(addr)) {
 		km_count(KM_STAT_SKIP_LOOPBACK, 1);
@@ -67,8 +72,16 @@ int km_connect6(struct bpf_sock_addr *ctx)
 	__u32 addr[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] };
 	bool mapped = km_ip6_is_v4mapped(addr);
 	bool excluded;
+	/* A v4-mapped destination is IPv4 on the wire: the pod's end is keyed so. */
+	struct km_addr_key local = {
+		.addr = { mapped ? addr[3] : addr[0], mapped ? 0 : addr[1], mapped ? 0 : addr[2], mapped ? 0 : addr[3] },
+		.family = mapped ? AF_INET : AF_INET6,
+	};
 
-	if (!s || km_decide(ctx, s, &wl) != KM_V_REDIRECT || !wl)
+	if (!s)
+		return KM_ALLOW;
+	km_tag_local_peer(ctx, s, &local);
+	if (km_decide(ctx, s, &wl) != KM_V_REDIRECT || !wl)
 		return KM_ALLOW;
 	if (mapped ? km_ip4_is_loopback(addr[3]) : km_ip6_is_loopback(addr)) {
 		km_count(KM_STAT_SKIP_LOOPBACK, 1);
@@ -115,10 +128,12 @@ int km_sockops(struct bpf_sock_ops *skops)
 {
 	switch (skops->op) {
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
-		km_on_active_established(skops);
+		if (!km_on_active_established(skops))
+			km_local_on_active(skops);
 		break;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
-		km_on_passive_established(skops);
+		if (!km_on_passive_established(skops))
+			km_local_on_passive(skops);
 		break;
 	default:
 		break;
@@ -133,6 +148,7 @@ int km_sk_msg(struct sk_msg_md *msg)
 	struct km_sock_key key, peer;
 	__u32 family = msg->family;
 	__u32 size = msg->size;
+	struct km_flow *f;
 
 	if (family == AF_INET6) {
 		KM_READ6(local6, msg, local_ip6);
@@ -141,8 +157,10 @@ int km_sk_msg(struct sk_msg_md *msg)
 	km_key_fill(&key, bpf_get_netns_cookie(msg), family, msg->local_ip4, local6,
 		    msg->remote_ip4, remote6, (__u16)msg->local_port,
 		    (__u16)bpf_ntohl(msg->remote_port));
+	km_key_node_scope(&key);
 	km_key_peer(&peer, &key);
-	if (km_bulk_flow(msg, size))
+	f = km_flow_of(msg);
+	if (km_bulk_flow(f, size))
 		return SK_PASS;
 	if (bpf_msg_redirect_hash(msg, &km_socks_v1, &peer, BPF_F_INGRESS) == SK_PASS) {
 		km_count(KM_STAT_MSG_REDIRECTED, 1);
@@ -151,6 +169,7 @@ int km_sk_msg(struct sk_msg_md *msg)
 	}
 	/* The peer is not spliced (yet, or any more): the normal stack carries it. */
 	km_count(KM_STAT_MSG_MISS, 1);
+	km_on_local_miss(&key, f);
 	return SK_PASS;
 }
 

@@ -25,9 +25,11 @@
 #define KM_MAP_ODST_COOKIE "km_odst_ck_v1"
 #define KM_MAP_ODST_TUPLE "km_odst_tp_v1"
 #define KM_MAP_SOCKS "km_socks_v1"
-#define KM_MAP_STATS "km_stats_v1"
+#define KM_MAP_STATS "km_stats_v2"
 #define KM_MAP_INBOUND "km_inbound_v1"
 #define KM_MAP_INSOCKS "km_insocks_v1"
+#define KM_MAP_LOCAL "km_local_v1"
+#define KM_MAP_EXPECT "km_expect_v1"
 
 /* km_settings_v1: ARRAY with one entry, written by the agent at runtime. */
 enum km_fail_mode {
@@ -100,6 +102,10 @@ struct km_origdst {
  * original-destination map (from the proxy's accepted socket's view:
  * local = proxy listener, remote = application) and of the sockhash (from
  * the socket's own view). IPv4 (also v4-mapped IPv6) uses addr[0] only.
+ * In the sockhash, netns is the netns cookie for loopback pairs (the same
+ * 4-tuple exists in every namespace) and 0 for any other address: those
+ * are unique on a node, and the two ends of a proxy<->pod pair sit in
+ * different namespaces but must find each other.
  */
 struct km_sock_key {
 	__u64 netns;
@@ -123,7 +129,18 @@ struct km_inbound_key {
 	__u16 family;  /* AF_INET or AF_INET6 */
 };
 
-/* km_stats_v1: PERCPU_ARRAY of __u64 counters, one slot per enum value. */
+/*
+ * km_local_v1: HASH, addresses of pods on this node (key -> __u8 1). The
+ * proxy's connections to them are spliced with the pod's end of the
+ * connection although the two sit in different network namespaces (see
+ * lib/samenode.h). Never a loopback address: those are per namespace.
+ */
+struct km_addr_key {
+	__u32 addr[4]; /* network order; IPv4 in addr[0] */
+	__u32 family;  /* AF_INET or AF_INET6 */
+};
+
+/* km_stats_v2: PERCPU_ARRAY of __u64 counters, one slot per enum value. */
 enum km_stat {
 	KM_STAT_CONNECT4_REDIRECTED = 0,
 	KM_STAT_CONNECT6_REDIRECTED,
@@ -145,6 +162,9 @@ enum km_stat {
 	KM_STAT_GETSOCKOPT_ANSWERED,
 	KM_STAT_GETSOCKOPT_MISS,
 	KM_STAT_GETSOCKOPT_LARGE_PASSED,
+	KM_STAT_SOCKOPS_LOCAL_ACTIVE,  /* the proxy's end of a proxy<->local pod pair spliced */
+	KM_STAT_SOCKOPS_LOCAL_PASSIVE, /* the pod's end of such a pair spliced */
+	KM_STAT_LOCAL_LEFT,            /* a same-node socket sent through the stack once, so stays there */
 	KM_STAT__MAX,
 };
 

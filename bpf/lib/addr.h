@@ -95,4 +95,16 @@ static __always_inline bool km_key_remote_is_loopback(const struct km_sock_key *
 	return km_ip6_is_loopback(key->remote);
 }
 
+/*
+ * Which namespace a sockhash key belongs to: a loopback 4-tuple exists in
+ * every namespace, so loopback keys keep the netns cookie; any other address
+ * is unique on a node, so those keys drop it (0), which lets the two ends of
+ * a proxy<->pod pair, each in its own namespace, find each other.
+ */
+static __always_inline void km_key_node_scope(struct km_sock_key *key)
+{
+	if (!km_key_remote_is_loopback(key))
+		key->netns = 0;
+}
+
 #endif

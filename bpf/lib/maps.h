@@ -89,14 +89,21 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} km_stats_v1 SEC(".maps");
+} km_stats_v2 SEC(".maps");
 
-/* Per sending socket: how much it spliced lately, and whether it is a bulk flow (see lib/splice.h). */
+/* km_flow.flags */
+#define KM_FLOW_LOCAL_PEER 1 /* the proxy's socket to a pod on this node (set at connect, see lib/samenode.h) */
+
+/*
+ * Per socket: how much it spliced lately, and whether its sends go to the
+ * normal stack for good (a bulk flow, see lib/splice.h, or a same-node
+ * socket that had to send through it once, see lib/samenode.h).
+ */
 struct km_flow {
 	__u64 window_start_ns;
 	__u64 window_bytes;
 	__u32 bulk;
-	__u32 pad;
+	__u32 flags;
 };
 
 struct {
@@ -105,6 +112,29 @@ struct {
 	__type(key, int);
 	__type(value, struct km_flow);
 } km_flow_v1 SEC(".maps");
+
+/* Addresses of pods on this node, written by the agent (see lib/samenode.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KM_DEFAULT_MAX_WORKLOADS);
+	__type(key, struct km_addr_key);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} km_local_v1 SEC(".maps");
+
+/*
+ * The pod ends the proxy's same-node connections expect: the proxy's end,
+ * spliced first, leaves its peer's key here for the pod's end to find once
+ * established. LRU: a pod end that never shows up (its cgroup outside the
+ * attach point, an address translated on the way) ages out.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, KM_DEFAULT_MAX_CONNECTIONS);
+	__type(key, struct km_sock_key);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} km_expect_v1 SEC(".maps");
 
 /* Inbound: a pod address and port -> the slot of its inbound listener. */
 struct {

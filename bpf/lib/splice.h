@@ -2,7 +2,8 @@
 /*
  * Splicing: both ends of an application<->proxy loopback connection go into
  * the sockhash, and sk_msg moves each send straight into the peer's receive
- * queue. Only these pairs are spliced: a psock costs setup time, and a
+ * queue. Only these pairs, and the proxy's connections to pods on this node
+ * (lib/samenode.h), are spliced: a psock costs setup time, and a
  * connection whose peer is not on this host has nothing to gain from it.
  */
 #ifndef KM_LIB_SPLICE_H
@@ -20,6 +21,7 @@ static __always_inline void km_sockops_key(struct bpf_sock_ops *skops, struct km
 	km_key_fill(key, bpf_get_netns_cookie(skops), family, skops->local_ip4, local6,
 		    skops->remote_ip4, remote6, (__u16)skops->local_port,
 		    (__u16)bpf_ntohl(skops->remote_port));
+	km_key_node_scope(key);
 }
 
 static __always_inline void km_splice_add(struct bpf_sock_ops *skops, struct km_sock_key *key,
@@ -37,9 +39,9 @@ static __always_inline void km_splice_add(struct bpf_sock_ops *skops, struct km_
 /*
  * The application's end, once connected: if connect4/6 redirected it, hand
  * its original destination over to the key the proxy's accepted socket will
- * ask with, and splice it.
+ * ask with, and splice it. False: not such a socket.
  */
-static __always_inline void km_on_active_established(struct bpf_sock_ops *skops)
+static __always_inline bool km_on_active_established(struct bpf_sock_ops *skops)
 {
 	__u64 cookie = bpf_get_socket_cookie(skops);
 	struct km_origdst *found = bpf_map_lookup_elem(&km_odst_ck_v1, &cookie);
@@ -47,7 +49,7 @@ static __always_inline void km_on_active_established(struct bpf_sock_ops *skops)
 	struct km_sock_key key, peer;
 
 	if (!found)
-		return;
+		return false;
 	dst = *found;
 	bpf_map_delete_elem(&km_odst_ck_v1, &cookie);
 
@@ -56,21 +58,26 @@ static __always_inline void km_on_active_established(struct bpf_sock_ops *skops)
 	if (bpf_map_update_elem(&km_odst_tp_v1, &peer, &dst, BPF_ANY))
 		km_count(KM_STAT_ORIGDST_SAVE_FAILED, 1);
 	km_splice_add(skops, &key, KM_STAT_SOCKOPS_ACTIVE);
+	return true;
 }
 
-/* The proxy's end: accepted on the outbound listener from a loopback peer. */
-static __always_inline void km_on_passive_established(struct bpf_sock_ops *skops)
+/*
+ * The proxy's end: accepted on the outbound listener from a loopback peer.
+ * False: not such a socket.
+ */
+static __always_inline bool km_on_passive_established(struct bpf_sock_ops *skops)
 {
 	__u32 zero = 0;
 	struct km_settings *s = bpf_map_lookup_elem(&km_settings_v1, &zero);
 	struct km_sock_key key;
 
 	if (!km_splice_enabled || !s || !s->outbound_port || skops->local_port != s->outbound_port)
-		return;
+		return false;
 	km_sockops_key(skops, &key);
 	if (!km_key_remote_is_loopback(&key))
-		return;
+		return false;
 	km_splice_add(skops, &key, KM_STAT_SOCKOPS_PASSIVE);
+	return true;
 }
 
 /*
@@ -86,15 +93,20 @@ static __always_inline void km_on_passive_established(struct bpf_sock_ops *skops
 #define KM_BULK_WINDOW_NS (100ULL * 1000 * 1000)
 #define KM_BULK_BYTES (4U << 20)
 
-static __always_inline bool km_bulk_flow(struct sk_msg_md *msg, __u32 size)
+/* The sending socket's flow state (made on its first send); NULL if none could be made. */
+static __always_inline struct km_flow *km_flow_of(struct sk_msg_md *msg)
 {
 	struct bpf_sock *sk = msg->sk;
-	struct km_flow *f;
-	__u64 now;
 
 	if (!sk)
-		return false;
-	f = bpf_sk_storage_get(&km_flow_v1, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		return NULL;
+	return bpf_sk_storage_get(&km_flow_v1, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+}
+
+static __always_inline bool km_bulk_flow(struct km_flow *f, __u32 size)
+{
+	__u64 now;
+
 	if (!f)
 		return false;
 	if (f->bulk)

@@ -10,7 +10,7 @@ import type { Server } from 'node:http';
 import { type Server as NetServer, Socket } from 'node:net';
 import { AgentSync } from '../config/sync.ts';
 import { redisConfigFromEnv } from '../config/redis.ts';
-import { EbpfDatapath, type Interceptor, IptablesDatapath, dialInNetns, nativeAddon, socketFd } from '../datapath/index.ts';
+import { EbpfDatapath, type Interceptor, IptablesDatapath, dialInNetns, isPodAddress, nativeAddon, socketFd } from '../datapath/index.ts';
 import { type Logger, childLogger } from '../log.ts';
 import { startAdmin, startMetrics } from '../proxy/admin.ts';
 import { ProxyCore } from '../proxy/core.ts';
@@ -328,7 +328,16 @@ export class Agent {
     const mesh = this.meshSettings();
     const capture = (mesh.capture as Spec | undefined) ?? {};
     await this.datapath.apply({
-      workloads: this.goodWorkloads().map((w) => ({ name: keyOf(w), netnsPath: w.netnsPath, cgroupPath: w.cgroupPath, excludedPorts: w.excludedPorts, excludedCidrs: w.excludedCidrs })),
+      workloads: this.goodWorkloads().map((w) => ({
+        name: keyOf(w),
+        netnsPath: w.netnsPath,
+        cgroupPath: w.cgroupPath,
+        excludedPorts: w.excludedPorts,
+        excludedCidrs: w.excludedCidrs,
+        // The pod's addresses make the proxy's connections to it same-node spliced; one that cannot be
+        // (link-local, say) is left out rather than keep the pod out of the datapath.
+        addresses: w.addresses.filter(isPodAddress),
+      })),
       excludedPorts: (capture.excludedPorts as number[]) ?? [],
       excludedCidrs: (capture.excludedCidrs as string[]) ?? [],
       failMode: (mesh.failMode as 'open' | 'closed') ?? 'open',
@@ -345,7 +354,7 @@ export class Agent {
     if (!(dp instanceof EbpfDatapath)) return;
     try {
       const maps: Record<string, { entries: number; capacity: number }> = {};
-      for (const m of ['km_capture_v1', 'km_xport_v1', 'km_odst_tp_v1', 'km_socks_v1'] as const) {
+      for (const m of ['km_capture_v1', 'km_xport_v1', 'km_odst_tp_v1', 'km_socks_v1', 'km_local_v1'] as const) {
         maps[m] = { entries: (await dp.dump(m)).length, capacity: dp.mapInfo(m).maxEntries };
       }
       this.mapOccupancy = maps;

@@ -19,13 +19,17 @@ export interface Running {
   stop(): Promise<void>;
 }
 
-/** The server pod: HAProxy on the HTTP and gRPC ports, plus an iperf3 server for bulk runs. */
-export async function startServer(lab: Lab, bed: Testbed, kind: ServiceKind): Promise<Running> {
+/**
+ * The server pod: HAProxy on the HTTP and gRPC ports, plus an iperf3 server
+ * for bulk runs, in the mode's server cgroup (under the attach point in eBPF runs).
+ */
+export async function startServer(lab: Lab, bed: Testbed, mode: Mode, kind: ServiceKind): Promise<Running> {
   const cfg = join(lab.dir, 'server.cfg');
   writeFileSync(cfg, serverConfig());
   const ns = bed.path('server');
-  const procs = [lab.procs.start('server haproxy', lab.serverCgroup, ns, 'haproxy', ['-f', cfg, '-db'])];
-  if (kind === 'bulk') procs.push(lab.procs.start('iperf3 server', lab.serverCgroup, ns, 'iperf3', ['-s', '-p', String(PORTS.bulk)]));
+  const cgroup = lab.cgroups(mode.interception).server;
+  const procs = [lab.procs.start('server haproxy', cgroup, ns, 'haproxy', ['-f', cfg, '-db'])];
+  if (kind === 'bulk') procs.push(lab.procs.start('iperf3 server', cgroup, ns, 'iperf3', ['-s', '-p', String(PORTS.bulk)]));
   const running = { procs, stop: () => Promise.all(procs.map((p) => lab.procs.stop(p))).then(() => {}) };
   try {
     await waitListening(ns, PORTS.http, 'the server pod');

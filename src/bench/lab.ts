@@ -4,16 +4,21 @@
  * mount, never its root), the eBPF datapath attached to one branch of it, a
  * temporary directory for configuration files, and every child process.
  *
- *   <scratch>/ebpf/client   load generators of eBPF runs   ┐ the datapath is
- *   <scratch>/ebpf/proxy    the proxy of eBPF runs         ┘ attached at <scratch>/ebpf
+ *   <scratch>/ebpf/client   load generators of eBPF runs   ┐
+ *   <scratch>/ebpf/proxy    the proxy of eBPF runs         │ the datapath is
+ *   <scratch>/ebpf/server   the server pod of eBPF runs    ┘ attached at <scratch>/ebpf
  *   <scratch>/plain/client  load generators of the other runs
  *   <scratch>/plain/proxy   the proxy of iptables runs
- *   <scratch>/server        the server pod's processes
+ *   <scratch>/plain/server  the server pod of the other runs
  *
- * Direct and iptables runs happen outside the attach point, so no BPF program
- * runs for them at all; the datapath's counters, read around every run,
- * show that (they only move in eBPF runs). The optional no-splice modes get
- * a second scratch tree with a second datapath (loaded with splicing off).
+ * The server pod of eBPF runs sits under the attach point, where every pod
+ * of a node sits under a real agent's (the kubepods tree): its sockets run
+ * sockops, so the proxy's connections to it can be spliced (same-node
+ * splicing). Direct and iptables runs happen outside the attach point, so no
+ * BPF program runs for them at all; the datapath's counters, read around
+ * every run, show that (they only move in eBPF runs). The optional no-splice
+ * modes get a second scratch tree with a second datapath (loaded with
+ * splicing off).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,6 +31,7 @@ import { PORTS, sweepStaleRunNetns } from './testbed.ts';
 export interface RunCgroups {
   client: string;
   proxy: string;
+  server: string;
 }
 
 interface EbpfSide {
@@ -41,7 +47,6 @@ export class Lab {
   /** Configuration files of the runs (HAProxy's, the gRPC request body). */
   dir = '';
   private plain!: RunCgroups;
-  private server = '';
   private readonly ebpf = new Map<'ebpf' | 'ebpf-nosplice', EbpfSide>();
 
   /** Sweeps what killed benches left, then builds the cgroups and loads a datapath per eBPF interception planned. */
@@ -52,17 +57,16 @@ export class Lab {
     const s = this.scratch.setup();
     // Parents before children (Scratch.cgroup makes one level).
     for (const parent of ['ebpf', 'plain']) s.cgroup(parent);
-    this.plain = { client: s.cgroup('plain/client'), proxy: s.cgroup('plain/proxy') };
-    this.server = s.cgroup('server');
+    this.plain = { client: s.cgroup('plain/client'), proxy: s.cgroup('plain/proxy'), server: s.cgroup('plain/server') };
     if (interceptions.has('ebpf')) {
-      this.ebpf.set('ebpf', { scratch: s, programIds: [], cg: { client: s.cgroup('ebpf/client'), proxy: s.cgroup('ebpf/proxy') } });
+      this.ebpf.set('ebpf', { scratch: s, programIds: [], cg: { client: s.cgroup('ebpf/client'), proxy: s.cgroup('ebpf/proxy'), server: s.cgroup('ebpf/server') } });
     }
     if (interceptions.has('ebpf-nosplice')) {
       // Registered before setup(), so that cleanup() also undoes a setup that failed half-way.
-      const side: EbpfSide = { scratch: new Scratch('benchns'), programIds: [], cg: { client: '', proxy: '' } };
+      const side: EbpfSide = { scratch: new Scratch('benchns'), programIds: [], cg: { client: '', proxy: '', server: '' } };
       this.ebpf.set('ebpf-nosplice', side);
       side.scratch.setup();
-      side.cg = { client: side.scratch.cgroup('client'), proxy: side.scratch.cgroup('proxy') };
+      side.cg = { client: side.scratch.cgroup('client'), proxy: side.scratch.cgroup('proxy'), server: side.scratch.cgroup('server') };
     }
     for (const [kind, side] of this.ebpf) {
       const attach = kind === 'ebpf' ? join(s.cgroupRoot, 'ebpf') : side.scratch.cgroupRoot;
@@ -84,10 +88,6 @@ export class Lab {
   cgroups(interception: Interception): RunCgroups {
     if (interception === 'ebpf' || interception === 'ebpf-nosplice') return this.ebpf.get(interception)!.cg;
     return this.plain;
-  }
-
-  get serverCgroup(): string {
-    return this.server;
   }
 
   /** The datapath serving an eBPF interception. */

@@ -16,6 +16,12 @@ export interface Mode {
   description: string;
   /** Not run unless asked for with --modes. */
   optional?: boolean;
+  /**
+   * eBPF runs: whether the server pod's address is given to the datapath as
+   * a local pod's, so that the proxy's connection to it is spliced too
+   * (same-node splicing). Default true; false shows the loopback pair alone.
+   */
+  sameNode?: boolean;
 }
 
 export const isEbpf = (i: Interception) => i === 'ebpf' || i === 'ebpf-nosplice';
@@ -30,6 +36,8 @@ export const MODES: readonly Mode[] = [
   { name: 'ebpf-haproxy', interception: 'ebpf', engine: 'haproxy', description: 'eBPF redirect to HAProxy (nbthread 1) with a fixed backend' },
   { name: 'ebpf-nosplice', interception: 'ebpf-nosplice', engine: 'kernmesh-http', description: 'eBPF connect4 redirect to our proxy (L7) without sockops/sk_msg splicing', optional: true },
   { name: 'ebpf-nosplice-haproxy', interception: 'ebpf-nosplice', engine: 'haproxy', description: 'eBPF connect4 redirect to HAProxy without sockops/sk_msg splicing', optional: true },
+  { name: 'ebpf-loopback', interception: 'ebpf', engine: 'kernmesh-http', description: 'eBPF to our proxy (L7), splicing the app<->proxy loopback pair only, not the proxy<->server pod one', optional: true, sameNode: false },
+  { name: 'ebpf-loopback-haproxy', interception: 'ebpf', engine: 'haproxy', description: 'eBPF to HAProxy, splicing the app<->proxy loopback pair only', optional: true, sameNode: false },
 ];
 
 export const MODE_NAMES = MODES.map((m) => m.name);
@@ -49,6 +57,8 @@ export const PAIRS: ReadonlyArray<{ engine: string; ebpf: string; iptables: stri
   { engine: 'haproxy', ebpf: 'ebpf-haproxy', iptables: 'iptables-haproxy' },
   { engine: 'kernmesh-nosplice', ebpf: 'ebpf-nosplice', iptables: 'iptables' },
   { engine: 'haproxy-nosplice', ebpf: 'ebpf-nosplice-haproxy', iptables: 'iptables-haproxy' },
+  { engine: 'kernmesh-loopback', ebpf: 'ebpf-loopback', iptables: 'iptables' },
+  { engine: 'haproxy-loopback', ebpf: 'ebpf-loopback-haproxy', iptables: 'iptables-haproxy' },
 ];
 
 /** Colours for the charts, one per mode: greys for no mesh, warm for iptables, cool for eBPF. */
@@ -62,4 +72,6 @@ export const MODE_COLORS: Record<string, string> = {
   'ebpf-haproxy': '#0f766e',
   'ebpf-nosplice': '#7c3aed',
   'ebpf-nosplice-haproxy': '#c026d3',
+  'ebpf-loopback': '#0891b2',
+  'ebpf-loopback-haproxy': '#4d7c0f',
 };

@@ -10,7 +10,7 @@ import type { Lab } from './lab.ts';
 import { type MachineCpu, cgroupCpuUsec, iptablesRedirects, machineCpu } from './measure.ts';
 import { type Mode, isEbpf } from './modes.ts';
 import type { BenchOptions } from './options.ts';
-import { PORTS, Testbed } from './testbed.ts';
+import { ADDR, PORTS, Testbed } from './testbed.ts';
 import type { Workload, WorkloadContext, WorkloadName } from './workloads/index.ts';
 
 export interface RunRecord {
@@ -62,7 +62,7 @@ function snapshot(lab: Lab, mode: Mode, bed: Testbed): Snapshot {
   return {
     at: performance.now(),
     proxy: cgroupCpuUsec(cg.proxy),
-    server: cgroupCpuUsec(lab.serverCgroup),
+    server: cgroupCpuUsec(cg.server),
     client: cgroupCpuUsec(cg.client),
     machine: machineCpu(),
     counters: lab.counters(),
@@ -111,7 +111,7 @@ export async function runOne(lab: Lab, opts: BenchOptions, mode: Mode, workload:
   const problems: string[] = [];
   try {
     bed.create();
-    server = await startServer(lab, bed, workload.service);
+    server = await startServer(lab, bed, mode, workload.service);
     // The listener first, then interception (as the agent does): nothing is steered to a proxy that is not there.
     if (mode.engine !== 'none') engine = await startEngine(lab, bed, mode, workload.service);
     if (mode.interception === 'iptables') {
@@ -120,7 +120,8 @@ export async function runOne(lab: Lab, opts: BenchOptions, mode: Mode, workload:
     } else if (mode.interception === 'ebpf' || mode.interception === 'ebpf-nosplice') {
       // Fail closed: a proxy the datapath thinks dead makes the run fail loudly instead of quietly measuring the direct path.
       dp = lab.datapath(mode.interception);
-      await dp.apply({ workloads: [capture], failMode: 'closed' });
+      // The server pod is on this node: the proxy's connections to it are spliced (when splicing is on).
+      await dp.apply({ workloads: [capture], failMode: 'closed', localAddresses: mode.sameNode === false ? [] : [ADDR.server] });
       dp.heartbeat();
     }
     const ctx: WorkloadContext = {

@@ -18,6 +18,7 @@ export const SIZES = {
   origdst: 24,
   sockKey: 48,
   inboundKey: 20,
+  addrKey: 20,
 } as const;
 
 /** Counter names in enum km_stat order. */
@@ -42,6 +43,9 @@ export const STAT_NAMES = [
   'getsockopt_answered',
   'getsockopt_miss',
   'getsockopt_large_passed',
+  'sockops_local_active',
+  'sockops_local_passive',
+  'local_left',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 export type Counters = Record<StatName, bigint>;
@@ -133,6 +137,20 @@ export function encodeInboundKey(address: string, port: number): Buffer {
   b.writeUInt16LE(port, 16);
   b.writeUInt16LE(c.family === 4 ? 2 : 10, 18);
   return b;
+}
+
+/** km_addr_key: an address of a pod on this node (network order), for km_local_v1. */
+export function encodeAddrKey(address: string): Buffer {
+  const c = parseCidr(address);
+  const b = Buffer.alloc(SIZES.addrKey);
+  c.address.copy(b, 0);
+  b.writeUInt32LE(c.family === 4 ? 2 : 10, 16);
+  return b;
+}
+
+export function decodeAddrKey(b: Buffer): string {
+  const family = b.readUInt32LE(16) === 10 ? 6 : 4;
+  return formatIp(Buffer.from(b.subarray(0, family === 4 ? 4 : 16)));
 }
 
 export interface Cidr {

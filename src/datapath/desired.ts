@@ -3,9 +3,10 @@
  * The datapath's desired state: what the agent wants captured and how. The
  * schemas reject bad input before anything touches the kernel.
  */
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { KmError } from '../errors.ts';
-import { parseCidr } from './codec.ts';
+import { ipv4Bytes, ipv6Bytes, parseCidr } from './codec.ts';
 import { parseSpec } from './parse.ts';
 
 const port = z.number().int().min(1).max(65535);
@@ -21,6 +22,23 @@ const cidr = z.string().refine(
   { message: 'must be a CIDR like 10.0.0.0/8 or fd00::/8' },
 );
 
+/**
+ * An address of a pod on this node, as a splice target: unique on the node,
+ * so never loopback, unspecified, link-local (unique per link only) or
+ * multicast, and never a prefix.
+ */
+export function isPodAddress(s: string): boolean {
+  if (!isIP(s)) return false;
+  const b = s.includes(':') ? ipv6Bytes(s) : ipv4Bytes(s);
+  if (b.length === 4) return b[0] !== 127 && b[0] !== 0 && !(b[0] === 169 && b[1] === 254) && b[0]! < 224;
+  if (b.subarray(0, 12).equals(V4MAPPED_PREFIX)) return false; // the IPv4 address is what the wire carries
+  const zero = b.every((x) => x === 0);
+  const loopback = b.subarray(0, 15).every((x) => x === 0) && b[15] === 1;
+  return !zero && !loopback && !(b[0] === 0xfe && (b[1]! & 0xc0) === 0x80) && b[0] !== 0xff;
+}
+const V4MAPPED_PREFIX = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
+const podAddress = z.string().refine(isPodAddress, { message: 'must be a unicast pod address (not loopback, link-local, unspecified, multicast or v4-mapped)' });
+
 export const WorkloadSpecSchema = z.object({
   /** Stable name, e.g. "namespace/pod". */
   name: z.string().min(1),
@@ -32,6 +50,8 @@ export const WorkloadSpecSchema = z.object({
   captureBy: z.enum(['netns', 'cgroup']).default('netns'),
   excludedPorts: z.array(port).default([]),
   excludedCidrs: z.array(cidr).default([]),
+  /** The pod's own addresses: the proxy's connections to them are spliced (eBPF mode). */
+  addresses: z.array(podAddress).default([]),
 });
 export type WorkloadSpec = z.input<typeof WorkloadSpecSchema>;
 export type Workload = z.output<typeof WorkloadSpecSchema>;
@@ -41,6 +61,12 @@ export const DesiredStateSchema = z.object({
   excludedPorts: z.array(port).default([]),
   excludedCidrs: z.array(cidr).default([]),
   failMode: z.enum(['open', 'closed']).default('open'),
+  /**
+   * Addresses of other pods on this node (not captured, but with their
+   * cgroups under the attach cgroup): the proxy's connections to them are
+   * spliced too.
+   */
+  localAddresses: z.array(podAddress).default([]),
 });
 export type DesiredStateInput = z.input<typeof DesiredStateSchema>;
 export type DesiredState = z.output<typeof DesiredStateSchema>;

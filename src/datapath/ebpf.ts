@@ -24,7 +24,7 @@ import { type MapContents, type PlannedMap, type ResolvedWorkload, emptyContents
 export type { EbpfOptions } from './ebpf-options.ts';
 
 const CGROUP_PROGRAMS: ProgramName[] = ['km_connect4', 'km_connect6', 'km_sockops', 'km_getsockopt'];
-const PLANNED_MAPS: PlannedMap[] = ['km_capture_v1', 'km_xport_v1', 'km_xcidr4_v1', 'km_xcidr6_v1'];
+const PLANNED_MAPS: PlannedMap[] = ['km_capture_v1', 'km_xport_v1', 'km_xcidr4_v1', 'km_xcidr6_v1', 'km_local_v1'];
 const SETTINGS_KEY = Buffer.alloc(4);
 
 export class EbpfDatapath implements Interceptor {
@@ -185,7 +185,12 @@ export class EbpfDatapath implements Interceptor {
       owners.set(hex, w.name);
     }
     const current = await this.readPlanned();
-    const plan = planMaps(current, workloads, { excludedPorts: desired.excludedPorts, excludedCidrs: desired.excludedCidrs.map(parseCidr) }, { prune: options.prune ?? true });
+    const plan = planMaps(
+      current,
+      workloads,
+      { excludedPorts: desired.excludedPorts, excludedCidrs: desired.excludedCidrs.map(parseCidr), localAddresses: desired.localAddresses },
+      { prune: options.prune ?? true },
+    );
     for (const map of PLANNED_MAPS) {
       const max = this.nat.mapInfo(map).maxEntries;
       if (plan.peak[map] > max) {
@@ -229,7 +234,7 @@ export class EbpfDatapath implements Interceptor {
     } else {
       id = cgroupId(cg);
     }
-    return { name: w.name, key: { kind: w.captureBy, id }, excludedPorts: w.excludedPorts, excludedCidrs: w.excludedCidrs.map(parseCidr) };
+    return { name: w.name, key: { kind: w.captureBy, id }, excludedPorts: w.excludedPorts, excludedCidrs: w.excludedCidrs.map(parseCidr), addresses: w.addresses };
   }
 
   private async readPlanned(): Promise<MapContents> {

@@ -68,9 +68,11 @@ export type MapName =
   | 'km_odst_ck_v1'
   | 'km_odst_tp_v1'
   | 'km_socks_v1'
-  | 'km_stats_v1'
+  | 'km_stats_v2'
   | 'km_inbound_v1'
-  | 'km_insocks_v1';
+  | 'km_insocks_v1'
+  | 'km_local_v1'
+  | 'km_expect_v1';
 
 export interface NativeAddon {
   load(options: NativeLoadOptions): Promise<NativeDatapath>;

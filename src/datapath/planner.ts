@@ -8,13 +8,15 @@ import {
   type Cidr,
   decodeCaptureKey,
   decodeWorkload,
+  decodeAddrKey,
+  encodeAddrKey,
   encodeCaptureKey,
   encodeCidrKey,
   encodePortKey,
   encodeWorkload,
 } from './codec.ts';
 
-export type PlannedMap = 'km_capture_v1' | 'km_xport_v1' | 'km_xcidr4_v1' | 'km_xcidr6_v1';
+export type PlannedMap = 'km_capture_v1' | 'km_xport_v1' | 'km_xcidr4_v1' | 'km_xcidr6_v1' | 'km_local_v1';
 
 /** Current contents, keyed by the key's hex so that equal bytes compare equal. */
 export type MapContents = Record<PlannedMap, Map<string, Buffer>>;
@@ -24,6 +26,16 @@ export interface ResolvedWorkload {
   key: CaptureKey;
   excludedPorts: number[];
   excludedCidrs: Cidr[];
+  /** The pod's own addresses (same-node splice targets). */
+  addresses?: string[];
+}
+
+/** What is not per workload. */
+export interface PlanGlobals {
+  excludedPorts: number[];
+  excludedCidrs: Cidr[];
+  /** Other pods on this node the proxy's connections to are spliced. */
+  localAddresses?: string[];
 }
 
 export interface MapOp {
@@ -46,9 +58,10 @@ export interface Plan {
 }
 
 const EXCLUSION_VALUE = Buffer.from([1]);
+const LOCAL_VALUE = Buffer.from([1]);
 
 export function emptyContents(): MapContents {
-  return { km_capture_v1: new Map(), km_xport_v1: new Map(), km_xcidr4_v1: new Map(), km_xcidr6_v1: new Map() };
+  return { km_capture_v1: new Map(), km_xport_v1: new Map(), km_xcidr4_v1: new Map(), km_xcidr6_v1: new Map(), km_local_v1: new Map() };
 }
 
 /** Keeps each existing workload's id; new ones get ids no current entry uses. */
@@ -76,11 +89,14 @@ export function assignIds(current: MapContents, workloads: ResolvedWorkload[]): 
  * added before the capture entry that makes them matter and removed after
  * it, so no connect ever sees a captured workload without its exclusions.
  * Released workloads go first, so a full capture map can still churn.
+ * Local addresses only decide which connections are spliced (a pair spliced
+ * or not carries the same bytes), so they need no order beyond that: stale
+ * ones go first, so a full map can churn too.
  */
 export function planMaps(
   current: MapContents,
   workloads: ResolvedWorkload[],
-  global: { excludedPorts: number[]; excludedCidrs: Cidr[] },
+  global: PlanGlobals,
   options: { prune: boolean },
 ): Plan {
   const ids = assignIds(current, workloads);
@@ -99,10 +115,12 @@ export function planMaps(
     }
   };
   exclusionsOf(0, 'mesh', global.excludedPorts, global.excludedCidrs);
+  for (const a of global.localAddresses ?? []) put('km_local_v1', encodeAddrKey(a), LOCAL_VALUE, `splice to local pod ${a}`);
   for (const w of workloads) {
     const id = ids.get(w.name)!;
     put('km_capture_v1', encodeCaptureKey(w.key), encodeWorkload(id), `capture ${w.name} (${w.key.kind} ${w.key.id}) as #${id}`);
     exclusionsOf(id, w.name, w.excludedPorts, w.excludedCidrs);
+    for (const a of w.addresses ?? []) put('km_local_v1', encodeAddrKey(a), LOCAL_VALUE, `splice to ${w.name} at ${a}`);
   }
 
   const upserts = (map: PlannedMap): MapOp[] =>
@@ -118,18 +136,20 @@ export function planMaps(
 
   const exclusionMaps: PlannedMap[] = ['km_xport_v1', 'km_xcidr4_v1', 'km_xcidr6_v1'];
   const ops = [
+    ...deletes('km_local_v1'),
     ...deletes('km_capture_v1'),
     ...exclusionMaps.flatMap(upserts),
     ...upserts('km_capture_v1'),
     ...exclusionMaps.flatMap(deletes),
+    ...upserts('km_local_v1'),
   ];
   const sizes = {} as Record<PlannedMap, number>;
   const peak = {} as Record<PlannedMap, number>;
   for (const map of Object.keys(want) as PlannedMap[]) {
     const union = new Set([...want[map].keys(), ...current[map].keys()]).size;
     sizes[map] = options.prune ? want[map].size : union;
-    // Capture entries are deleted before any is added; exclusions only after all adds.
-    peak[map] = map === 'km_capture_v1' ? sizes[map] : union;
+    // Capture and local entries are deleted before any is added; exclusions only after all adds.
+    peak[map] = map === 'km_capture_v1' || map === 'km_local_v1' ? sizes[map] : union;
   }
   return { ops, ids, sizes, peak };
 }
@@ -139,6 +159,7 @@ function describeStale(map: PlannedMap, hex: string): string {
     const k = decodeCaptureKey(Buffer.from(hex, 'hex'));
     return `release ${k.kind} ${k.id} (no longer desired)`;
   }
+  if (map === 'km_local_v1') return `stop splicing to ${decodeAddrKey(Buffer.from(hex, 'hex'))} (no longer a local pod)`;
   return `drop stale exclusion ${hex}`;
 }
 

@@ -11,7 +11,7 @@ import { readdirSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { Agent } from '../../src/agent/agent.ts';
 import { MeshStore } from '../../src/config/store.ts';
-import { EbpfDatapath, Scratch } from '../../src/datapath/index.ts';
+import { EbpfDatapath, Scratch, decodeAddrKey } from '../../src/datapath/index.ts';
 import { silentLogger } from '../../src/log.ts';
 import { obj, service } from '../proxy/helpers/fixtures.ts';
 import { RedisServer } from '../redis/helpers/redis-server.ts';
@@ -82,6 +82,9 @@ kernelTest('inbound: connections arriving at a pod’s port go through the proxy
     t.is(await curl(), `remote=${POD_IP}`);
     const podIpOnly = await promisify(execFile)('ip', ['netns', 'exec', client, 'curl', '-sS', '--max-time', '5', `http://${POD_IP}:8084/`]);
     t.is(podIpOnly.stdout, `pod-ip-only remote=${POD_IP}`, 'an application bound only to its pod address is reached through the proxy too');
+    // The pod's addresses are same-node splice targets of the proxy's connections.
+    const local = (await (agent.datapath as EbpfDatapath).dump('km_local_v1')).map(([k]) => decodeAddrKey(k)).sort();
+    t.deepEqual(local, [POD_IP, POD_IP6].sort());
     // Authorization at the destination: what the policy denies never reaches the application.
     const denied = await promisify(execFile)('ip', ['netns', 'exec', client, 'curl', '-sS', '-w', ' %{http_code}', '--max-time', '5', `http://${POD_IP}:8080/admin/x`]);
     t.regex(denied.stdout, /RBAC: access denied.* 403$/s);

@@ -4,10 +4,12 @@ import { readFileSync } from 'node:fs';
 import {
   SIZES,
   STAT_NAMES,
+  decodeAddrKey,
   decodeCaptureKey,
   decodeCidrKey,
   decodeOrigDst,
   decodeSettings,
+  encodeAddrKey,
   encodeCaptureKey,
   encodeCidrKey,
   encodeInboundKey,
@@ -37,6 +39,7 @@ test('codec sizes are the sizes the addon asserts for bpf/kernmesh.h', (t) => {
     km_origdst: SIZES.origdst,
     km_sock_key: SIZES.sockKey,
     km_inbound_key: SIZES.inboundKey,
+    km_addr_key: SIZES.addrKey,
   });
 });
 
@@ -47,6 +50,17 @@ test('inbound keys: the address in network order, then the port and the family i
   t.is(k.readUInt16LE(16), 8080);
   t.is(k.readUInt16LE(18), 2);
   t.is(encodeInboundKey('fd00::2', 80).readUInt16LE(18), 10);
+});
+
+test('local address keys: the address in network order, then the family in host order', (t) => {
+  const k = encodeAddrKey('10.201.0.6');
+  t.is(k.length, SIZES.addrKey);
+  t.deepEqual([...k.subarray(0, 4)], [10, 201, 0, 6]);
+  t.deepEqual([...k.subarray(4, 16)], Array(12).fill(0));
+  t.is(k.readUInt32LE(16), 2);
+  t.is(encodeAddrKey('fd00::6').readUInt32LE(16), 10);
+  t.is(decodeAddrKey(encodeAddrKey('fd00::6')), 'fd00::6');
+  t.is(decodeAddrKey(k), '10.201.0.6');
 });
 
 test('STAT_NAMES follow enum km_stat in order', (t) => {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import test from 'ava';
-import { parseDesired } from '../../src/datapath/desired.ts';
+import { isPodAddress, parseDesired } from '../../src/datapath/desired.ts';
 import { KmError } from '../../src/errors.ts';
 
 const ok = { name: 'ns/a', netnsPath: '/run/netns/a', cgroupPath: '/sys/fs/cgroup/x' };
@@ -10,6 +10,13 @@ test('defaults fill in what was not said', (t) => {
   t.is(d.failMode, 'open');
   t.deepEqual(d.excludedPorts, []);
   t.is(d.workloads[0]!.captureBy, 'netns');
+  t.deepEqual(d.workloads[0]!.addresses, []);
+  t.deepEqual(d.localAddresses, []);
+});
+
+test('pod addresses: unicast IPv4 and IPv6 only', (t) => {
+  for (const a of ['10.201.0.6', '192.168.1.2', 'fd00:203::2', '2001:db8::1']) t.true(isPodAddress(a), a);
+  for (const a of ['127.0.0.1', '0.0.0.0', '169.254.1.1', '224.0.0.1', '::1', '::', 'fe80::1', 'ff02::1', '::ffff:10.0.0.1', 'x', '10.0.0.0/8']) t.false(isPodAddress(a), a);
 });
 
 const bad: Array<[string, unknown, RegExp]> = [
@@ -19,6 +26,10 @@ const bad: Array<[string, unknown, RegExp]> = [
   ['an unknown fail mode', { failMode: 'maybe' }, /failMode/],
   ['the same workload twice', { workloads: [ok, ok] }, /listed twice/],
   ['netns capture without a netns', { workloads: [{ name: 'x', cgroupPath: '/a' }] }, /has no netnsPath/],
+  ['a loopback pod address', { workloads: [{ ...ok, addresses: ['127.0.0.1'] }] }, /workloads\.0\.addresses\.0: must be a unicast pod address/],
+  ['a link-local local address', { localAddresses: ['fe80::1'] }, /localAddresses\.0/],
+  ['a v4-mapped local address', { localAddresses: ['::ffff:10.0.0.1'] }, /localAddresses\.0/],
+  ['a prefix as a local address', { localAddresses: ['10.0.0.0/8'] }, /localAddresses\.0/],
 ];
 for (const [what, input, message] of bad) {
   test(`rejects ${what} with a message naming where`, (t) => {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import test from 'ava';
-import { encodeCaptureKey, encodePortKey, encodeWorkload, parseCidr } from '../../src/datapath/codec.ts';
+import { encodeAddrKey, encodeCaptureKey, encodePortKey, encodeWorkload, parseCidr } from '../../src/datapath/codec.ts';
 import { type MapContents, type ResolvedWorkload, emptyContents, formatPlan, planMaps } from '../../src/datapath/planner.ts';
 
 const noGlobals = { excludedPorts: [], excludedCidrs: [] };
@@ -81,4 +81,23 @@ test('sizes count what the maps will hold', (t) => {
   const plan = planMaps(emptyContents(), [wl('a', 1n, { excludedPorts: [1, 2] }), wl('b', 2n)], { excludedPorts: [3], excludedCidrs: [] }, { prune: true });
   t.is(plan.sizes.km_capture_v1, 2);
   t.is(plan.sizes.km_xport_v1, 3);
+});
+
+test('pod addresses, of workloads and listed apart, become km_local_v1 entries; stale ones go first', (t) => {
+  const first = planMaps(emptyContents(), [wl('ns/a', 11n, { addresses: ['10.0.0.5', 'fd00::5'] })], { ...noGlobals, localAddresses: ['10.0.0.9', '10.0.0.5'] }, { prune: true });
+  t.deepEqual(
+    first.ops.filter((o) => o.map === 'km_local_v1').map((o) => o.key),
+    [encodeAddrKey('10.0.0.9'), encodeAddrKey('10.0.0.5'), encodeAddrKey('fd00::5')],
+    'one entry per address, however often it is named',
+  );
+  t.is(first.sizes.km_local_v1, 3);
+  t.true(formatPlan(first).includes('+ km_local_v1: splice to ns/a at fd00::5'));
+  const start = applied(emptyContents(), first);
+  const next = planMaps(start, [wl('ns/a', 11n, { addresses: ['10.0.0.5'] }), wl('ns/b', 12n, { addresses: ['10.0.0.6'] })], noGlobals, { prune: true });
+  const local = next.ops.filter((o) => o.map === 'km_local_v1');
+  t.deepEqual(local.map((o) => o.action), ['delete', 'delete', 'upsert']);
+  t.is(next.ops.indexOf(local[0]!), 0, 'stale local addresses go before anything is added');
+  t.true(formatPlan(next).includes('- km_local_v1: stop splicing to 10.0.0.9 (no longer a local pod)'));
+  t.is(next.peak.km_local_v1, 2);
+  t.deepEqual(planMaps(applied(start, next), [wl('ns/a', 11n, { addresses: ['10.0.0.5'] }), wl('ns/b', 12n, { addresses: ['10.0.0.6'] })], noGlobals, { prune: true }).ops, []);
 });
