@@ -22,6 +22,8 @@ static __always_inline struct km_origdst *km_origdst_of(struct bpf_sockopt *ctx)
 	}
 	km_key_fill(&key, bpf_get_netns_cookie(ctx), family, sk->src_ip4, local6, sk->dst_ip4,
 		    remote6, (__u16)sk->src_port, bpf_ntohs(sk->dst_port));
+	/* Scoped as sockops keyed it (a no-op for the loopback pairs this map holds). */
+	km_key_node_scope(&key);
 	return bpf_map_lookup_elem(&km_odst_tp_v1, &key);
 }
 

@@ -7,7 +7,7 @@
  * them (switching the links to its freshly loaded programs in place), so
  * established spliced connections keep flowing and nothing is attached twice.
  */
-import { closeSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { KmError } from '../errors.ts';
 import { applyOps } from './apply-ops.ts';
@@ -26,6 +26,8 @@ export type { EbpfOptions } from './ebpf-options.ts';
 const CGROUP_PROGRAMS: ProgramName[] = ['km_connect4', 'km_connect6', 'km_sockops', 'km_getsockopt'];
 const PLANNED_MAPS: PlannedMap[] = ['km_capture_v1', 'km_xport_v1', 'km_xcidr4_v1', 'km_xcidr6_v1', 'km_local_v1'];
 const SETTINGS_KEY = Buffer.alloc(4);
+/** Maps earlier versions pinned under another layout (km_stats_v1: before the same-node counters). */
+const RETIRED_PINS = ['km_stats_v1'];
 
 export class EbpfDatapath implements Interceptor {
   readonly mode = 'ebpf' as const;
@@ -72,6 +74,8 @@ export class EbpfDatapath implements Interceptor {
     let previous: Buffer | null = null;
     try {
       mkdirSync(join(pinDir, 'links'), { recursive: true });
+      // Pins of an older layout nothing reads any more; left, they would keep a drain from removing pinDir.
+      for (const name of RETIRED_PINS) rmSync(join(pinDir, name), { force: true });
       try {
         native = await addon().load({
           pinDir,

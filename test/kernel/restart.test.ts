@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // An agent restart: the pins outlive the process that made them.
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { EbpfDatapath } from '../../src/datapath/index.ts';
 import { clientScript } from '../../src/datapath/selftest/run.ts';
@@ -31,7 +32,10 @@ kernelTest('an agent restart reuses the pins, attaches nothing twice, and an est
     await bed.dp.close();
     t.like(await frame(4096), { ok: true, role: 'PROXY' }, 'the spliced connection works with no agent at all');
 
+    // What an older version left pinned beside (its counters, before the same-node ones): dropped on open.
+    execFileSync('bpftool', ['map', 'create', `${bed.scratch.pinDir}/km_stats_v1`, 'type', 'array', 'key', '4', 'value', '8', 'entries', '1', 'name', 'km_stats_v1']);
     bed.dp = await EbpfDatapath.open(bed.options());
+    t.false(existsSync(`${bed.scratch.pinDir}/km_stats_v1`), 'a retired pin is removed, so a drain can remove the pin directory');
     t.deepEqual([...bed.dp.reusedLinks].sort(), ['km_connect4', 'km_connect6', 'km_getsockopt', 'km_sockops']);
     bed.programIds.push(...Object.values(bed.dp.programIds()));
     const after = bed.dp.counters();
@@ -61,7 +65,6 @@ kernelTest('after teardown nothing of ours is attached, pinned or loaded', async
   });
   const progs = JSON.parse(execFileSync('bpftool', ['-j', 'prog', 'show'], { encoding: 'utf8' })) as Array<{ id: number }>;
   t.false(progs.some((p) => ids.includes(p.id)));
-  const { existsSync } = await import('node:fs');
   t.false(existsSync(cgroup));
   t.false(existsSync(pinDir));
 });
