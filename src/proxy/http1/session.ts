@@ -547,27 +547,24 @@ export class Http1Session implements ResponseSink {
 
   onBody(chunk: Buffer): boolean {
     this.resBytes += chunk.length;
-    if (this.headOut !== null) {
-      const head = this.headOut;
+    const head = this.headOut;
+    if (head === null) return this.socket.write(chunk);
+    // The body usually follows its head as received in the same read: one write of both, nothing copied.
+    if (typeof head !== 'string' && chunk.buffer === head.buffer && chunk.byteOffset === head.byteOffset + head.length) {
       this.headOut = null;
-      if (typeof head !== 'string') {
-        // The body usually follows its head in the same read: one write of both, nothing copied.
-        if (chunk.buffer === head.buffer && chunk.byteOffset === head.byteOffset + head.length) {
-          return this.socket.write(Buffer.from(head.buffer, head.byteOffset, head.length + chunk.length));
-        }
-        if (chunk.length <= 16 * 1024) return this.socket.write(Buffer.concat([head, chunk]));
-        this.socket.write(head);
-        return this.socket.write(chunk);
-      }
-      if (chunk.length <= 16 * 1024) {
-        const out = Buffer.allocUnsafe(head.length + chunk.length);
-        out.write(head, 0, 'latin1');
-        chunk.copy(out, head.length);
-        return this.socket.write(out);
-      }
-      this.socket.write(head, 'latin1');
+      return this.socket.write(Buffer.from(head.buffer, head.byteOffset, head.length + chunk.length));
     }
-    return this.socket.write(chunk);
+    if (chunk.length > 16 * 1024) {
+      this.flushHead();
+      return this.socket.write(chunk);
+    }
+    // Otherwise head and a short body are copied into one buffer: still one write.
+    this.headOut = null;
+    const out = Buffer.allocUnsafe(head.length + chunk.length);
+    if (typeof head === 'string') out.write(head, 0, 'latin1');
+    else head.copy(out);
+    chunk.copy(out, head.length);
+    return this.socket.write(out);
   }
 
   onTunnel(chunk: Buffer): void {

@@ -46,7 +46,7 @@ export function recordExchange(core: ProxyCore, x: Exchange): void {
   const log = core.accessLog;
   if (!log || !log.wants()) return;
   const t = x.target;
-  const requestId = header(x.head, 'x-request-id');
+  const requestId = x.head.requestId;
   log.write({
     start: new Date(Date.now() - x.durationMs).toISOString(),
     durationMs: Math.round(x.durationMs * 1000) / 1000,
@@ -77,21 +77,16 @@ function labelsOf(x: Exchange): Omit<RequestRecord, 'durationMs' | 'requestBytes
 }
 
 /**
- * Series of plain proxied HTTP exchanges, found by identity: the endpoint
- * (which fixes the destination labels within one routing table), the source
- * workload, the status. Anything else (local replies, gRPC, inbound,
- * passthrough) takes the label path. Keyed weakly on the endpoint, so a
- * replaced table's entries go with it.
+ * The series of a plain proxied HTTP exchange, found by identity: the
+ * endpoint fixes the destination labels within one routing table, then the
+ * source workload, then the status. Anything else (local replies, gRPC,
+ * inbound, passthrough) takes the label path.
  */
-const seriesCache = new WeakMap<ProxyMetrics, WeakMap<object, Map<Peer | null, Map<number, HttpSeries>>>>();
-
 function cachedSeries(m: ProxyMetrics, x: Exchange): HttpSeries | undefined {
   const t = x.target;
   if (t === null || t.kind !== 'upstream' || !t.endpoint || !t.service || t.inbound || x.grpc || x.flags !== '-' || x.reporter !== undefined) return undefined;
-  let byEndpoint = seriesCache.get(m);
-  if (!byEndpoint) seriesCache.set(m, (byEndpoint = new WeakMap()));
-  let bySource = byEndpoint.get(t.endpoint);
-  if (!bySource) byEndpoint.set(t.endpoint, (bySource = new Map()));
+  let bySource = m.seriesByEndpoint.get(t.endpoint);
+  if (!bySource) m.seriesByEndpoint.set(t.endpoint, (bySource = new Map()));
   let byStatus = bySource.get(x.source);
   if (!byStatus) bySource.set(x.source, (byStatus = new Map()));
   let s = byStatus.get(x.status);

@@ -176,9 +176,13 @@ export class ProxyMetrics {
     };
   }
 
-  recordRequest(rec: RequestRecord): void {
-    this.observe(this.seriesFor(rec), rec);
-  }
+  /**
+   * Series already found, by the objects that fix their labels: endpoint,
+   * then source workload, then status (see cachedSeries in
+   * telemetry/exchange.ts). Weak on the endpoint, so a replaced routing
+   * table's entries go with it.
+   */
+  readonly seriesByEndpoint = new WeakMap<object, Map<Peer | null, Map<number, HttpSeries>>>();
 
   /**
    * The series an exchange counts in, found by its labels. Callers on the hot
