@@ -89,7 +89,9 @@ export function route(table: RoutingTable, origDst: { address: string; port: num
   const ep = core.balancer.pick(destSvc, eps, head, peerIp);
   if (!ep) return { kind: 'local', status: 503, body: `no healthy upstream for ${destSvc.key}${dest.subset ? ` subset ${dest.subset}` : ''}\n`, flags: 'UH', service: destSvc };
   const port = ep.port || targetPort(destSvc, dest.port ?? origDst?.port);
-  const target: Target = { kind: 'upstream', address: ep.address, port, service: destSvc, endpoint: ep, ...(rule ? { rule } : {}), ...(routeName ? { route: routeName } : {}), ...(delayMs ? { delayMs } : {}), subset: dest.subset };
+  // Every field set, in one order: the sessions read targets in their hot paths, and one object
+  // shape keeps those reads monomorphic (optional fields spread in made a shape per combination).
+  const target: Target = { kind: 'upstream', address: ep.address, port, host: undefined, path: undefined, service: destSvc, endpoint: ep, route: routeName, rule, delayMs, subset: dest.subset, inbound: undefined };
   if (rule?.rewrite?.prefix !== undefined) {
     // A prefix rewrite replaces the prefix the rule matched (as Envoy's prefix_rewrite does).
     const path = pathOf(head.target);

@@ -666,7 +666,7 @@ export class Http1Session implements ResponseSink {
       durationMs: performance.now() - this.exStart,
       requestBytes: this.reqBytes,
       responseBytes: this.resBytes,
-      ...(this.ctx.inbound ? { reporter: 'destination' as const } : {}),
+      reporter: this.ctx.inbound ? 'destination' : undefined,
     });
   }
 
