@@ -32,6 +32,7 @@ int km_connect4(struct bpf_sock_addr *ctx)
 	if (!s)
 		return KM_ALLOW;
 	km_tag_local_peer(ctx, s, &local);
+	km_tag_inbound_dial(ctx, s, &local, bpf_ntohs((__u16)ctx->user_port));
 	if (km_decide(ctx, s, &wl) != KM_V_REDIRECT || !wl)
 		return KM_ALLOW;
 	if (km_ip4_is_loopback(addr)) {
@@ -81,6 +82,7 @@ int km_connect6(struct bpf_sock_addr *ctx)
 	if (!s)
 		return KM_ALLOW;
 	km_tag_local_peer(ctx, s, &local);
+	km_tag_inbound_dial(ctx, s, &local, bpf_ntohs((__u16)ctx->user_port));
 	if (km_decide(ctx, s, &wl) != KM_V_REDIRECT || !wl)
 		return KM_ALLOW;
 	if (mapped ? km_ip4_is_loopback(addr[3]) : km_ip6_is_loopback(addr)) {
@@ -127,7 +129,11 @@ SEC("sockops")
 int km_sockops(struct bpf_sock_ops *skops)
 {
 	switch (skops->op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		km_inbound_on_connect(skops);
+		break;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		km_inbound_on_established(skops);
 		if (!km_on_active_established(skops))
 			km_local_on_active(skops);
 		break;

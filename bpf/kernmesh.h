@@ -25,11 +25,13 @@
 #define KM_MAP_ODST_COOKIE "km_odst_ck_v1"
 #define KM_MAP_ODST_TUPLE "km_odst_tp_v1"
 #define KM_MAP_SOCKS "km_socks_v1"
-#define KM_MAP_STATS "km_stats_v2"
+#define KM_MAP_STATS "km_stats_v3"
 #define KM_MAP_INBOUND "km_inbound_v1"
 #define KM_MAP_INSOCKS "km_insocks_v1"
 #define KM_MAP_LOCAL "km_local_v1"
 #define KM_MAP_EXPECT "km_expect_v1"
+#define KM_MAP_NODEADDR "km_nodeaddr_v1"
+#define KM_MAP_DIALS "km_dials_v1"
 
 /* km_settings_v1: ARRAY with one entry, written by the agent at runtime. */
 enum km_fail_mode {
@@ -140,7 +142,18 @@ struct km_addr_key {
 	__u32 family;  /* AF_INET or AF_INET6 */
 };
 
-/* km_stats_v2: PERCPU_ARRAY of __u64 counters, one slot per enum value. */
+/*
+ * km_nodeaddr_v1: HASH, this node's own addresses (km_addr_key -> __u8 1).
+ * A connection arriving at a pod from one of them is the node's (kubelet's
+ * probes, host-network processes) and goes to the application directly,
+ * unless the proxy made it (km_dials_v1). See lib/inbound.h.
+ *
+ * km_dials_v1: LRU_HASH, the proxy's connections to inbound-captured pod
+ * ports, keyed as the pod will see them (km_sock_key, netns 0), from the
+ * SYN until established.
+ */
+
+/* km_stats_v3: PERCPU_ARRAY of __u64 counters, one slot per enum value. */
 enum km_stat {
 	KM_STAT_CONNECT4_REDIRECTED = 0,
 	KM_STAT_CONNECT6_REDIRECTED,
@@ -165,6 +178,9 @@ enum km_stat {
 	KM_STAT_SOCKOPS_LOCAL_ACTIVE,  /* the proxy's end of a proxy<->local pod pair spliced */
 	KM_STAT_SOCKOPS_LOCAL_PASSIVE, /* the pod's end of such a pair spliced */
 	KM_STAT_LOCAL_LEFT,            /* a same-node socket sent through the stack once, so stays there */
+	KM_STAT_INBOUND_ASSIGNED,      /* an arriving connection handed to a pod's inbound listener */
+	KM_STAT_INBOUND_NODE_PASSED,   /* one from the node itself (not the proxy's) left to the application */
+	KM_STAT_INBOUND_DIAL_SAVED,    /* the proxy's connect to an inbound-captured pod port recorded */
 	KM_STAT__MAX,
 };
 

@@ -89,10 +89,11 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} km_stats_v2 SEC(".maps");
+} km_stats_v3 SEC(".maps");
 
 /* km_flow.flags */
-#define KM_FLOW_LOCAL_PEER 1 /* the proxy's socket to a pod on this node (set at connect, see lib/samenode.h) */
+#define KM_FLOW_LOCAL_PEER 1   /* the proxy's socket to a pod on this node (set at connect, see lib/samenode.h) */
+#define KM_FLOW_INBOUND_DIAL 2 /* the proxy's socket to an inbound-captured pod port (set at connect, see lib/inbound.h) */
 
 /*
  * Per socket: how much it spliced lately, and whether its sends go to the
@@ -153,5 +154,26 @@ struct {
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } km_insocks_v1 SEC(".maps");
+
+/* This node's own addresses, written by the agent (see lib/inbound.h). A node has few. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct km_addr_key);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} km_nodeaddr_v1 SEC(".maps");
+
+/*
+ * The proxy's connections to inbound-captured pod ports, from its connect
+ * until established. LRU: a connect that never completes ages out.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, KM_DEFAULT_MAX_CONNECTIONS);
+	__type(key, struct km_sock_key);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} km_dials_v1 SEC(".maps");
 
 #endif

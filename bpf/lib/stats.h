@@ -5,7 +5,7 @@
 /* Per-CPU slots: no atomics on the hot path; the reader sums the CPUs. */
 static __always_inline void km_count(__u32 stat, __u64 n)
 {
-	__u64 *slot = bpf_map_lookup_elem(&km_stats_v2, &stat);
+	__u64 *slot = bpf_map_lookup_elem(&km_stats_v3, &stat);
 
 	if (slot)
 		*slot += n;

@@ -392,9 +392,9 @@ Napi::Value Datapath::ReadStats(const Napi::CallbackInfo& info) {
   if (ncpu <= 0) throw SystemError(env, -ncpu, "libbpf_num_possible_cpus", "");
   std::vector<uint64_t> slots(ncpu);
   Napi::Array out = Napi::Array::New(env, KM_STAT__MAX);
-  int fd = bpf_map__fd(skel_->maps.km_stats_v2);
+  int fd = bpf_map__fd(skel_->maps.km_stats_v3);
   for (uint32_t i = 0; i < KM_STAT__MAX; i++) {
-    if (bpf_map_lookup_elem(fd, &i, slots.data()) != 0) throw SystemError(env, errno, "bpf_map_lookup_elem", "km_stats_v2");
+    if (bpf_map_lookup_elem(fd, &i, slots.data()) != 0) throw SystemError(env, errno, "bpf_map_lookup_elem", "km_stats_v3");
     uint64_t sum = 0;
     for (uint64_t v : slots) sum += v;
     out.Set(i, Napi::BigInt::New(env, sum));

@@ -14,4 +14,4 @@ static_assert(sizeof(struct km_origdst) == 24, "km_origdst layout changed");
 static_assert(sizeof(struct km_sock_key) == 48, "km_sock_key layout changed");
 static_assert(sizeof(struct km_inbound_key) == 20, "km_inbound_key layout changed");
 static_assert(sizeof(struct km_addr_key) == 20, "km_addr_key layout changed");
-static_assert(KM_STAT__MAX == 23, "counter list changed: update STAT_NAMES in codec.ts");
+static_assert(KM_STAT__MAX == 26, "counter list changed: update STAT_NAMES in codec.ts");

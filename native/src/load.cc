@@ -88,6 +88,7 @@ class LoadWorker : public Napi::AsyncWorker {
         {skel_->maps.km_odst_tp_v1, opts_.max_connections},
         {skel_->maps.km_socks_v1, opts_.max_connections},
         {skel_->maps.km_expect_v1, opts_.max_connections},
+        {skel_->maps.km_dials_v1, opts_.max_connections},
         // A pod's IPv4 and IPv6 address each.
         {skel_->maps.km_local_v1, 2 * opts_.max_workloads},
     };

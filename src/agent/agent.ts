@@ -10,7 +10,7 @@ import type { Server } from 'node:http';
 import { type Server as NetServer, Socket } from 'node:net';
 import { AgentSync } from '../config/sync.ts';
 import { redisConfigFromEnv } from '../config/redis.ts';
-import { EbpfDatapath, type Interceptor, IptablesDatapath, dialInNetns, isPodAddress, nativeAddon, socketFd } from '../datapath/index.ts';
+import { EbpfDatapath, type Interceptor, IptablesDatapath, dialInNetns, isNodeAddress, isPodAddress, nativeAddon, socketFd } from '../datapath/index.ts';
 import { type Logger, childLogger } from '../log.ts';
 import { startAdmin, startMetrics } from '../proxy/admin.ts';
 import { ProxyCore } from '../proxy/core.ts';
@@ -19,7 +19,7 @@ import { ProxyServer } from '../proxy/server.ts';
 import { type SummaryCounts, summarize } from '../proxy/telemetry/metrics.ts';
 import { mergeExpositions } from '../proxy/telemetry/merge.ts';
 import { ProxyWorkers, type WorkerStats } from '../proxy/workers.ts';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, networkInterfaces } from 'node:os';
 import { AccessLog } from '../proxy/telemetry/access-log.ts';
 import { loadKubeConfig } from '../kube/client.ts';
 import { findOwnCgroup } from '../kube/discover.ts';
@@ -341,7 +341,20 @@ export class Agent {
       excludedPorts: (capture.excludedPorts as number[]) ?? [],
       excludedCidrs: (capture.excludedCidrs as string[]) ?? [],
       failMode: (mesh.failMode as 'open' | 'closed') ?? 'open',
+      nodeAddresses: this.nodeAddresses(),
     });
+  }
+
+  /**
+   * The node's own addresses: kubelet's probes come from one of them. "auto"
+   * reads them at each apply (the agent runs in the node's network
+   * namespace), so an address added later is picked up by the next one.
+   */
+  private nodeAddresses(): string[] {
+    const configured = this.config.nodeAddresses;
+    if (configured !== 'auto') return configured;
+    const all = Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address));
+    return [...new Set(all.filter(isNodeAddress))];
   }
 
   private goodWorkloads(): Workload[] {

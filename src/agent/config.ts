@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /** The node agent's configuration (a YAML file, flags and the environment), validated. */
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { parse } from 'yaml';
 import { z } from 'zod';
 import { KmError } from '../errors.ts';
@@ -62,6 +63,12 @@ export const AgentConfigSchema = z
     /** On SIGTERM, detach the programs and remove the pins (a DaemonSet pod going away) instead of leaving them for a restart. */
     detachOnStop: z.boolean().default(false),
     kubernetes: KubernetesSettings.default({ enabled: false, procRoot: '/proc' }),
+    /**
+     * This node's addresses: a connection from one of them to a pod's inbound port (kubelet's
+     * probes) reaches the application directly unless the proxy made it. "auto": the agent's
+     * network namespace's addresses (the node's, with hostNetwork).
+     */
+    nodeAddresses: z.union([z.literal('auto'), z.array(z.string().refine((s) => isIP(s) !== 0, { message: 'must be an IP address' }))]).default('auto'),
     /** Where this node is, for locality-aware load balancing. */
     zone: z.string().optional(),
     /** Captured workloads named in the file (local mode); with kubernetes.enabled, pods come from the API as well. */

@@ -46,6 +46,9 @@ export const STAT_NAMES = [
   'sockops_local_active',
   'sockops_local_passive',
   'local_left',
+  'inbound_assigned',
+  'inbound_node_passed',
+  'inbound_dial_saved',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 export type Counters = Record<StatName, bigint>;

@@ -38,6 +38,14 @@ export function isPodAddress(s: string): boolean {
 }
 const V4MAPPED_PREFIX = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
 const podAddress = z.string().refine(isPodAddress, { message: 'must be a unicast pod address (not loopback, link-local, unspecified, multicast or v4-mapped)' });
+/** A source address the node's own connections may carry: link-local too (a route may pick one), never loopback or v4-mapped. */
+export function isNodeAddress(s: string): boolean {
+  if (isPodAddress(s)) return true;
+  if (!isIP(s)) return false;
+  const b = s.includes(':') ? ipv6Bytes(s) : ipv4Bytes(s);
+  return b.length === 4 ? b[0] === 169 && b[1] === 254 : b[0] === 0xfe && (b[1]! & 0xc0) === 0x80;
+}
+const nodeAddress = z.string().refine(isNodeAddress, { message: 'must be a unicast address of this node (not loopback, unspecified, multicast or v4-mapped)' });
 
 export const WorkloadSpecSchema = z.object({
   /** Stable name, e.g. "namespace/pod". */
@@ -67,6 +75,12 @@ export const DesiredStateSchema = z.object({
    * spliced too.
    */
   localAddresses: z.array(podAddress).default([]),
+  /**
+   * This node's own addresses. A connection from one of them to a pod's
+   * inbound-captured port (kubelet's probes, host-network processes) goes to
+   * the application directly, as without a mesh, unless the proxy made it.
+   */
+  nodeAddresses: z.array(nodeAddress).default([]),
 });
 export type DesiredStateInput = z.input<typeof DesiredStateSchema>;
 export type DesiredState = z.output<typeof DesiredStateSchema>;

@@ -24,10 +24,10 @@ import { type MapContents, type PlannedMap, type ResolvedWorkload, emptyContents
 export type { EbpfOptions } from './ebpf-options.ts';
 
 const CGROUP_PROGRAMS: ProgramName[] = ['km_connect4', 'km_connect6', 'km_sockops', 'km_getsockopt'];
-const PLANNED_MAPS: PlannedMap[] = ['km_capture_v1', 'km_xport_v1', 'km_xcidr4_v1', 'km_xcidr6_v1', 'km_local_v1'];
+const PLANNED_MAPS: PlannedMap[] = ['km_capture_v1', 'km_xport_v1', 'km_xcidr4_v1', 'km_xcidr6_v1', 'km_local_v1', 'km_nodeaddr_v1'];
 const SETTINGS_KEY = Buffer.alloc(4);
-/** Maps earlier versions pinned under another layout (km_stats_v1: before the same-node counters). */
-const RETIRED_PINS = ['km_stats_v1'];
+/** Maps earlier versions pinned under another layout (km_stats_v1: before the same-node counters; v2: before the inbound ones). */
+const RETIRED_PINS = ['km_stats_v1', 'km_stats_v2'];
 
 export class EbpfDatapath implements Interceptor {
   readonly mode = 'ebpf' as const;
@@ -192,7 +192,7 @@ export class EbpfDatapath implements Interceptor {
     const plan = planMaps(
       current,
       workloads,
-      { excludedPorts: desired.excludedPorts, excludedCidrs: desired.excludedCidrs.map(parseCidr), localAddresses: desired.localAddresses },
+      { excludedPorts: desired.excludedPorts, excludedCidrs: desired.excludedCidrs.map(parseCidr), localAddresses: desired.localAddresses, nodeAddresses: desired.nodeAddresses },
       { prune: options.prune ?? true },
     );
     for (const map of PLANNED_MAPS) {

@@ -68,11 +68,13 @@ export type MapName =
   | 'km_odst_ck_v1'
   | 'km_odst_tp_v1'
   | 'km_socks_v1'
-  | 'km_stats_v2'
+  | 'km_stats_v3'
   | 'km_inbound_v1'
   | 'km_insocks_v1'
   | 'km_local_v1'
-  | 'km_expect_v1';
+  | 'km_expect_v1'
+  | 'km_nodeaddr_v1'
+  | 'km_dials_v1';
 
 export interface NativeAddon {
   load(options: NativeLoadOptions): Promise<NativeDatapath>;

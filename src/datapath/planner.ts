@@ -16,7 +16,7 @@ import {
   encodeWorkload,
 } from './codec.ts';
 
-export type PlannedMap = 'km_capture_v1' | 'km_xport_v1' | 'km_xcidr4_v1' | 'km_xcidr6_v1' | 'km_local_v1';
+export type PlannedMap = 'km_capture_v1' | 'km_xport_v1' | 'km_xcidr4_v1' | 'km_xcidr6_v1' | 'km_local_v1' | 'km_nodeaddr_v1';
 
 /** Current contents, keyed by the key's hex so that equal bytes compare equal. */
 export type MapContents = Record<PlannedMap, Map<string, Buffer>>;
@@ -36,6 +36,8 @@ export interface PlanGlobals {
   excludedCidrs: Cidr[];
   /** Other pods on this node the proxy's connections to are spliced. */
   localAddresses?: string[];
+  /** This node's own addresses: connections from them (not the proxy's) reach pods' applications directly. */
+  nodeAddresses?: string[];
 }
 
 export interface MapOp {
@@ -61,7 +63,7 @@ const EXCLUSION_VALUE = Buffer.from([1]);
 const LOCAL_VALUE = Buffer.from([1]);
 
 export function emptyContents(): MapContents {
-  return { km_capture_v1: new Map(), km_xport_v1: new Map(), km_xcidr4_v1: new Map(), km_xcidr6_v1: new Map(), km_local_v1: new Map() };
+  return { km_capture_v1: new Map(), km_xport_v1: new Map(), km_xcidr4_v1: new Map(), km_xcidr6_v1: new Map(), km_local_v1: new Map(), km_nodeaddr_v1: new Map() };
 }
 
 /** Keeps each existing workload's id; new ones get ids no current entry uses. */
@@ -91,7 +93,7 @@ export function assignIds(current: MapContents, workloads: ResolvedWorkload[]): 
  * Released workloads go first, so a full capture map can still churn.
  * Local addresses only decide which connections are spliced (a pair spliced
  * or not carries the same bytes), so they need no order beyond that: stale
- * ones go first, so a full map can churn too.
+ * ones go first, so a full map can churn too. Node addresses likewise.
  */
 export function planMaps(
   current: MapContents,
@@ -116,6 +118,7 @@ export function planMaps(
   };
   exclusionsOf(0, 'mesh', global.excludedPorts, global.excludedCidrs);
   for (const a of global.localAddresses ?? []) put('km_local_v1', encodeAddrKey(a), LOCAL_VALUE, `splice to local pod ${a}`);
+  for (const a of global.nodeAddresses ?? []) put('km_nodeaddr_v1', encodeAddrKey(a), LOCAL_VALUE, `node address ${a}: its connections reach pods directly`);
   for (const w of workloads) {
     const id = ids.get(w.name)!;
     put('km_capture_v1', encodeCaptureKey(w.key), encodeWorkload(id), `capture ${w.name} (${w.key.kind} ${w.key.id}) as #${id}`);
@@ -137,11 +140,13 @@ export function planMaps(
   const exclusionMaps: PlannedMap[] = ['km_xport_v1', 'km_xcidr4_v1', 'km_xcidr6_v1'];
   const ops = [
     ...deletes('km_local_v1'),
+    ...deletes('km_nodeaddr_v1'),
     ...deletes('km_capture_v1'),
     ...exclusionMaps.flatMap(upserts),
     ...upserts('km_capture_v1'),
     ...exclusionMaps.flatMap(deletes),
     ...upserts('km_local_v1'),
+    ...upserts('km_nodeaddr_v1'),
   ];
   const sizes = {} as Record<PlannedMap, number>;
   const peak = {} as Record<PlannedMap, number>;
@@ -149,7 +154,7 @@ export function planMaps(
     const union = new Set([...want[map].keys(), ...current[map].keys()]).size;
     sizes[map] = options.prune ? want[map].size : union;
     // Capture and local entries are deleted before any is added; exclusions only after all adds.
-    peak[map] = map === 'km_capture_v1' || map === 'km_local_v1' ? sizes[map] : union;
+    peak[map] = map === 'km_capture_v1' || map === 'km_local_v1' || map === 'km_nodeaddr_v1' ? sizes[map] : union;
   }
   return { ops, ids, sizes, peak };
 }
@@ -160,6 +165,7 @@ function describeStale(map: PlannedMap, hex: string): string {
     return `release ${k.kind} ${k.id} (no longer desired)`;
   }
   if (map === 'km_local_v1') return `stop splicing to ${decodeAddrKey(Buffer.from(hex, 'hex'))} (no longer a local pod)`;
+  if (map === 'km_nodeaddr_v1') return `forget node address ${decodeAddrKey(Buffer.from(hex, 'hex'))} (no longer the node's)`;
   return `drop stale exclusion ${hex}`;
 }
 

@@ -120,16 +120,36 @@ kernelTest('inbound: connections arriving at a pod’s port go through the proxy
     await agent.stop();
     agent = undefined;
 
-    // A new agent takes inbound interception back.
+    // A new agent takes inbound interception back. This time the client's namespace plays the node:
+    // its addresses are node addresses, and 8085 is an inbound port nothing listens on.
     agent = new Agent(
       scratchAgentConfig(scratch, redis, {
-        workloads: [{ name: 'web-0', namespace: 'shop', netnsPath: scratch.netnsPath, cgroupPath: app, labels: { app: 'web' }, addresses: [POD_IP], inboundPorts: [8080] }],
+        nodeAddresses: [CLIENT_IP, CLIENT_IP6],
+        workloads: [{ name: 'web-0', namespace: 'shop', netnsPath: scratch.netnsPath, cgroupPath: app, labels: { app: 'web' }, addresses: [POD_IP, POD_IP6], inboundPorts: [8080, 8083, 8085] }],
       }),
       silentLogger,
     );
     await agent.start();
-    t.is(await curl(), `remote=${POD_IP}`, 'after a restart');
-    t.is(keys(), 1, 'the new agent dropped what the dead one left and set its own');
+    t.is(keys(), 6, 'the new agent dropped what the dead one left and set its own');
+    const dp = agent.datapath as EbpfDatapath;
+    t.deepEqual((await dp.dump('km_nodeaddr_v1')).map(([k]) => decodeAddrKey(k)).sort(), [CLIENT_IP, CLIENT_IP6].sort());
+    const before = dp.counters();
+    // This test process is in the proxy's cgroup, so its connections from the node are the proxy's own: taken.
+    t.is(await curl(), `remote=${POD_IP}`, 'after a restart, the proxy’s connection from a node address still goes through the inbound listener');
+    const v6proxy = await promisify(execFile)('ip', ['netns', 'exec', client, 'curl', '-sS', '--max-time', '5', `http://[${POD_IP6}]:8083/`]);
+    t.is(v6proxy.stdout, `v6 remote=${POD_IP6}`);
+    t.is((await dp.dump('km_dials_v1')).length, 0, 'a recorded connect is forgotten once established');
+    // kubelet: the node, but not the proxy. Its probes reach the application itself, and fail when it is not there.
+    const kubelet = (args: string[]) => scratch.run('kubelet', 'ip', ['netns', 'exec', client, ...args], { netns: false, timeoutMs: 10_000 });
+    t.is((await kubelet(['curl', '-sS', '--max-time', '5', `http://${POD_IP}:8080/`])).stdout, `remote=${CLIENT_IP}`, 'an httpGet probe from the node reaches the application directly');
+    t.is((await kubelet(['curl', '-sS', '--max-time', '5', `http://[${POD_IP6}]:8083/`])).stdout, `v6 remote=${CLIENT_IP6}`);
+    const probe = await kubelet(['bash', '-c', `exec 3<>/dev/tcp/${POD_IP}/8085`]);
+    t.not(probe.code, 0, 'a tcpSocket probe of a port nothing listens on fails (the proxy would have accepted it)');
+    t.regex(probe.stderr, /refused/);
+    const d = ((a, b) => (n: keyof typeof a) => b[n] - a[n])(before, dp.counters());
+    t.is(d('inbound_node_passed'), 3n);
+    t.is(d('inbound_dial_saved'), 2n);
+    t.true(d('inbound_assigned') >= 2n);
   } finally {
     await agent?.stop({ detach: true }).catch((err: Error) => t.fail(`stop: ${err.message}`));
     // The client namespace goes before the scratch area: while the scratch lock exists, a run killed

@@ -8,7 +8,7 @@ import { KmError } from '../../src/errors.ts';
 
 test('defaults fill in an agent configuration', (t) => {
   const c = parseAgentConfig({ node: 'n1' });
-  t.like(c, { node: 'n1', mode: 'ebpf', outboundPort: 15001, adminPort: 15000, pinDir: '/sys/fs/bpf/kernmesh', workloads: [] });
+  t.like(c, { node: 'n1', mode: 'ebpf', outboundPort: 15001, adminPort: 15000, pinDir: '/sys/fs/bpf/kernmesh', workloads: [], nodeAddresses: 'auto' });
 });
 
 test('a bad agent configuration names the file and the field', (t) => {
@@ -20,4 +20,5 @@ test('a bad agent configuration names the file and the field', (t) => {
   t.regex(err!.message, /agent\.yaml: mode: /);
   t.throws(() => readAgentConfig(join(dir, 'missing.yaml')), { message: /cannot read the agent configuration/ });
   t.throws(() => parseAgentConfig({ node: 'n1', workloads: [{ name: 'a', netnsPath: 'relative', cgroupPath: '/x' }] }), { message: /workloads\.0\.netnsPath/ });
+  t.throws(() => parseAgentConfig({ node: 'n1', nodeAddresses: ['10.0.0.1', 'node-a'] }), { message: /nodeAddresses/ });
 });

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 import test from 'ava';
-import { isPodAddress, parseDesired } from '../../src/datapath/desired.ts';
+import { isNodeAddress, isPodAddress, parseDesired } from '../../src/datapath/desired.ts';
 import { KmError } from '../../src/errors.ts';
 
 const ok = { name: 'ns/a', netnsPath: '/run/netns/a', cgroupPath: '/sys/fs/cgroup/x' };
@@ -12,6 +12,12 @@ test('defaults fill in what was not said', (t) => {
   t.is(d.workloads[0]!.captureBy, 'netns');
   t.deepEqual(d.workloads[0]!.addresses, []);
   t.deepEqual(d.localAddresses, []);
+  t.deepEqual(d.nodeAddresses, []);
+});
+
+test('node addresses: any unicast address, link-local too (a route may choose one as the source)', (t) => {
+  for (const a of ['10.0.0.1', '169.254.7.127', 'fe80::1', '2001:db8::1']) t.true(isNodeAddress(a), a);
+  for (const a of ['127.0.0.1', '0.0.0.0', '::1', '::', 'ff02::1', '224.0.0.1', '::ffff:10.0.0.1', 'node-a']) t.false(isNodeAddress(a), a);
 });
 
 test('pod addresses: unicast IPv4 and IPv6 only', (t) => {
@@ -30,6 +36,7 @@ const bad: Array<[string, unknown, RegExp]> = [
   ['a link-local local address', { localAddresses: ['fe80::1'] }, /localAddresses\.0/],
   ['a v4-mapped local address', { localAddresses: ['::ffff:10.0.0.1'] }, /localAddresses\.0/],
   ['a prefix as a local address', { localAddresses: ['10.0.0.0/8'] }, /localAddresses\.0/],
+  ['a loopback node address', { nodeAddresses: ['10.0.0.1', '127.0.0.1'] }, /nodeAddresses\.1: must be a unicast address of this node/],
 ];
 for (const [what, input, message] of bad) {
   test(`rejects ${what} with a message naming where`, (t) => {

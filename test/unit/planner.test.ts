@@ -101,3 +101,18 @@ test('pod addresses, of workloads and listed apart, become km_local_v1 entries; 
   t.is(next.peak.km_local_v1, 2);
   t.deepEqual(planMaps(applied(start, next), [wl('ns/a', 11n, { addresses: ['10.0.0.5'] }), wl('ns/b', 12n, { addresses: ['10.0.0.6'] })], noGlobals, { prune: true }).ops, []);
 });
+
+test('node addresses become km_nodeaddr_v1 entries; one no longer the node\'s is removed', (t) => {
+  const first = planMaps(emptyContents(), [], { ...noGlobals, nodeAddresses: ['10.0.0.1', 'fe80::1'] }, { prune: true });
+  t.deepEqual(
+    first.ops.map((o) => [o.map, o.action, o.key]),
+    [
+      ['km_nodeaddr_v1', 'upsert', encodeAddrKey('10.0.0.1')],
+      ['km_nodeaddr_v1', 'upsert', encodeAddrKey('fe80::1')],
+    ],
+  );
+  t.true(formatPlan(first).includes('+ km_nodeaddr_v1: node address 10.0.0.1: its connections reach pods directly'));
+  const next = planMaps(applied(emptyContents(), first), [], { ...noGlobals, nodeAddresses: ['10.0.0.1'] }, { prune: true });
+  t.deepEqual(formatPlan(next), ["- km_nodeaddr_v1: forget node address fe80::1 (no longer the node's)"]);
+  t.is(next.sizes.km_nodeaddr_v1, 1);
+});
