@@ -188,5 +188,7 @@ enum km_stat {
 #define KM_DEFAULT_MAX_WORKLOADS 4096
 #define KM_DEFAULT_MAX_EXCLUSIONS 16384
 #define KM_DEFAULT_MAX_CONNECTIONS 65536
+/* km_nodeaddr_v1's fixed capacity: a node has few addresses. */
+#define KM_MAX_NODE_ADDRESSES 1024
 
 #endif /* KERNMESH_H */

@@ -155,10 +155,10 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } km_insocks_v1 SEC(".maps");
 
-/* This node's own addresses, written by the agent (see lib/inbound.h). A node has few. */
+/* This node's own addresses, written by the agent (see lib/inbound.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
+	__uint(max_entries, KM_MAX_NODE_ADDRESSES);
 	__type(key, struct km_addr_key);
 	__type(value, __u8);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);

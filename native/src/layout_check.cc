@@ -14,4 +14,5 @@ static_assert(sizeof(struct km_origdst) == 24, "km_origdst layout changed");
 static_assert(sizeof(struct km_sock_key) == 48, "km_sock_key layout changed");
 static_assert(sizeof(struct km_inbound_key) == 20, "km_inbound_key layout changed");
 static_assert(sizeof(struct km_addr_key) == 20, "km_addr_key layout changed");
+static_assert(KM_MAX_NODE_ADDRESSES == 1024, "node address capacity changed: update MAX_NODE_ADDRESSES in codec.ts");
 static_assert(KM_STAT__MAX == 26, "counter list changed: update STAT_NAMES in codec.ts");

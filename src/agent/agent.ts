@@ -10,7 +10,7 @@ import type { Server } from 'node:http';
 import { type Server as NetServer, Socket } from 'node:net';
 import { AgentSync } from '../config/sync.ts';
 import { redisConfigFromEnv } from '../config/redis.ts';
-import { EbpfDatapath, type Interceptor, IptablesDatapath, dialInNetns, isNodeAddress, isPodAddress, nativeAddon, socketFd } from '../datapath/index.ts';
+import { EbpfDatapath, type Interceptor, IptablesDatapath, MAX_NODE_ADDRESSES, dialInNetns, isNodeAddress, isPodAddress, nativeAddon, socketFd } from '../datapath/index.ts';
 import { type Logger, childLogger } from '../log.ts';
 import { startAdmin, startMetrics } from '../proxy/admin.ts';
 import { ProxyCore } from '../proxy/core.ts';
@@ -353,8 +353,12 @@ export class Agent {
   private nodeAddresses(): string[] {
     const configured = this.config.nodeAddresses;
     if (configured !== 'auto') return configured;
-    const all = Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address));
-    return [...new Set(all.filter(isNodeAddress))];
+    const all = [...new Set(Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address)).filter(isNodeAddress))];
+    if (all.length <= MAX_NODE_ADDRESSES) return all;
+    // More than the map holds: keep capturing pods (a full map would fail the whole apply); probes
+    // from the addresses left out go through the proxy, as before this map existed.
+    this.log.warn({ addresses: all.length, kept: MAX_NODE_ADDRESSES }, 'this node has more addresses than km_nodeaddr_v1 holds: list the ones kubelet uses in nodeAddresses');
+    return all.slice(0, MAX_NODE_ADDRESSES);
   }
 
   private goodWorkloads(): Workload[] {

@@ -8,6 +8,9 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { KmError } from '../errors.ts';
 
+/** KM_MAX_NODE_ADDRESSES: km_nodeaddr_v1's fixed capacity (native/src/layout_check.cc keeps the two equal). */
+export const MAX_NODE_ADDRESSES = 1024;
+
 export const SIZES = {
   settings: 40,
   captureKey: 16,

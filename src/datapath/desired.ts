@@ -6,7 +6,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { KmError } from '../errors.ts';
-import { ipv4Bytes, ipv6Bytes, parseCidr } from './codec.ts';
+import { MAX_NODE_ADDRESSES, ipv4Bytes, ipv6Bytes, parseCidr } from './codec.ts';
 import { parseSpec } from './parse.ts';
 
 const port = z.number().int().min(1).max(65535);
@@ -80,7 +80,7 @@ export const DesiredStateSchema = z.object({
    * inbound-captured port (kubelet's probes, host-network processes) goes to
    * the application directly, as without a mesh, unless the proxy made it.
    */
-  nodeAddresses: z.array(nodeAddress).default([]),
+  nodeAddresses: z.array(nodeAddress).max(MAX_NODE_ADDRESSES, { message: `at most ${MAX_NODE_ADDRESSES} node addresses (list the ones kubelet probes from)` }).default([]),
 });
 export type DesiredStateInput = z.input<typeof DesiredStateSchema>;
 export type DesiredState = z.output<typeof DesiredStateSchema>;

@@ -37,6 +37,7 @@ const bad: Array<[string, unknown, RegExp]> = [
   ['a v4-mapped local address', { localAddresses: ['::ffff:10.0.0.1'] }, /localAddresses\.0/],
   ['a prefix as a local address', { localAddresses: ['10.0.0.0/8'] }, /localAddresses\.0/],
   ['a loopback node address', { nodeAddresses: ['10.0.0.1', '127.0.0.1'] }, /nodeAddresses\.1: must be a unicast address of this node/],
+  ['more node addresses than the map holds', { nodeAddresses: Array.from({ length: 1025 }, (_, i) => `10.1.${i >> 8}.${(i & 255) + 1}`) }, /nodeAddresses: at most 1024 node addresses/],
 ];
 for (const [what, input, message] of bad) {
   test(`rejects ${what} with a message naming where`, (t) => {
