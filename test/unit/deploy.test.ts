@@ -259,6 +259,7 @@ test('the ConfigMap holds the agent configuration with exactly the expected keys
     metricsPort: 15090,
     proxyWorkers: 'auto',
     detachOnStop: true,
+    nodeAddresses: 'auto',
     kubernetes: { enabled: true, procRoot: '/host/proc', cgroupRoot: '/sys/fs/cgroup' },
   });
   // And the agent itself accepts it, with the node name from the downward API.
