@@ -31,8 +31,7 @@ int km_connect4(struct bpf_sock_addr *ctx)
 
 	if (!s)
 		return KM_ALLOW;
-	km_tag_local_peer(ctx, s, &local);
-	km_tag_inbound_dial(ctx, s, &local, bpf_ntohs((__u16)ctx->user_port));
+	km_tag_proxy_dial(ctx, s, km_local_peer_flag(&local) | km_inbound_dial_flag(&local, bpf_ntohs((__u16)ctx->user_port)));
 	if (km_decide(ctx, s, &wl) != KM_V_REDIRECT || !wl)
 		return KM_ALLOW;
 	if (km_ip4_is_loopback(addr)) {
@@ -81,8 +80,7 @@ int km_connect6(struct bpf_sock_addr *ctx)
 
 	if (!s)
 		return KM_ALLOW;
-	km_tag_local_peer(ctx, s, &local);
-	km_tag_inbound_dial(ctx, s, &local, bpf_ntohs((__u16)ctx->user_port));
+	km_tag_proxy_dial(ctx, s, km_local_peer_flag(&local) | km_inbound_dial_flag(&local, bpf_ntohs((__u16)ctx->user_port)));
 	if (km_decide(ctx, s, &wl) != KM_V_REDIRECT || !wl)
 		return KM_ALLOW;
 	if (mapped ? km_ip4_is_loopback(addr[3]) : km_ip6_is_loopback(addr)) {

@@ -55,6 +55,22 @@ static __always_inline bool km_is_proxy(struct bpf_sock_addr *ctx, const struct 
 	return false;
 }
 
+/*
+ * At connect: what the proxy's socket to this destination needs later (the
+ * km_flow flags: lib/samenode.h, lib/inbound.h), kept in its sk_storage.
+ * Only connect4/6 know whose connect it is: sockops runs in softirq.
+ */
+static __always_inline void km_tag_proxy_dial(struct bpf_sock_addr *ctx, const struct km_settings *s, __u32 flags)
+{
+	struct km_flow *f;
+
+	if (!flags || ctx->type != SOCK_STREAM || ctx->protocol != IPPROTO_TCP || !km_is_proxy(ctx, s))
+		return;
+	f = bpf_sk_storage_get(&km_flow_v1, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (f)
+		f->flags |= flags;
+}
+
 static __always_inline bool km_port_excluded(__u32 workload_id, __u16 port)
 {
 	struct km_port_key key = { .workload_id = workload_id, .port = port };

@@ -44,29 +44,20 @@ static __always_inline bool km_inbound_key_of(struct bpf_sk_lookup *ctx, struct 
  * a probe would pass with the application down. So a connection from a
  * node address reaches the application directly, as it does without a
  * mesh, unless the proxy made it: the proxy's connects to inbound-captured
- * pod ports are tagged at connect4/6 (only there is it known whose connect
- * it is) and their 4-tuple recorded at TCP_CONNECT_CB, before the SYN
+ * pod ports are tagged at connect4/6 (km_tag_proxy_dial) and their 4-tuple recorded at TCP_CONNECT_CB, before the SYN
  * leaves, until established.
  */
-static __always_inline void km_tag_inbound_dial(struct bpf_sock_addr *ctx, const struct km_settings *s,
-						const struct km_addr_key *dst, __u16 port)
+static __always_inline __u32 km_inbound_dial_flag(const struct km_addr_key *dst, __u16 port)
 {
 	struct km_inbound_key key = {};
-	struct km_flow *f;
 
-	if (ctx->type != SOCK_STREAM || ctx->protocol != IPPROTO_TCP)
-		return;
 	key.addr[0] = dst->addr[0];
 	key.addr[1] = dst->addr[1];
 	key.addr[2] = dst->addr[2];
 	key.addr[3] = dst->addr[3];
 	key.port = port;
 	key.family = (__u16)dst->family;
-	if (!bpf_map_lookup_elem(&km_inbound_v1, &key) || !km_is_proxy(ctx, s))
-		return;
-	f = bpf_sk_storage_get(&km_flow_v1, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (f)
-		f->flags |= KM_FLOW_INBOUND_DIAL;
+	return bpf_map_lookup_elem(&km_inbound_v1, &key) ? KM_FLOW_INBOUND_DIAL : 0;
 }
 
 static __always_inline bool km_key_self(const struct km_sock_key *key)

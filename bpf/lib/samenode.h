@@ -29,19 +29,10 @@
 #ifndef KM_LIB_SAMENODE_H
 #define KM_LIB_SAMENODE_H
 
-/* At connect: the proxy dialling a pod on this node. The key is the destination as dialled. */
-static __always_inline void km_tag_local_peer(struct bpf_sock_addr *ctx, const struct km_settings *s,
-					      const struct km_addr_key *dst)
+/* At connect (see km_tag_proxy_dial): a dial to a pod on this node. The key is the destination as dialled. */
+static __always_inline __u32 km_local_peer_flag(const struct km_addr_key *dst)
 {
-	struct km_flow *f;
-
-	if (!km_splice_enabled || ctx->type != SOCK_STREAM || ctx->protocol != IPPROTO_TCP)
-		return;
-	if (!bpf_map_lookup_elem(&km_local_v1, dst) || !km_is_proxy(ctx, s))
-		return;
-	f = bpf_sk_storage_get(&km_flow_v1, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (f)
-		f->flags |= KM_FLOW_LOCAL_PEER;
+	return km_splice_enabled && bpf_map_lookup_elem(&km_local_v1, dst) ? KM_FLOW_LOCAL_PEER : 0;
 }
 
 /* The proxy's end, established: splice it and announce its peer. */
