@@ -4,8 +4,11 @@ import test, { type ExecutionContext } from 'ava';
 import { execFile } from 'node:child_process';
 import { connect as connectH2, createServer as createH2 } from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
+import { pino } from 'pino';
+import { AccessLog } from '../../src/proxy/telemetry/access-log.ts';
 import { endpoints, obj, proxy, service } from './helpers/fixtures.ts';
 
 const run = promisify(execFile);
@@ -21,7 +24,7 @@ async function h2Backend(t: ExecutionContext, name: string) {
     stream.on('end', () => {
       stream.respond({ ':status': 200, 'content-type': 'application/json', 'x-backend': name }, { waitForTrailers: true });
       stream.on('wantTrailers', () => stream.sendTrailers({ 'x-checksum': 'abc' }));
-      stream.end(JSON.stringify({ backend: name, path: headers[':path'], method: headers[':method'], body, xff: headers['x-forwarded-for'] }));
+      stream.end(JSON.stringify({ backend: name, path: headers[':path'], method: headers[':method'], body, xff: headers['x-forwarded-for'], rid: headers['x-request-id'] }));
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -32,14 +35,22 @@ async function h2Backend(t: ExecutionContext, name: string) {
 test('curl --http2-prior-knowledge: streams routed and answered, trailers kept, one upstream session', async (t) => {
   const b = await h2Backend(t, 'h2-v1');
   const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: b.port }])], 'shop/web');
+  const log: Array<{ requestId?: string; request?: { path: string } }> = [];
+  p.server.core.accessLog = new AccessLog(pino(new Writable({ write: (c, _e, cb) => (log.push(JSON.parse(String(c))), cb()) })), 1);
   // Two curl runs (curl 7.88 trips over a second request on a connection whose first
   // response had trailers, even against a plain node:http2 server; nghttp below multiplexes).
   const { stdout, stderr } = await run('curl', ['-sS', '-v', '--http2-prior-knowledge', '-d', 'hello', `http://127.0.0.1:${p.port}/one`]);
   t.regex(stderr, /< HTTP\/2 200/);
   t.regex(stderr, /< x-checksum: abc/, 'the trailer arrived');
   t.regex(stdout, /"backend":"h2-v1","path":"\/one","method":"POST","body":"hello","xff":"127\.0\.0\.1"/);
-  const second = await run('curl', ['-sS', '--http2-prior-knowledge', `http://127.0.0.1:${p.port}/two`]);
+  const second = await run('curl', ['-sS', '--http2-prior-knowledge', '-H', 'x-request-id: given-2', `http://127.0.0.1:${p.port}/two`]);
   t.regex(second.stdout, /"path":"\/two"/);
+  // The id the proxy made up for /one is the one the backend saw and the one logged; a given one is kept.
+  const rid = (JSON.parse(stdout) as { rid: string }).rid;
+  t.regex(rid, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  t.is(log.find((l) => l.request?.path === '/one')?.requestId, rid);
+  t.regex(second.stdout, /"rid":"given-2"/);
+  t.is(log.find((l) => l.request?.path === '/two')?.requestId, 'given-2');
   const multiplexed = await run('nghttp', ['-n', '--stat', `http://127.0.0.1:${p.port}/m1`, `http://127.0.0.1:${p.port}/m2`, `http://127.0.0.1:${p.port}/m3`]);
   t.is((multiplexed.stdout.match(/ 200 /g) ?? []).length, 3, multiplexed.stdout);
   t.deepEqual(b.seen.slice(0, 2), ['/one', '/two']);

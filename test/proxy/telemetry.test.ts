@@ -44,6 +44,10 @@ test('requests are counted with Istio names and labels, and logged, and the admi
   t.is(lines.length, 3);
   t.like(lines[2], { msg: 'access', method: 'GET', status: 418, route: 'teapot', requestId: 'rid-1', service: 'shop/web', request: { path: '/tea' } });
   t.like(lines[0], { status: 200, upstream: `127.0.0.1:${b.port}`, flags: '-' });
+  // A request that came without an id is logged with the one the proxy made up and sent upstream.
+  t.regex(String(lines[0]!.requestId), /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  t.is(lines[0]!.requestId, b.seen[0]!.headers['x-request-id']);
+  t.not(lines[1]!.requestId, lines[0]!.requestId);
 
   t.is((await fetch(`${base}/healthz`)).status, 200);
   t.is((await fetch(`${base}/readyz`)).status, 200);

@@ -67,3 +67,47 @@ test('headEnd finds the first blank line, also when the scan resumes after a par
   t.is(headEnd(text, 25), 27);
   t.is(headEnd(Buffer.from('\r\n\r\n')), 4);
 });
+
+test('request lines are checked as bytes: method, target and version', (t) => {
+  const h = parse('DELETE /a?b=c HTTP/1.0\r\n\r\n');
+  t.is(h.method, 'DELETE');
+  t.is(h.target, '/a?b=c');
+  t.is(h.minor, 0);
+  t.is(parse('GET /x HTTP/1.1\r\nHost: a\r\n\r\n').method, 'GET');
+  const refused: Array<[string, number]> = [
+    ['GET\r\n', 400],
+    [' / HTTP/1.1\r\n', 400],
+    ['GET /\r\n', 400],
+    ['G(T / HTTP/1.1\r\n', 400],
+    ['GET  HTTP/1.1\r\n', 400],
+    ['GET /a\u00a0b HTTP/1.1\r\n', 400],
+    ['GET /a\u007fb HTTP/1.1\r\n', 400],
+    ['GET / HTTP/1.2\r\n', 505],
+    ['GET / HTTP/11\r\n', 505],
+    ['GET / FTP/1.1\r\n', 400],
+  ];
+  for (const [line, status] of refused) {
+    const err = t.throws(() => parse(`${line}Host: a\r\n\r\n`), { instanceOf: HttpParseError }, JSON.stringify(line));
+    t.is(err?.status, status, JSON.stringify(line));
+  }
+});
+
+test('a response head: status as bytes, the reason phrase kept where the head is written out again', (t) => {
+  const plain = parse('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n', 'response');
+  t.is(plain.status, 200);
+  t.is(plain.target, '', 'forwarded as received: no string made of its reason');
+  t.is(parse('HTTP/1.1 100 Continue\r\n\r\n', 'response').target, 'Continue');
+  t.is(parse('HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n', 'response').target, 'Switching Protocols');
+  t.is(parse('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n', 'response').target, 'Not Found');
+  t.is(parse('HTTP/1.1 204\r\nConnection: close\r\n\r\n', 'response').target, '');
+  for (const line of ['HTTP/1.1 20 OK', 'HTTP/1.1 600 X', 'HTTP/2.0 200 OK', 'HTTP/1.1 200OK', 'ICY 200 OK']) {
+    const err = t.throws(() => parse(`${line}\r\n\r\n`, 'response'), { instanceOf: HttpParseError }, line);
+    t.is(err?.status, 502);
+  }
+});
+
+test('the header list is made on first use and matches the lines received', (t) => {
+  const h = parse('GET / HTTP/1.1\r\nHost: a\r\nX-Empty:\r\nX-Pad: \t v \t\r\n\r\n');
+  t.deepEqual(h.headers, ['Host', 'a', 'X-Empty', '', 'X-Pad', 'v']);
+  t.is(h.headers, h.headers, 'made once');
+});

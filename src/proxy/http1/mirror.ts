@@ -7,7 +7,7 @@ import type { Head } from './parse.ts';
 
 type UpstreamTarget = Target & { kind: 'upstream' };
 
-export function mirror(core: ProxyCore, head: Head, serviceKey: string, requestHead: (h: Head, t: UpstreamTarget) => string, peerIp: string): void {
+export function mirror(core: ProxyCore, head: Head, serviceKey: string, requestHead: (h: Head, t: UpstreamTarget) => Buffer | string, peerIp: string): void {
   const svc = core.table.services.get(serviceKey);
   const ep = svc && core.balancer.pick(svc, svc.endpoints, head, peerIp);
   if (!svc || !ep) return;

@@ -24,7 +24,10 @@ export class HttpParseError extends Error {
 export interface Head {
   /** Request: method; response: '' */
   method: string;
-  /** Request: request-target; response: reason phrase. */
+  /**
+   * Request: request-target. Response: the reason phrase, when the head is
+   * written out again (1xx, or not plain); '' otherwise.
+   */
   target: string;
   /** Response status (0 for requests). */
   status: number;
@@ -43,8 +46,10 @@ export interface Head {
   host: string | null;
   /** Bytes taken by the head, CRLFCRLF included. */
   size: number;
-  /** x-request-id as received (requests), or null. */
+  /** x-request-id as received (requests), or the one the proxy made up (see idGenerated), or null. */
   requestId: string | null;
+  /** requestId was made up by the proxy (none came): it is added to the head sent upstream. */
+  idGenerated: boolean;
   /**
    * The head's bytes as received (HTTP/1 only): while `plain` holds, they can
    * be forwarded as they are instead of being written out again.
@@ -104,80 +109,121 @@ function decimal(buf: Buffer, from: number, to: number): number {
 }
 
 /**
+ * A head parsed from bytes. Header names and values become strings only when
+ * something asks for them (routing on a header, authorization, a rewrite):
+ * most heads are forwarded as received, and a string per name and value was
+ * the largest cost of a proxied request after the system calls.
+ */
+class Http1Head implements Head {
+  method = '';
+  target = '';
+  status = 0;
+  minor = 1;
+  contentLength = -1;
+  chunked = false;
+  close = false;
+  upgrade: string | null = null;
+  expectContinue = false;
+  host: string | null = null;
+  requestId: string | null = null;
+  idGenerated = false;
+  plain = true;
+  readonly size: number;
+  readonly raw: Buffer;
+  /** [nameStart, nameEnd, valueStart, valueEnd] per header line, into raw. */
+  readonly spans: number[] = [];
+  private list: string[] | null = null;
+
+  constructor(raw: Buffer) {
+    this.raw = raw;
+    this.size = raw.length;
+  }
+
+  get headers(): string[] {
+    if (this.list === null) {
+      const s = this.spans;
+      const list: string[] = new Array(s.length / 2);
+      for (let i = 0; i < s.length; i += 2) list[i / 2] = latin1(this.raw, s[i]!, s[i + 1]!);
+      this.list = list;
+    }
+    return this.list;
+  }
+}
+
+/**
  * Parses a complete head (buf[0, end)). kind 'request' checks what a server
  * must; 'response' what a client must. Header names are compared as bytes,
- * and only the lines that matter for framing become more than a string pair:
- * this runs twice per proxied request.
+ * and only the values that matter for routing (Host, x-request-id) become
+ * strings here: this runs twice per proxied request.
  */
 export function parseHead(buf: Buffer, end: number, kind: 'request' | 'response'): Head {
-  const head: Head = { method: '', target: '', status: 0, minor: 1, headers: [], contentLength: -1, chunked: false, close: false, upgrade: null, expectContinue: false, host: null, size: end, requestId: null, raw: buf.length === end ? buf : buf.subarray(0, end), plain: true };
+  const raw = buf.length === end ? buf : buf.subarray(0, end);
+  const head = new Http1Head(raw);
   // The start line.
   let eol = 0;
-  while (eol < end && buf[eol] !== LF) eol++;
-  if (eol < 1 || eol >= end || buf[eol - 1] !== CR) throw new HttpParseError(400, 'the start line must end with CRLF');
-  const line = latin1(buf, 0, eol - 1);
-  if (kind === 'request') parseRequestLine(line, head);
-  else parseStatusLine(line, head);
+  while (eol < end && raw[eol] !== LF) eol++;
+  if (eol < 1 || eol >= end || raw[eol - 1] !== CR) throw new HttpParseError(400, 'the start line must end with CRLF');
+  if (kind === 'request') parseRequestLine(raw, eol - 1, head);
+  else parseStatusLine(raw, eol - 1, head);
 
   let connectionTokens = '';
   let sawHost = 0;
   let sawLength = 0;
   let te: string | null = null;
   let plain = head.minor === 1;
+  const spans = head.spans;
   let pos = eol + 1;
   while (pos < end - 2) {
-    const first = buf[pos]!;
+    const first = raw[pos]!;
     if (first === 32 || first === 9) throw new HttpParseError(400, 'obsolete header line folding is not accepted');
     // name
     let i = pos;
-    while (TOKEN[buf[i]!] === 1) i++;
-    if (i === pos || buf[i] !== 58 /* : */) throw new HttpParseError(400, 'a header name must be a token followed directly by ":"');
+    while (TOKEN[raw[i]!] === 1) i++;
+    if (i === pos || raw[i] !== 58 /* : */) throw new HttpParseError(400, 'a header name must be a token followed directly by ":"');
     // value: one pass finds its end (CRLF) and checks every byte on the way
     let vs = i + 1;
-    while (buf[vs] === 32 || buf[vs] === 9) vs++;
+    while (raw[vs] === 32 || raw[vs] === 9) vs++;
     let cr = vs;
-    for (let c = buf[cr]!; c !== CR; c = buf[++cr]!) {
+    for (let c = raw[cr]!; c !== CR; c = raw[++cr]!) {
       if (c === LF) throw new HttpParseError(400, 'header lines must end with CRLF');
-      if (!validValueByte(c)) throw new HttpParseError(400, `header ${latin1(buf, pos, i)} has a control character`);
+      if (!validValueByte(c)) throw new HttpParseError(400, `header ${latin1(raw, pos, i)} has a control character`);
     }
-    if (cr + 1 >= end || buf[cr + 1] !== LF) throw new HttpParseError(400, `header ${latin1(buf, pos, i)} has a control character`);
+    if (cr + 1 >= end || raw[cr + 1] !== LF) throw new HttpParseError(400, `header ${latin1(raw, pos, i)} has a control character`);
     eol = cr + 1;
     let ve = cr;
-    while (ve > vs && (buf[ve - 1] === 32 || buf[ve - 1] === 9)) ve--;
-    const name = latin1(buf, pos, i);
-    const value = latin1(buf, vs, ve);
-    head.headers.push(name, value);
+    while (ve > vs && (raw[ve - 1] === 32 || raw[ve - 1] === 9)) ve--;
+    spans.push(pos, i, vs, ve);
     switch (i - pos) {
       case 2:
-        if (nameIs(buf, pos, 'te')) plain = false;
+        if (nameIs(raw, pos, 'te')) plain = false;
         break;
       case 4:
-        if (nameIs(buf, pos, 'host')) {
+        if (nameIs(raw, pos, 'host')) {
           sawHost++;
-          head.host = value;
+          head.host = latin1(raw, vs, ve);
         }
         break;
       case 6:
-        if (nameIs(buf, pos, 'expect') && value.toLowerCase() === '100-continue') head.expectContinue = true;
+        if (nameIs(raw, pos, 'expect') && latin1(raw, vs, ve).toLowerCase() === '100-continue') head.expectContinue = true;
         break;
       case 7:
-        if (nameIs(buf, pos, 'upgrade')) {
-          head.upgrade = value.toLowerCase();
+        if (nameIs(raw, pos, 'upgrade')) {
+          head.upgrade = latin1(raw, vs, ve).toLowerCase();
           plain = false;
         }
         break;
       case 10:
-        if (nameIs(buf, pos, 'connection')) {
-          connectionTokens += `,${value.toLowerCase()}`;
+        if (nameIs(raw, pos, 'connection')) {
+          connectionTokens += `,${latin1(raw, vs, ve).toLowerCase()}`;
           plain = false;
-        } else if (nameIs(buf, pos, 'keep-alive')) plain = false;
+        } else if (nameIs(raw, pos, 'keep-alive')) plain = false;
         break;
       case 12:
-        if (kind === 'request' && nameIs(buf, pos, 'x-request-id') && head.requestId === null) head.requestId = value;
+        if (kind === 'request' && nameIs(raw, pos, 'x-request-id') && head.requestId === null) head.requestId = latin1(raw, vs, ve);
         break;
       case 14:
-        if (nameIs(buf, pos, 'content-length')) {
-          const n = decimal(buf, vs, ve);
+        if (nameIs(raw, pos, 'content-length')) {
+          const n = decimal(raw, vs, ve);
           if (n < 0) throw new HttpParseError(400, 'Content-Length must be a decimal number');
           if (head.contentLength !== -1 && head.contentLength !== n) throw new HttpParseError(400, 'differing Content-Length headers');
           head.contentLength = n;
@@ -186,14 +232,14 @@ export function parseHead(buf: Buffer, end: number, kind: 'request' | 'response'
         }
         break;
       case 15:
-        if (nameIs(buf, pos, 'x-forwarded-for')) plain = false;
+        if (nameIs(raw, pos, 'x-forwarded-for')) plain = false;
         break;
       case 16:
-        if (nameIs(buf, pos, 'proxy-connection')) plain = false;
+        if (nameIs(raw, pos, 'proxy-connection')) plain = false;
         break;
       case 17:
-        if (nameIs(buf, pos, 'transfer-encoding')) {
-          const v = value.toLowerCase();
+        if (nameIs(raw, pos, 'transfer-encoding')) {
+          const v = latin1(raw, vs, ve).toLowerCase();
           if (te !== null || v !== 'chunked') plain = false;
           te = te === null ? v : `${te},${v}`;
         }
@@ -218,39 +264,57 @@ export function parseHead(buf: Buffer, end: number, kind: 'request' | 'response'
   }
   if (kind === 'request' && head.minor === 1 && sawHost !== 1) throw new HttpParseError(400, sawHost === 0 ? 'HTTP/1.1 request without Host' : 'more than one Host header');
   head.plain = plain;
+  // A response's reason phrase is only written out again when its head is: 1xx, 101, or not plain.
+  if (kind === 'response' && (!plain || head.status < 200)) head.target = reasonOf(raw);
   return head;
 }
 
-function parseRequestLine(line: string, head: Head): void {
-  const sp1 = line.indexOf(' ');
-  const sp2 = line.lastIndexOf(' ');
-  if (sp1 <= 0 || sp2 === sp1) throw new HttpParseError(400, 'malformed request line');
-  const method = line.slice(0, sp1);
-  for (let i = 0; i < method.length; i++) if (TOKEN[method.charCodeAt(i)] !== 1) throw new HttpParseError(400, 'malformed method');
-  const target = line.slice(sp1 + 1, sp2);
-  if (target.length === 0 || /[\s\x00-\x1f\x7f]/.test(target)) throw new HttpParseError(400, 'malformed request target');
-  const version = line.slice(sp2 + 1);
-  if (version === 'HTTP/1.1') head.minor = 1;
-  else if (version === 'HTTP/1.0') head.minor = 0;
-  else throw new HttpParseError(version.startsWith('HTTP/') ? 505 : 400, `unsupported version ${JSON.stringify(version.slice(0, 16))}`);
-  head.method = method;
-  head.target = target;
+/** "HTTP/1.x NNN reason": the reason, or ''. */
+function reasonOf(raw: Buffer): string {
+  const cr = raw.indexOf(CR);
+  return cr > 13 ? latin1(raw, 13, cr) : '';
 }
 
-function parseStatusLine(line: string, head: Head): void {
-  // "HTTP/1.x NNN reason", checked by hand: this runs once per response.
-  const d = (i: number) => line.charCodeAt(i) - 48;
-  const ok =
-    line.length >= 12 &&
-    line.startsWith('HTTP/1.') &&
-    (d(7) === 0 || d(7) === 1) &&
-    line.charCodeAt(8) === 32 &&
-    d(9) >= 1 && d(9) <= 5 && d(10) >= 0 && d(10) <= 9 && d(11) >= 0 && d(11) <= 9 &&
-    (line.length === 12 || line.charCodeAt(12) === 32);
+/** Bytes outside a request target: whitespace (with Latin-1 NBSP) and controls. */
+function badTargetByte(c: number): boolean {
+  return c <= 32 || c === 127 || c === 0xa0;
+}
+
+/** buf[at, at + 8) is "HTTP/1.d"; returns d, or -1. */
+function httpVersion(buf: Buffer, at: number): number {
+  if (buf[at] !== 72 || buf[at + 1] !== 84 || buf[at + 2] !== 84 || buf[at + 3] !== 80 || buf[at + 4] !== 47 || buf[at + 5] !== 49 || buf[at + 6] !== 46) return -1;
+  const d = buf[at + 7]! - 48;
+  return d === 0 || d === 1 ? d : -1;
+}
+
+/** The request line, buf[0, cr): checked and split as bytes, so only the target becomes a new string. */
+function parseRequestLine(buf: Buffer, cr: number, head: Http1Head): void {
+  let sp1 = 0;
+  while (sp1 < cr && buf[sp1] !== 32) sp1++;
+  let sp2 = cr - 1;
+  while (sp2 > sp1 && buf[sp2] !== 32) sp2--;
+  if (sp1 === 0 || sp1 >= cr || sp2 === sp1) throw new HttpParseError(400, 'malformed request line');
+  for (let i = 0; i < sp1; i++) if (TOKEN[buf[i]!] !== 1) throw new HttpParseError(400, 'malformed method');
+  if (sp2 === sp1 + 1) throw new HttpParseError(400, 'malformed request target');
+  for (let i = sp1 + 1; i < sp2; i++) if (badTargetByte(buf[i]!)) throw new HttpParseError(400, 'malformed request target');
+  const minor = cr - sp2 === 9 ? httpVersion(buf, sp2 + 1) : -1;
+  if (minor < 0) {
+    const version = latin1(buf, sp2 + 1, cr);
+    throw new HttpParseError(version.startsWith('HTTP/') ? 505 : 400, `unsupported version ${JSON.stringify(version.slice(0, 16))}`);
+  }
+  head.minor = minor;
+  head.method = sp1 === 3 && buf[0] === 71 && buf[1] === 69 && buf[2] === 84 ? 'GET' : latin1(buf, 0, sp1);
+  head.target = latin1(buf, sp1 + 1, sp2);
+}
+
+/** "HTTP/1.x NNN[ reason]", buf[0, cr), checked as bytes: this runs once per response. */
+function parseStatusLine(buf: Buffer, cr: number, head: Http1Head): void {
+  const d = (i: number) => buf[i]! - 48;
+  const minor = cr >= 12 ? httpVersion(buf, 0) : -1;
+  const ok = minor >= 0 && buf[8] === 32 && d(9) >= 1 && d(9) <= 5 && d(10) >= 0 && d(10) <= 9 && d(11) >= 0 && d(11) <= 9 && (cr === 12 || buf[12] === 32);
   if (!ok) throw new HttpParseError(502, 'malformed upstream status line');
-  head.minor = d(7);
+  head.minor = minor;
   head.status = d(9) * 100 + d(10) * 10 + d(11);
-  head.target = line.slice(13);
 }
 
 /**

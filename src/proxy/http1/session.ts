@@ -5,14 +5,13 @@
  * back. Requests are handled one at a time, so pipelined requests are
  * answered in order; bytes that arrive meanwhile wait (with backpressure).
  */
-import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Socket } from 'node:net';
 import { ChunkedScanner } from './chunked.ts';
 import { IDLE_TIMEOUT_MS, coarseNow, unwatchIdle, watchIdle } from './idle.ts';
-import { latin1 } from './latin1.ts';
 import { localResponse } from './local-reply.ts';
 import { mirror } from './mirror.ts';
+import { newRequestId } from './request-id.ts';
 import { type Head, HttpParseError, forwardHeaders, header, headEnd, normalizeTarget, parseHead } from './parse.ts';
 import type { ResponseSink, UpstreamConn } from '../upstream/conn.ts';
 import type { ProxyCore } from '../core.ts';
@@ -25,6 +24,7 @@ import { roll } from '../policy/fault.ts';
 import { recordExchange } from '../telemetry/exchange.ts';
 
 const MAX_HEAD = 64 * 1024;
+const ID_LINE_PREFIX = Buffer.from('x-request-id: ', 'latin1');
 
 /** Pipelined bytes held before the socket is paused. */
 const MAX_PENDING = 256 * 1024;
@@ -66,6 +66,8 @@ export class Http1Session implements ResponseSink {
   /** The request's body has been read to its end (or it had none). */
   private bodyDone = true;
   private readonly peer: string;
+  /** "x-forwarded-for: <peer>\r\n", made at the first request that needs it. */
+  private xffLine: Buffer | null = null;
   // What the current exchange has done, for metrics and the access log.
   private exStart = 0;
   private reqBytes = 0;
@@ -168,6 +170,10 @@ export class Http1Session implements ResponseSink {
     this.scanFrom = 0;
     const head = parseHead(buf, end, 'request');
     normalizeTarget(head);
+    if (head.requestId === null) {
+      head.requestId = newRequestId();
+      head.idGenerated = true;
+    }
     this.pending = end === buf.length ? null : buf.subarray(end);
     this.socket.resume();
     this.req = head;
@@ -418,18 +424,39 @@ export class Http1Session implements ResponseSink {
     }
   }
 
-  private requestHead(head: Head, target: Target & { kind: 'upstream' }): string {
-    if (head.plain && head.raw !== null && target.path === undefined && target.host === undefined) {
-      // The common case: every line goes as received, and only what the proxy adds follows.
-      const id = head.requestId === null ? `x-request-id: ${randomUUID()}\r\n` : '';
-      return `${latin1(head.raw, 0, head.size - 2)}x-forwarded-for: ${this.peer}\r\n${id}\r\n`;
+  /**
+   * The head sent upstream. The common case is bytes: every line as received,
+   * then x-forwarded-for and (when the proxy made it up) x-request-id, copied
+   * into one buffer, with no string made of the received head.
+   */
+  private requestHead(head: Head, target: Target & { kind: 'upstream' }): Buffer | string {
+    const raw = head.raw;
+    if (head.plain && raw !== null && target.path === undefined && target.host === undefined) {
+      const xff = (this.xffLine ??= Buffer.from(`x-forwarded-for: ${this.peer}\r\n`, 'latin1'));
+      const id = head.idGenerated ? head.requestId! : '';
+      const out = Buffer.allocUnsafe(raw.length + xff.length + (id ? ID_LINE_PREFIX.length + id.length + 2 : 0));
+      out.set(raw, 0);
+      // Over the blank line that ended the received head; written again last.
+      let at = raw.length - 2;
+      out.set(xff, at);
+      at += xff.length;
+      if (id) {
+        out.set(ID_LINE_PREFIX, at);
+        at += ID_LINE_PREFIX.length;
+        for (let i = 0; i < id.length; i++) out[at++] = id.charCodeAt(i);
+        out[at++] = 13;
+        out[at++] = 10;
+      }
+      out[at] = 13;
+      out[at + 1] = 10;
+      return out;
     }
     let out = `${head.method} ${target.path ?? head.target} HTTP/1.1\r\nhost: ${target.host ?? head.host ?? `${target.address}:${target.port}`}\r\n`;
     out += forwardHeaders(head);
     // Appended to, never trusted as the whole story (forwardHeaders dropped the original).
     const xff = header(head, 'x-forwarded-for');
     out += `x-forwarded-for: ${xff === undefined ? this.peer : `${xff}, ${this.peer}`}\r\n`;
-    if (head.requestId === null) out += `x-request-id: ${randomUUID()}\r\n`;
+    if (head.idGenerated) out += `x-request-id: ${head.requestId}\r\n`;
     if (head.chunked) out += 'transfer-encoding: chunked\r\n';
     else if (head.contentLength >= 0) out += `content-length: ${head.contentLength}\r\n`;
     if (head.upgrade) out += `connection: upgrade\r\nupgrade: ${header(head, 'upgrade')}\r\n`;

@@ -13,6 +13,7 @@ import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { ProxyCore } from '../core.ts';
 import { type Head, normalizeTarget } from '../http1/parse.ts';
+import { newRequestId } from '../http1/request-id.ts';
 import { type InboundDial, inboundRoute, route } from '../route.ts';
 import { peerOf } from '../routing/select.ts';
 import { backoffMs, retriableStatus } from '../routing/policy.ts';
@@ -34,6 +35,7 @@ export function grpcTimeoutMs(v: string | undefined): number | undefined {
 
 /** The routing layer speaks Head: an h2 request's pseudo-headers map onto it. */
 function headOf(h: IncomingHttpHeaders): Head {
+  const id = typeof h['x-request-id'] === 'string' ? h['x-request-id'] : '';
   const flat: string[] = [];
   for (const [k, v] of Object.entries(h)) {
     if (k.startsWith(':') || v === undefined) continue;
@@ -52,7 +54,8 @@ function headOf(h: IncomingHttpHeaders): Head {
     expectContinue: false,
     host: h[HTTP2_HEADER_AUTHORITY] ? String(h[HTTP2_HEADER_AUTHORITY]) : null,
     size: 0,
-    requestId: typeof h['x-request-id'] === 'string' ? h['x-request-id'] : null,
+    requestId: id || newRequestId(),
+    idGenerated: !id,
     raw: null,
     plain: false,
   };
@@ -246,7 +249,7 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
     };
     for (const [k, v] of Object.entries(headers)) if (!k.startsWith(':') && !HOP.has(k) && v !== undefined) out[k] = v as string | string[];
     if (headers.te === 'trailers') out.te = 'trailers';
-    if (!headers['x-request-id']) out['x-request-id'] = crypto.randomUUID();
+    if (head.idGenerated) out['x-request-id'] = head.requestId!;
     if (!headers['x-forwarded-for']) out['x-forwarded-for'] = peerIp;
 
     const inbound = tgt.inbound;
