@@ -16,8 +16,9 @@ die() { printf 'bootstrap: %s\n' "$*" >&2; exit 1; }
 # bpftool: vmlinux.h and the skeleton; iptables/iproute2: the baseline mode
 # and test namespaces; redis-server: the control plane's store;
 # util-linux: nsenter; haproxy + wrk: the benchmarks' reference and load;
-# curl, h2load (nghttp2-client) and openssl: the tests' HTTP clients and TLS certificates.
-PACKAGES=(clang llvm libbpf-dev bpftool pkg-config cmake make g++ iptables iproute2 util-linux redis-server haproxy wrk nghttp2-client iperf3 librsvg2-bin curl ca-certificates openssl)
+# curl, h2load (nghttp2-client) and openssl: the tests' HTTP clients and TLS certificates;
+# python3-minimal: the tests' listener that never accepts (an endpoint whose connects hang).
+PACKAGES=(clang llvm libbpf-dev bpftool pkg-config cmake make g++ iptables iproute2 util-linux redis-server haproxy wrk nghttp2-client iperf3 librsvg2-bin curl ca-certificates openssl python3-minimal)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

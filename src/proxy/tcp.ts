@@ -7,7 +7,16 @@ export interface TcpStats {
   received: number;
 }
 
-export function pipeTcp(down: Socket, address: string, port: number, initial: Buffer | null, options: { idleTimeoutMs?: number; onClose?: (s: TcpStats) => void; dial?: () => Socket } = {}): void {
+export interface PipeOptions {
+  /** No bytes either way for this long closes both sides (default 1 h). */
+  idleTimeoutMs?: number;
+  /** The upstream connection must be up within this (default 1 s); otherwise the client is reset. */
+  connectTimeoutMs?: number;
+  onClose?: (s: TcpStats) => void;
+  dial?: () => Socket;
+}
+
+export function pipeTcp(down: Socket, address: string, port: number, initial: Buffer | null, options: PipeOptions = {}): void {
   const stats: TcpStats = { sent: 0, received: 0 };
   if (down.destroyed) {
     options.onClose?.(stats);
@@ -24,6 +33,9 @@ export function pipeTcp(down: Socket, address: string, port: number, initial: Bu
     return;
   }
   down.setNoDelay(true);
+  const connectTimer = setTimeout(() => up.destroy(), options.connectTimeoutMs ?? 1000);
+  up.once('connect', () => clearTimeout(connectTimer));
+  up.once('close', () => clearTimeout(connectTimer));
   let closed = 0;
   const done = () => {
     if (++closed === 2) options.onClose?.(stats);

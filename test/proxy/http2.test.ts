@@ -60,6 +60,16 @@ test('curl --http2-prior-knowledge: streams routed and answered, trailers kept, 
   t.regex(metrics, /istio_requests_total\{[^}]*request_protocol="http",response_code="200"[^}]*\} 5/);
 });
 
+test("connectionPool.idleTimeout closes the service's unused h2c session", async (t) => {
+  const b = await h2Backend(t, 'h2');
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: b.port }]), obj('ClusterPolicy', 'web', 'shop', { service: 'web', connectionPool: { idleTimeout: '200ms' } })], 'shop/web');
+  await run('curl', ['-sS', '--http2-prior-knowledge', `http://127.0.0.1:${p.port}/once`]);
+  t.is(p.server.core.h2.size, 1);
+  // With the 60 s default it would still be open.
+  for (let i = 0; i < 300 && p.server.core.h2.size > 0; i++) await new Promise((r) => setTimeout(r, 10));
+  t.is(p.server.core.h2.size, 0);
+});
+
 test('h2load: many concurrent streams, all succeed', async (t) => {
   const b = await h2Backend(t, 'h2');
   const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: b.port }])], 'shop/web');

@@ -88,7 +88,7 @@ export const ClusterPolicySpec = z
         maxPendingRequests: z.number().int().min(1).default(1024),
         maxRequests: z.number().int().min(1).default(1024),
         maxRetries: z.number().int().min(0).default(3),
-        idleTimeout: duration.default('60s'),
+        idleTimeout: duration.default('60s').describe('an upstream HTTP connection (HTTP/1.1 keep-alive or h2c session) unused this long is closed'),
       })
       .strict()
       .optional(),
@@ -96,13 +96,20 @@ export const ClusterPolicySpec = z
       .object({
         consecutive5xx: z.number().int().min(1).default(5),
         consecutiveGatewayErrors: z.number().int().min(1).default(5),
-        interval: duration.default('10s'),
+        interval: duration.default('10s').describe("accepted for Istio's field set; an ejection ends exactly when its time is up, with no sweep"),
         baseEjectionTime: duration.default('30s'),
         maxEjectionPercent: percent.default(10),
       })
       .strict()
       .optional(),
-    timeouts: z.object({ connect: duration.default('1s'), request: duration.optional(), idle: duration.optional() }).strict().optional(),
+    timeouts: z
+      .object({
+        connect: duration.default('1s').describe('to establish an upstream connection (HTTP or TCP)'),
+        request: duration.optional().describe("a request's whole exchange, retries included (default: MeshSettings.defaultTimeouts.request)"),
+        idle: duration.optional().describe('a connection proxied as TCP with no bytes either way this long is closed (default 1h)'),
+      })
+      .strict()
+      .optional(),
     retries: RetryPolicy.optional(),
     retryBudget: z.object({ percent: percent.default(20), minRetriesPerSecond: z.number().int().min(0).default(3) }).strict().optional(),
   })

@@ -17,7 +17,7 @@ export function mirror(core: ProxyCore, head: Head, serviceKey: string, requestH
   core.metrics.mirrored.inc();
   core.pool.acquire(ep.address, port, (err, conn) => {
     if (err || !conn) return;
-    conn.begin(new DiscardSink(core, conn), head.method === 'HEAD');
+    conn.begin(new DiscardSink(core, conn, svc.policy.poolIdleTimeoutMs), head.method === 'HEAD');
     conn.socket.write(reqHead, 'latin1');
   });
 }
@@ -26,9 +26,11 @@ export function mirror(core: ProxyCore, head: Head, serviceKey: string, requestH
 class DiscardSink implements ResponseSink {
   private readonly core: ProxyCore;
   private readonly conn: UpstreamConn;
-  constructor(core: ProxyCore, conn: UpstreamConn) {
+  private readonly idleTimeoutMs: number;
+  constructor(core: ProxyCore, conn: UpstreamConn, idleTimeoutMs: number) {
     this.core = core;
     this.conn = conn;
+    this.idleTimeoutMs = idleTimeoutMs;
   }
   onInformational(): void {}
   onHead(): void {}
@@ -37,7 +39,7 @@ class DiscardSink implements ResponseSink {
   }
   onTunnel(): void {}
   onEnd(reusable: boolean): void {
-    if (reusable) this.core.pool.release(this.conn);
+    if (reusable) this.core.pool.release(this.conn, this.idleTimeoutMs);
     else this.conn.socket.destroy();
   }
   onError(): void {}

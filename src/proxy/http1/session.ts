@@ -260,7 +260,7 @@ export class Http1Session implements ResponseSink {
       (err, conn) => {
         if (svc) svc.live.pending--;
         if (this.state === S_CLOSED || exchange !== this.exchangeId) {
-          if (conn) this.ctx.core.pool.release(conn);
+          if (conn) this.ctx.core.pool.release(conn, policy.poolIdleTimeoutMs);
           return;
         }
         if (conn && svc) {
@@ -610,7 +610,7 @@ export class Http1Session implements ResponseSink {
       return;
     }
     if (conn) {
-      if (reusable && this.state === S_WAIT) this.ctx.core.pool.release(conn);
+      if (reusable && this.state === S_WAIT) this.ctx.core.pool.release(conn, (this.target?.service?.policy ?? DEFAULT_POLICY).poolIdleTimeoutMs);
       else conn.socket.destroy();
     }
     // The request body may still be arriving (an early response): close rather than misread it.

@@ -254,7 +254,8 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
 
     const inbound = tgt.inbound;
     // Inbound sessions are made inside the pod and kept apart from outbound ones to the same address.
-    const session = inbound ? core.h2.session(tgt.address, tgt.port, { key: `inbound/${tgt.address}:${tgt.port}`, connect: () => inbound.dial(tgt.address, tgt.port) }) : core.h2.session(tgt.address, tgt.port);
+    const idle = svc?.policy.poolIdleTimeoutMs;
+    const session = inbound ? core.h2.session(tgt.address, tgt.port, { key: `inbound/${tgt.address}:${tgt.port}`, connect: () => inbound.dial(tgt.address, tgt.port) }, idle) : core.h2.session(tgt.address, tgt.port, undefined, idle);
     const mine = session.request(out, { endStream: false });
     up = mine;
     upEnded = false;

@@ -6,7 +6,7 @@ import type { Socket } from 'node:net';
 export class H2Upstreams {
   private readonly sessions = new Map<string, ClientHttp2Session>();
   /**
-   * A session with no frames either way for this long is closed gracefully
+   * By default, a session with no frames either way for this long is closed gracefully
    * (streams still open finish; the next request opens a new session), so
    * endpoints that left the mesh do not keep a connection each forever.
    */
@@ -16,8 +16,11 @@ export class H2Upstreams {
     this.idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
   }
 
-  /** dial: the connection is made elsewhere (inbound: inside a pod), and the session is kept apart under key. */
-  session(address: string, port: number, dial?: { key: string; connect: () => Socket }): ClientHttp2Session {
+  /**
+   * dial: the connection is made elsewhere (inbound: inside a pod), and the session is kept apart under key.
+   * idleTimeoutMs: the service's connectionPool.idleTimeout, for a session this call opens.
+   */
+  session(address: string, port: number, dial?: { key: string; connect: () => Socket }, idleTimeoutMs = this.idleTimeoutMs): ClientHttp2Session {
     const key = dial?.key ?? `${address}:${port}`;
     const have = this.sessions.get(key);
     if (have && !have.closed && !have.destroyed) return have;
@@ -29,7 +32,7 @@ export class H2Upstreams {
     };
     s.on('close', forget);
     s.on('goaway', forget);
-    s.setTimeout(this.idleTimeoutMs, () => {
+    s.setTimeout(idleTimeoutMs, () => {
       forget();
       s.close();
     });

@@ -24,6 +24,10 @@ export interface ClusterLimits {
 export interface ServicePolicy {
   connectTimeoutMs: number;
   requestTimeoutMs: number;
+  /** An upstream HTTP connection (HTTP/1.1 keep-alive, or an h2c session) unused this long is closed (connectionPool.idleTimeout). */
+  poolIdleTimeoutMs: number;
+  /** A connection proxied as TCP with no bytes either way this long is closed, both sides (timeouts.idle). */
+  tcpIdleTimeoutMs: number;
   retry: RetryPolicy | null;
   limits: ClusterLimits;
   /** Retries may add at most this share of active requests (a retry budget), but always minRetries. */
@@ -36,6 +40,9 @@ type Spec = Record<string, any>; // eslint-disable-line @typescript-eslint/no-ex
 export const DEFAULT_POLICY: ServicePolicy = {
   connectTimeoutMs: 1000,
   requestTimeoutMs: 15_000,
+  poolIdleTimeoutMs: 60_000,
+  // Istio's default for TCP connections (connectionPool.tcp.idleTimeout).
+  tcpIdleTimeoutMs: 3_600_000,
   retry: null,
   limits: { maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 1024, maxRetries: 3 },
   budgetPercent: 20,
@@ -67,6 +74,8 @@ export function compilePolicy(cp: Spec | undefined, mesh: Spec | undefined): Ser
   return {
     connectTimeoutMs: durationMs((t.connect as string) ?? (defaults.connect as string) ?? '1s'),
     requestTimeoutMs: durationMs((t.request as string) ?? (defaults.request as string) ?? '15s'),
+    poolIdleTimeoutMs: pool.idleTimeout ? durationMs(pool.idleTimeout as string) : DEFAULT_POLICY.poolIdleTimeoutMs,
+    tcpIdleTimeoutMs: t.idle ? durationMs(t.idle as string) : DEFAULT_POLICY.tcpIdleTimeoutMs,
     retry: compileRetry(cp?.retries as Spec | undefined),
     limits: {
       maxConnections: (pool.maxConnections as number) ?? DEFAULT_POLICY.limits.maxConnections,

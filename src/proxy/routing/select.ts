@@ -65,11 +65,21 @@ export function pickDestination(rule: CompiledRule): Destination {
 /** Endpoints of a service, narrowed to a subset's labels. */
 export function endpointsOf(svc: ServiceInfo, subset: string | undefined): EndpointInfo[] {
   if (!subset) return svc.endpoints;
-  const labels = svc.subsets.get(subset);
-  if (!labels) return [];
-  const want = Object.entries(labels);
-  return svc.endpoints.filter((e) => want.every(([k, v]) => e.labels[k] === v));
+  // One list per subset while the service's endpoints stay the same: the balancer keeps round-robin and
+  // ring state by list, and a fresh list per request would send every request to the subset's first endpoint.
+  let cache = subsetLists.get(svc);
+  if (cache?.from !== svc.endpoints) subsetLists.set(svc, (cache = { from: svc.endpoints, lists: new Map() }));
+  let list = cache.lists.get(subset);
+  if (list === undefined) {
+    const labels = svc.subsets.get(subset);
+    const want = labels ? Object.entries(labels) : null;
+    list = want ? svc.endpoints.filter((e) => want.every(([k, v]) => e.labels[k] === v)) : [];
+    cache.lists.set(subset, list);
+  }
+  return list;
 }
+
+const subsetLists = new WeakMap<ServiceInfo, { from: EndpointInfo[]; lists: Map<string, EndpointInfo[]> }>();
 
 /**
  * The service one of whose endpoints is this address (and port, when the

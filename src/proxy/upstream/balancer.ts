@@ -116,27 +116,43 @@ export class Balancer {
     return key === undefined ? (Math.random() * 0x100000000) >>> 0 : fnv1a(key);
   }
 
-  /** Not ejected; but never fewer than (100 - maxEjectionPercent)% of them, and never none. */
+  /**
+   * The endpoints not ejected (all of them when every one is). The same list
+   * object comes back while the same endpoints are out: round robin and the
+   * hash rings keep their state by list, and a fresh list per request would
+   * reset round robin to the first endpoint and rebuild a ring every time.
+   */
   private healthy(svc: ServiceInfo, eps: EndpointInfo[]): EndpointInfo[] {
     if (!svc.outlier) return eps;
     const now = Date.now();
-    let ejected = 0;
-    for (const e of eps) if (this.st(svc, e).ejectedUntil > now) ejected++;
-    if (ejected === 0) return eps;
+    let ejected = '';
+    for (let i = 0; i < eps.length; i++) if (this.st(svc, eps[i]!).ejectedUntil > now) ejected += `${i},`;
+    if (ejected === '') return eps;
+    const cached = this.healthyLists.get(eps);
+    if (cached?.ejected === ejected) return cached.list;
     const ok = eps.filter((e) => this.st(svc, e).ejectedUntil <= now);
-    return ok.length ? ok : eps;
+    const list = ok.length ? ok : eps;
+    this.healthyLists.set(eps, { ejected, list });
+    return list;
   }
 
+  private readonly healthyLists = new WeakMap<EndpointInfo[], { ejected: string; list: EndpointInfo[] }>();
+
+  /** This zone's endpoints, else the failover zone's, else all: one list object per input list and zone (see healthy). */
   private byLocality(eps: EndpointInfo[], failover: Array<{ from: string; to: string }>): EndpointInfo[] {
-    const local = eps.filter((e) => e.zone === this.zone);
-    if (local.length) return local;
+    const cached = this.localLists.get(eps);
+    if (cached && cached.zone === this.zone) return cached.list;
+    let list = eps.filter((e) => e.zone === this.zone);
     for (const f of failover) {
-      if (f.from !== this.zone) continue;
-      const next = eps.filter((e) => e.zone === f.to);
-      if (next.length) return next;
+      if (list.length) break;
+      if (f.from === this.zone) list = eps.filter((e) => e.zone === f.to);
     }
-    return eps;
+    if (!list.length) list = eps;
+    this.localLists.set(eps, { zone: this.zone, list });
+    return list;
   }
+
+  private readonly localLists = new WeakMap<EndpointInfo[], { zone: string | undefined; list: EndpointInfo[] }>();
 
   private ringPick(eps: EndpointInfo[], h: number): EndpointInfo {
     let ring = this.rings.get(eps);

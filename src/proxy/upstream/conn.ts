@@ -51,6 +51,8 @@ export class UpstreamConn {
   served = 0;
   /** When it went idle (the pool's coarse clock; 0 = not stamped yet). */
   idleSince = 0;
+  /** Closed after this long idle in the pool: its service's connectionPool.idleTimeout, set at each release. */
+  idleTimeoutMs = 60_000;
   private reuseBlocked = false;
 
   /**

@@ -84,7 +84,8 @@ export class UpstreamPool {
     });
   }
 
-  release(conn: UpstreamConn): void {
+  /** Back to the pool; closed once idle longer than idleTimeoutMs (its service's), within a sweep period. */
+  release(conn: UpstreamConn, idleTimeoutMs = this.idleTimeoutMs): void {
     if (!conn.idle) {
       conn.socket.destroy();
       return;
@@ -98,8 +99,15 @@ export class UpstreamPool {
       return;
     }
     conn.idleSince = this.clock;
+    conn.idleTimeoutMs = idleTimeoutMs;
     list.push(conn);
-    this.sweeper ??= setInterval(() => this.sweep(), Math.min(this.idleTimeoutMs, 5000)).unref();
+    // A quarter of the shortest timeout seen (at most 5 s): the stamps are as coarse as the sweep.
+    const every = Math.min(5000, Math.max(25, Math.floor(idleTimeoutMs / 4)));
+    if (this.sweeper === undefined || every < this.sweepEveryMs) {
+      clearInterval(this.sweeper);
+      this.sweepEveryMs = every;
+      this.sweeper = setInterval(() => this.sweep(), every).unref();
+    }
   }
 
   /**
@@ -109,13 +117,14 @@ export class UpstreamPool {
    */
   private clock = 0;
   private sweeper: NodeJS.Timeout | undefined;
+  private sweepEveryMs = 0;
 
   private sweep(): void {
     this.clock = Date.now();
     for (const list of this.lists()) {
       for (let i = list.length - 1; i >= 0; i--) {
         const c = list[i]!;
-        if (!c.idle || (c.idleSince && this.clock - c.idleSince > this.idleTimeoutMs)) {
+        if (!c.idle || (c.idleSince && this.clock - c.idleSince > c.idleTimeoutMs)) {
           list.splice(i, 1);
           c.socket.destroy();
         } else if (!c.idleSince) {

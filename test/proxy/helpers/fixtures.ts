@@ -47,6 +47,15 @@ export async function backend(t: ExecutionContext, name: string): Promise<{ port
         }, Number(slow[1]));
         return;
       }
+      // The first request with this key is answered after the delay, every later one at once.
+      const hangFirst = /^\/hang-first\/(\w+)\/(\d+)/.exec(req.url!);
+      if (hangFirst) {
+        const n = (flakyCounts.get(hangFirst[1]!) ?? 0) + 1;
+        flakyCounts.set(hangFirst[1]!, n);
+        const body = n === 1 ? 'late' : 'fast';
+        setTimeout(() => res.writeHead(200, { 'content-length': 4 }).end(body), n === 1 ? Number(hangFirst[2]) : 0);
+        return;
+      }
       const flaky = /^\/flaky\/(\w+)\/(\d+)/.exec(req.url!);
       if (flaky) {
         const n = (flakyCounts.get(flaky[1]!) ?? 0) + 1;

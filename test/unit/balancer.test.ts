@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: Apache-2.0
+// The balancer over narrowed endpoint lists (a subset, the healthy ones, this zone's), and outlier
+// detection over a fake clock: consecutive failures eject, each ejection of an endpoint lasts longer
+// than the last, and no more than maxEjectionPercent of a service is ever out at once.
+import test from 'ava';
+import { endpointsOf } from '../../src/proxy/routing/select.ts';
+import { buildTable } from '../../src/proxy/routing/table.ts';
+import { Balancer } from '../../src/proxy/upstream/balancer.ts';
+import type { MeshObject } from '../../src/config/objects.ts';
+
+const meta = (kind: MeshObject['kind'], spec: Record<string, unknown>): MeshObject => ({ apiVersion: 'kernmesh.io/v1', kind, metadata: { name: 'web', namespace: 'shop' }, spec });
+
+const svcOf = (objects: MeshObject[]) => buildTable(1, objects.map((object, i) => ({ version: i + 1, object }))).services.get('shop/web')!;
+const serviceObj = meta('Service', { hosts: ['web.shop.svc.cluster.local'], addresses: [], ports: [{ port: 80, targetPort: 80, protocol: 'http' }] });
+const count = (ports: number[]) => ports.reduce<Record<number, number>>((m, p) => ((m[p] = (m[p] ?? 0) + 1), m), {});
+
+test('round robin takes turns within a subset and within this zone, not always the first endpoint', (t) => {
+  const svc = svcOf([
+    serviceObj,
+    meta('Endpoints', {
+      endpoints: [
+        { address: '10.0.0.1', port: 1, labels: { version: 'v1' }, zone: 'b' },
+        { address: '10.0.0.1', port: 2, labels: { version: 'v2' }, zone: 'a' },
+        { address: '10.0.0.1', port: 3, labels: { version: 'v2' }, zone: 'a' },
+      ].map((e) => ({ ...e, weight: 1, ready: true })),
+    }),
+    meta('ClusterPolicy', { service: 'web', subsets: [{ name: 'v2', labels: { version: 'v2' } }], loadBalancer: { type: 'round_robin', locality: { enabled: true, failover: [] } } }),
+  ]);
+  const b = new Balancer();
+  t.deepEqual(count(Array.from({ length: 40 }, () => b.pick(svc, endpointsOf(svc, 'v2'), null, '')!.port)), { 2: 20, 3: 20 });
+  b.zone = 'a';
+  t.deepEqual(count(Array.from({ length: 40 }, () => b.pick(svc, svc.endpoints, null, '')!.port)), { 2: 20, 3: 20 });
+  b.zone = 'b';
+  t.deepEqual(count(Array.from({ length: 4 }, () => b.pick(svc, svc.endpoints, null, '')!.port)), { 1: 4 }, 'a zone change is seen');
+});
+
+test('ejections grow with each repeat, end on time, and stop at the ejected-share cap', (t) => {
+  const svc = svcOf([
+    serviceObj,
+    meta('Endpoints', { endpoints: [1, 2, 3, 4].map((port) => ({ address: '10.0.0.1', port, labels: {}, weight: 1, ready: true })) }),
+    meta('ClusterPolicy', { service: 'web', outlierDetection: { consecutive5xx: 2, baseEjectionTime: '10s', maxEjectionPercent: 50 } }),
+  ]);
+  const eps = svc.endpoints;
+  const b = new Balancer();
+  const realNow = Date.now;
+  let now = 1_000_000;
+  Date.now = () => now;
+  t.teardown(() => (Date.now = realNow));
+  const fail = (port: number, times = 2) => {
+    for (let i = 0; i < times; i++) b.report(svc, eps, eps[port - 1]!, 503);
+  };
+  const picked = () => new Set(Array.from({ length: 40 }, () => b.pick(svc, eps, null, '')!.port));
+
+  fail(1, 1);
+  b.report(svc, eps, eps[0]!, 200);
+  fail(1, 1);
+  t.is(b.ejectedNow(svc, eps), 0, 'a success in between resets the count');
+  fail(1);
+  t.is(b.ejectedNow(svc, eps), 1);
+  t.false(picked().has(1));
+  fail(2);
+  fail(3);
+  t.is(b.ejectedNow(svc, eps), 2, 'the third is not ejected: 50% of four are out already');
+  t.deepEqual(count(Array.from({ length: 40 }, () => b.pick(svc, eps, null, '')!.port)), { 3: 20, 4: 20 }, 'the rest take turns');
+
+  now += 10_001;
+  t.is(b.ejectedNow(svc, eps), 0, 'the first ejections last the base time');
+  fail(1);
+  now += 15_000;
+  t.false(picked().has(1), 'a second ejection lasts twice the base');
+  now += 5_001;
+  t.true(picked().has(1));
+  t.is(b.ejectionsTotal, 3);
+});
