@@ -8,7 +8,6 @@ import type { ProxyCore } from './core.ts';
 import { detect } from './detect.ts';
 import { Http1Session } from './http1/session.ts';
 import { h2Server, serveH2 } from './http2/session.ts';
-import { DEFAULT_POLICY } from './routing/policy.ts';
 import { endpointsOf, peerOf, serviceByEndpoint, serviceFor } from './routing/select.ts';
 import { pipeTcp } from './tcp.ts';
 import type { InboundDial } from './route.ts';
@@ -132,7 +131,7 @@ export class ProxyServer {
       return void socket.destroy();
     }
     this.core.metrics.tcpOpen(rec);
-    const policy = svc?.policy ?? DEFAULT_POLICY;
+    const policy = svc?.policy ?? this.core.table.defaultPolicy;
     pipeTcp(socket, address, port, initial, { idleTimeoutMs: policy.tcpIdleTimeoutMs, connectTimeoutMs: policy.connectTimeoutMs, onClose: (st) => this.core.metrics.tcpClose(rec, st.sent, st.received) });
   }
 
@@ -164,7 +163,7 @@ export class ProxyServer {
       serviceNamespace: ns,
     };
     this.core.metrics.tcpOpen(rec);
-    const policy = svc?.policy ?? DEFAULT_POLICY;
+    const policy = svc?.policy ?? this.core.table.defaultPolicy;
     pipeTcp(socket, address, port, initial, { idleTimeoutMs: policy.tcpIdleTimeoutMs, connectTimeoutMs: policy.connectTimeoutMs, dial: () => inbound.dial(address, port), onClose: (st) => this.core.metrics.tcpClose(rec, st.sent, st.received) });
   }
 

@@ -9,7 +9,10 @@ export const RetryPolicy = z
   .object({
     attempts: z.number().int().min(0).max(10).default(2),
     perTryTimeout: duration.optional(),
-    retryOn: z.array(RetryOn).default(['connect-failure', 'reset', 'gateway-error']),
+    retryOn: z
+      .array(RetryOn)
+      .default(['connect-failure', 'reset', 'gateway-error'])
+      .describe("Envoy's meanings: 5xx also retries a failed connect, a reset and a per-try timeout; gateway-error 502/503/504, a failed connect and a per-try timeout; reset also a per-try timeout"),
     retriableStatusCodes: z.array(z.number().int().min(100).max(599)).default([]),
     backoff: z.object({ base: duration.default('25ms'), max: duration.default('250ms') }).strict().default({ base: '25ms', max: '250ms' }),
   })
@@ -104,7 +107,7 @@ export const ClusterPolicySpec = z
       .optional(),
     timeouts: z
       .object({
-        connect: duration.default('1s').describe('to establish an upstream connection (HTTP or TCP)'),
+        connect: duration.optional().describe('to establish an upstream connection, HTTP or TCP (default: MeshSettings.defaultTimeouts.connect)'),
         request: duration.optional().describe("a request's whole exchange, retries included (default: MeshSettings.defaultTimeouts.request)"),
         idle: duration.optional().describe('a connection proxied as TCP with no bytes either way this long is closed (default 1h)'),
       })

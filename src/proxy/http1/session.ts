@@ -19,7 +19,7 @@ import type { Peer } from '../telemetry/metrics.ts';
 import type { ServiceInfo } from '../routing/table.ts';
 import { type InboundDial, type Target, inboundRoute, route } from '../route.ts';
 import { peerOf } from '../routing/select.ts';
-import { DEFAULT_POLICY, type RetryPolicy, backoffMs, retriableStatus } from '../routing/policy.ts';
+import { type RetryPolicy, backoffMs, retriableStatus } from '../routing/policy.ts';
 import { roll } from '../policy/fault.ts';
 import { recordExchange } from '../telemetry/exchange.ts';
 
@@ -208,7 +208,7 @@ export class Http1Session implements ResponseSink {
     }
     this.state = S_WAIT;
     const svc = target.service;
-    const policy = svc?.policy ?? DEFAULT_POLICY;
+    const policy = svc?.policy ?? this.ctx.core.table.defaultPolicy;
     // Circuit breaking: past the cluster's limit of active requests, refuse at once.
     if (svc && svc.live.active >= policy.limits.maxRequests) return this.localReply(503, 'UO', 'upstream overflow (circuit breaker open)\n');
     if (svc) {
@@ -247,7 +247,7 @@ export class Http1Session implements ResponseSink {
     const pooled = this.ctx.core.pool.take(poolAddress, target.port);
     if (pooled) return this.send(pooled, head, target);
     const svc = target.service;
-    const policy = svc?.policy ?? DEFAULT_POLICY;
+    const policy = svc?.policy ?? this.ctx.core.table.defaultPolicy;
     if (svc && svc.live.pending >= policy.limits.maxPendingRequests) return this.localReply(503, 'UO', 'too many requests waiting for an upstream connection\n');
     // maxConnections caps the upstream connections a cluster may hold open (pooled ones included).
     if (svc && svc.live.connections >= policy.limits.maxConnections) return this.localReply(503, 'UO', 'upstream connection limit reached (circuit breaker open)\n');
@@ -285,12 +285,13 @@ export class Http1Session implements ResponseSink {
    * Schedules another attempt when the policy, the attempts left and the
    * retry budget allow it; false means give up.
    */
-  private retryAfter(kind: 'connect' | 'reset' | 'status'): boolean {
+  private retryAfter(kind: 'connect' | 'reset' | 'per-try-timeout' | 'status'): boolean {
     const p = this.retry;
     const head = this.req;
     if (!p || !head || this.attempt > p.attempts) return false;
     if (kind === 'connect' && !p.onConnectFailure) return false;
     if (kind === 'reset' && !p.onReset) return false;
+    if (kind === 'per-try-timeout' && !p.onPerTryTimeout) return false;
     const svc = this.target?.service;
     if (svc && !this.inRetry) {
       // The budget: retries in flight may not exceed max(minimum, percent of active requests).
@@ -388,7 +389,7 @@ export class Http1Session implements ResponseSink {
         conn.abandon();
         this.upstream = null;
         this.releaseAttempt();
-        if (!this.retryAfter('reset')) this.localReply(504, 'UT', 'upstream per-try timeout\n');
+        if (!this.retryAfter('per-try-timeout')) this.localReply(504, 'UT', 'upstream per-try timeout\n');
       }, Math.min(perTry, 2_147_483_647)).unref();
     }
     if (target.service && target.endpoint) {
@@ -610,7 +611,7 @@ export class Http1Session implements ResponseSink {
       return;
     }
     if (conn) {
-      if (reusable && this.state === S_WAIT) this.ctx.core.pool.release(conn, (this.target?.service?.policy ?? DEFAULT_POLICY).poolIdleTimeoutMs);
+      if (reusable && this.state === S_WAIT) this.ctx.core.pool.release(conn, (this.target?.service?.policy ?? this.ctx.core.table.defaultPolicy).poolIdleTimeoutMs);
       else conn.socket.destroy();
     }
     // The request body may still be arriving (an early response): close rather than misread it.

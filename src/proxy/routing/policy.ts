@@ -7,6 +7,8 @@ export interface RetryPolicy {
   perTryTimeoutMs: number;
   onConnectFailure: boolean;
   onReset: boolean;
+  /** An attempt that outlived perTryTimeout is tried again. */
+  onPerTryTimeout: boolean;
   on5xx: boolean;
   onGatewayError: boolean;
   statuses: Set<number>;
@@ -52,14 +54,19 @@ export const DEFAULT_POLICY: ServicePolicy = {
 export function compileRetry(r: Spec | undefined): RetryPolicy | null {
   if (!r) return null;
   const on = new Set<string>((r.retryOn as string[]) ?? ['connect-failure', 'reset', 'gateway-error']);
+  // Envoy's meanings: 5xx also covers no answer at all (a failed connect, a reset, a per-try timeout);
+  // gateway-error covers what a proxy reports as 502/503/504 (a failed connect, a per-try timeout).
+  const any5xx = on.has('5xx');
+  const gateway = on.has('gateway-error');
   const backoff = (r.backoff as Spec) ?? {};
   return {
     attempts: (r.attempts as number) ?? 2,
     perTryTimeoutMs: r.perTryTimeout ? durationMs(r.perTryTimeout as string) : 0,
-    onConnectFailure: on.has('connect-failure'),
-    onReset: on.has('reset'),
-    on5xx: on.has('5xx'),
-    onGatewayError: on.has('gateway-error'),
+    onConnectFailure: on.has('connect-failure') || any5xx || gateway,
+    onReset: on.has('reset') || any5xx,
+    onPerTryTimeout: on.has('reset') || any5xx || gateway,
+    on5xx: any5xx,
+    onGatewayError: gateway,
     statuses: new Set(on.has('retriable-status-codes') ? ((r.retriableStatusCodes as number[]) ?? []) : []),
     baseMs: durationMs((backoff.base as string) ?? '25ms'),
     maxMs: durationMs((backoff.max as string) ?? '250ms'),

@@ -83,6 +83,8 @@ export interface RoutingTable {
   byVip: Map<string, string>;
   /** lower-case host -> service key. */
   byHost: Map<string, string>;
+  /** For traffic to no mesh service (passthrough): MeshSettings' default timeouts, no retries. */
+  defaultPolicy: ServicePolicy;
 }
 
 type Spec = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- validated by the config layer
@@ -225,9 +227,9 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
       if (svc) svc.routes.push(...(spec.rules as Spec[]).map((r) => compileRule(r, ns, key)));
     }
   }
-  return { version, services, byVip, byHost };
+  return { version, services, byVip, byHost, defaultPolicy: meshPolicy };
 }
 
 export function emptyTable(): RoutingTable {
-  return { version: 0, services: new Map(), byVip: new Map(), byHost: new Map() };
+  return { version: 0, services: new Map(), byVip: new Map(), byHost: new Map(), defaultPolicy: compilePolicy(undefined, undefined) };
 }
