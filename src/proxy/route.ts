@@ -9,7 +9,7 @@ import type { RoutingTable, ServiceInfo } from './routing/table.ts';
 import type { CompiledRule, EndpointInfo } from './routing/table.ts';
 import { denied, deniedAtDestination } from './policy/authz.ts';
 import { roll } from './policy/fault.ts';
-import { take } from './policy/rate-limit.ts';
+import { admit } from './policy/rate-limit.ts';
 import type { Peer } from './telemetry/metrics.ts';
 
 export type Target =
@@ -67,10 +67,7 @@ export function route(table: RoutingTable, origDst: { address: string; port: num
   if (svc.rateLimits.length) {
     const now = Date.now();
     const who = source ? `${source.namespace}/${source.workload}` : 'unknown';
-    for (const rl of svc.rateLimits) {
-      if (rl.route !== undefined && rl.route !== routeName) continue;
-      if (!take(rl, who, now)) return { kind: 'local', status: 429, body: 'rate limited\n', flags: 'RL', service: svc, ...(routeName ? { route: routeName } : {}) };
-    }
+    if (!admit(svc.rateLimits, routeName, who, now)) return { kind: 'local', status: 429, body: 'rate limited\n', flags: 'RL', service: svc, ...(routeName ? { route: routeName } : {}) };
   }
   let delayMs: number | undefined;
   if (rule?.fault) {

@@ -8,7 +8,8 @@ import type { ProxyCore } from './core.ts';
 import { detect } from './detect.ts';
 import { Http1Session } from './http1/session.ts';
 import { h2Server, serveH2 } from './http2/session.ts';
-import { endpointsOf, peerOf, serviceByEndpoint, serviceFor } from './routing/select.ts';
+import { denied, deniedAtDestination } from './policy/authz.ts';
+import { endpointsOf, peerOf, serviceByEndpoint, serviceFor, servicesByEndpoint } from './routing/select.ts';
 import { pipeTcp } from './tcp.ts';
 import type { InboundDial } from './route.ts';
 import { sniOf } from './tls.ts';
@@ -115,6 +116,11 @@ export class ProxyServer {
     };
     let address: string;
     let port: number;
+    // Authorization applies to TCP as well: by source and port (see denied for rules about HTTP).
+    if (svc && denied(svc.authz, source, null, origDst?.port ?? svc.ports[0]?.port ?? 0)) {
+      this.core.metrics.tcpClose(rec, 0, initial?.length ?? 0, 'RBAC');
+      return void socket.destroy();
+    }
     if (svc) {
       const ep = this.core.balancer.pick(svc, endpointsOf(svc, undefined), null, socket.remoteAddress ?? '');
       if (!ep) {
@@ -162,6 +168,13 @@ export class ProxyServer {
       serviceName: name,
       serviceNamespace: ns,
     };
+    // What depends on the connection alone is enforced here too (see deniedAtDestination), for every service this pod backs.
+    for (const s of servicesByEndpoint(this.core.table, address, port)) {
+      if (deniedAtDestination(s.authz, null, s.ports.find((p) => p.targetPort === port)?.port ?? port)) {
+        this.core.metrics.tcpClose(rec, 0, initial?.length ?? 0, 'RBAC');
+        return void socket.destroy();
+      }
+    }
     this.core.metrics.tcpOpen(rec);
     const policy = svc?.policy ?? this.core.table.defaultPolicy;
     pipeTcp(socket, address, port, initial, { idleTimeoutMs: policy.tcpIdleTimeoutMs, connectTimeoutMs: policy.connectTimeoutMs, dial: () => inbound.dial(address, port), onClose: (st) => this.core.metrics.tcpClose(rec, st.sent, st.received) });

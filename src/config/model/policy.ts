@@ -35,7 +35,7 @@ export const AuthorizationPolicySpec = z
 export const RateLimitSpec = z
   .object({
     service: serviceRef,
-    route: z.string().optional().describe('a Route name: limit only that route'),
+    route: z.string().optional().describe("the name of a Route rule (rules[].name, as in the access log's route field): limit only the requests it matched"),
     maxTokens: z.number().int().min(1),
     tokensPerFill: z.number().int().min(1).default(1),
     fillInterval: duration,

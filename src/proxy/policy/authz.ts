@@ -25,12 +25,18 @@ export interface Authz {
   allow: CompiledAuthzRule[] | null;
 }
 
-function ruleMatches(r: CompiledAuthzRule, source: Peer | null, head: Head, port: number): boolean {
+/**
+ * head null: a TCP connection. Then a rule's HTTP-only conditions (methods,
+ * paths) make it match in a DENY policy and not match in an ALLOW one, as in
+ * Istio: for TCP traffic such a rule always errs on the restrictive side.
+ */
+function ruleMatches(r: CompiledAuthzRule, source: Peer | null, head: Head | null, port: number, deny: boolean): boolean {
   if (r.workloads && !(source && (r.workloads.has(`${source.namespace}/${source.workload}`) || r.workloads.has(source.workload)))) return false;
   if (r.namespaces && !(source && r.namespaces.has(source.namespace))) return false;
   if (r.identities && !(source?.identity && r.identities.has(source.identity))) return false;
-  if (r.methods && !r.methods.has(head.method)) return false;
   if (r.ports && !r.ports.has(port)) return false;
+  if (head === null) return deny || !(r.methods || r.paths);
+  if (r.methods && !r.methods.has(head.method)) return false;
   if (r.paths) {
     const path = pathOf(head.target);
     if (!r.paths.some((m) => m(path))) return false;
@@ -38,11 +44,11 @@ function ruleMatches(r: CompiledAuthzRule, source: Peer | null, head: Head, port
   return true;
 }
 
-/** Null when allowed; else why not (for the 403 body). */
-export function denied(a: Authz | undefined, source: Peer | null, head: Head, port: number): string | null {
+/** Null when allowed; else why not (for the 403 body). head null: a TCP connection. */
+export function denied(a: Authz | undefined, source: Peer | null, head: Head | null, port: number): string | null {
   if (!a) return null;
-  if (a.deny.some((r) => ruleMatches(r, source, head, port))) return 'denied by an authorization policy';
-  if (a.allow && !a.allow.some((r) => ruleMatches(r, source, head, port))) return 'not allowed by any authorization policy';
+  if (a.deny.some((r) => ruleMatches(r, source, head, port, true))) return 'denied by an authorization policy';
+  if (a.allow && !a.allow.some((r) => ruleMatches(r, source, head, port, false))) return 'not allowed by any authorization policy';
   return null;
 }
 
@@ -56,9 +62,9 @@ const fromSource = (r: CompiledAuthzRule) => !!(r.workloads || r.namespaces || r
  * alone: source-free DENY rules, and the ALLOW rules when none of them is
  * about the source.
  */
-export function deniedAtDestination(a: Authz | undefined, head: Head, port: number): string | null {
+export function deniedAtDestination(a: Authz | undefined, head: Head | null, port: number): string | null {
   if (!a) return null;
-  if (a.deny.some((r) => !fromSource(r) && ruleMatches(r, null, head, port))) return 'denied by an authorization policy';
-  if (a.allow && !a.allow.some(fromSource) && !a.allow.some((r) => ruleMatches(r, null, head, port))) return 'not allowed by any authorization policy';
+  if (a.deny.some((r) => !fromSource(r) && ruleMatches(r, null, head, port, true))) return 'denied by an authorization policy';
+  if (a.allow && !a.allow.some(fromSource) && !a.allow.some((r) => ruleMatches(r, null, head, port, false))) return 'not allowed by any authorization policy';
   return null;
 }

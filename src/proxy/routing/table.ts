@@ -210,15 +210,20 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
     } else if (o.kind === 'RateLimit') {
       const svc = services.get(resolveServiceRef(spec.service as string, ns));
       if (svc) {
+        const key = `${ns}/${o.metadata.name}`;
+        // The same RateLimit object keeps its buckets and quota counts across table swaps (endpoint churn
+        // rebuilds the table often); a changed object starts afresh only in what it no longer has.
+        const before = previous?.services.get(svc.key)?.rateLimits.find((r) => r.key === key);
         svc.rateLimits.push({
+          key,
           ...(spec.route ? { route: spec.route as string } : {}),
           maxTokens: spec.maxTokens as number,
           tokensPerFill: (spec.tokensPerFill as number) ?? 1,
           fillIntervalMs: durationMs(spec.fillInterval as string),
           perSource: !!spec.perSource,
           ...(spec.quotas ? { quotas: new Map(Object.entries(spec.quotas as Record<string, number>)) } : {}),
-          buckets: previous?.services.get(svc.key)?.rateLimits.find((r) => r.route === spec.route)?.buckets ?? new Map(),
-          quotaUse: new Map(),
+          buckets: before?.buckets ?? new Map(),
+          quotaUse: before?.quotaUse ?? new Map(),
         });
       }
     } else if (o.kind === 'Route') {
