@@ -34,7 +34,8 @@ test('round robin spreads evenly; weights are honoured smoothly', async (t) => {
 
 test('least request (power of two choices) steers around a busy endpoint', async (t) => {
   const { p, bs } = await cluster(t, 2, { loadBalancer: { type: 'least_request' } });
-  const slow = hit(p.port, '/slow/600');
+  // Busy for longer than ten quick requests take, even on a loaded machine.
+  const slow = hit(p.port, '/slow/3000');
   for (let i = 0; i < 200 && bs.every((b) => b.seen.length === 0); i++) await new Promise((r) => setTimeout(r, 5));
   const busy = bs.findIndex((b) => b.seen.length === 1);
   const got = [];
