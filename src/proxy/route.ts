@@ -3,7 +3,7 @@
 import type { ProxyCore } from './core.ts';
 import type { Head } from './http1/parse.ts';
 import type { Socket } from 'node:net';
-import { endpointsOf, matchRule, pathOf, pickDestination, serviceFor, servicesByEndpoint } from './routing/select.ts';
+import { endpointsOf, matchRule, pathOf, pickDestination, requestPort, serviceFor, servicesByEndpoint } from './routing/select.ts';
 import type { RoutingTable, ServiceInfo } from './routing/table.ts';
 
 import type { CompiledRule, EndpointInfo } from './routing/table.ts';
@@ -59,7 +59,7 @@ export function route(table: RoutingTable, origDst: { address: string; port: num
     if (origDst) return { kind: 'upstream', address: origDst.address, port: origDst.port };
     return { kind: 'local', status: 404, body: `no route for host ${head.host ?? '(none)'}\n`, flags: 'NR' };
   }
-  const rule = matchRule(svc, head);
+  const rule = matchRule(svc, head, requestPort(svc, origDst, head));
   const routeName = rule?.name;
   // Policy, in Envoy's filter order: authorization, then rate limits, then faults.
   const why = denied(svc.authz, source, head, origDst?.port ?? svc.ports[0]?.port ?? 0);

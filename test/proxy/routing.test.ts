@@ -52,6 +52,34 @@ test('header, method, query and regex path matches pick the rule; first match wi
   t.is((await get(p.port, '/items/abc')).backend, 'v1');
 });
 
+test('host matches ignore case and port; a query match needs the parameter; a Route with a port routes only that port', async (t) => {
+  const { p } = await canaryMesh(t, [
+    { match: [{ host: { exact: 'web.shop.svc.cluster.local' }, path: { prefix: '/host' } }], action: { split: [{ subset: 'v2' }] } },
+    { match: [{ query: { debug: { regex: '.*' } } }], action: { split: [{ service: 'other' }] } },
+    { action: { split: [{ subset: 'v1' }] } },
+  ]);
+  t.is((await get(p.port, '/host', { Host: 'Web.Shop.svc.cluster.local:80' })).backend, 'v2');
+  t.is((await get(p.port, '/x')).backend, 'v1', 'no debug parameter: no match');
+  t.is((await get(p.port, '/x?debug=')).backend, 'other');
+
+  const v1 = await backend(t, 'v1');
+  const admin = await backend(t, 'admin');
+  const twoPorts = await proxy(
+    t,
+    [
+      service('web', 'shop', { ports: [{ port: 80, targetPort: 80, protocol: 'http' }, { port: 8080, targetPort: 8080, protocol: 'http' }] }),
+      endpoints('web', 'shop', [{ port: v1.port }]),
+      service('admin', 'shop'),
+      endpoints('admin', 'shop', [{ port: admin.port }]),
+      obj('Route', 'web-admin-port', 'shop', { service: 'web', port: 8080, rules: [{ action: { split: [{ service: 'admin' }] } }] }),
+      obj('Route', 'web', 'shop', { service: 'web', rules: [{ action: { split: [{}] } }] }),
+    ],
+    null,
+  );
+  t.is((await get(twoPorts.port, '/', { Host: 'web.shop.svc.cluster.local:8080' })).backend, 'admin');
+  t.is((await get(twoPorts.port, '/', { Host: 'web.shop.svc.cluster.local:80' })).backend, 'v1', 'the port-8080 Route does not apply to port 80');
+});
+
 test('a weighted split sends traffic to both sides; weight 0 sends none', async (t) => {
   const { p, v1, v2 } = await canaryMesh(t, [{ match: [{ path: { prefix: '/both' } }], action: { split: [{ subset: 'v1', weight: 1 }, { subset: 'v2', weight: 1 }] } }, { action: { split: [{ subset: 'v1', weight: 100 }, { subset: 'v2', weight: 0 }] } }]);
   for (let i = 0; i < 40; i++) await get(p.port, '/both');

@@ -68,7 +68,7 @@ export const RouteRule = z
 export const RouteSpec = z
   .object({
     service: serviceRef.describe('whose traffic this routes'),
-    port: port.optional(),
+    port: port.optional().describe('the service port whose requests these rules route (default: every port)'),
     rules: z.array(RouteRule).min(1).describe('first match wins'),
   })
   .strict();
@@ -99,8 +99,9 @@ export const ClusterPolicySpec = z
       .object({
         consecutive5xx: z.number().int().min(1).default(5),
         consecutiveGatewayErrors: z.number().int().min(1).default(5),
-        interval: duration.default('10s').describe("accepted for Istio's field set; an ejection ends exactly when its time is up, with no sweep"),
-        baseEjectionTime: duration.default('30s'),
+        interval: duration.default('10s').describe("each interval an endpoint goes without being ejected takes one off the count that lengthens its next ejection (Envoy's)"),
+        baseEjectionTime: duration.default('30s').describe('an ejection lasts this times the number of ejections the endpoint has on record'),
+        maxEjectionTime: duration.default('300s').describe('the longest one ejection lasts (at least baseEjectionTime)'),
         maxEjectionPercent: percent.default(10),
       })
       .strict()

@@ -11,12 +11,33 @@ export function serviceFor(table: RoutingTable, origDst: { address: string; port
     if (key) return table.services.get(key);
   }
   if (host) {
-    const colon = host.lastIndexOf(':');
-    const name = (colon > 0 && !host.endsWith(']') ? host.slice(0, colon) : host).toLowerCase();
-    const key = table.byHost.get(name);
+    const key = table.byHost.get(hostName(host));
     if (key) return table.services.get(key);
   }
   return undefined;
+}
+
+/** A Host header's name: lower case, without its port ("Web.Shop:8080" is "web.shop"). */
+export function hostName(host: string): string {
+  const colon = host.lastIndexOf(':');
+  return (colon > 0 && !host.endsWith(']') ? host.slice(0, colon) : host).toLowerCase();
+}
+
+/** The port a Host header names, if it names one. */
+function hostPort(host: string | null): number | undefined {
+  if (!host) return undefined;
+  const colon = host.lastIndexOf(':');
+  if (colon < 0 || host.endsWith(']')) return undefined;
+  const n = Number(host.slice(colon + 1));
+  return Number.isInteger(n) && n > 0 ? n : undefined;
+}
+
+/**
+ * The service port a request was sent to: where the client connected when
+ * intercepted, else the Host header's port, else the service's only port.
+ */
+export function requestPort(svc: ServiceInfo, origDst: { port: number } | null, head: Head): number | undefined {
+  return origDst?.port ?? hostPort(head.host) ?? (svc.ports.length === 1 ? svc.ports[0]!.port : undefined);
 }
 
 function queryOf(target: string): URLSearchParams | null {
@@ -29,25 +50,36 @@ export function pathOf(target: string): string {
   return q < 0 ? target : target.slice(0, q);
 }
 
-/** The first rule whose any match matches (an empty match list matches everything). */
-export function matchRule(svc: ServiceInfo, head: Head): CompiledRule | undefined {
+/**
+ * The first rule whose any match matches (an empty match list matches
+ * everything), among the rules for the port the request was sent to (a
+ * Route with a port applies to that service port only).
+ */
+export function matchRule(svc: ServiceInfo, head: Head, port?: number): CompiledRule | undefined {
   const path = pathOf(head.target);
   let query: URLSearchParams | null | undefined;
   for (const rule of svc.routes) {
+    if (rule.port !== undefined && rule.port !== port) continue;
     if (rule.matches.length === 0) return rule;
     for (const m of rule.matches) {
       if (m.method && m.method !== head.method) continue;
       if (m.path && !m.path(path)) continue;
-      if (m.host && !m.host(head.host ?? '')) continue;
+      if (m.host && !m.host(head.host ? hostName(head.host) : '')) continue;
       if (m.headers.some((h) => !h.test(header(head, h.name)))) continue;
       if (m.query.length) {
         query ??= queryOf(head.target);
-        if (m.query.some((q) => !q.test(query?.get(q.name) ?? ''))) continue;
+        if (m.query.some((q) => !queryMatches(query, q))) continue;
       }
       return rule;
     }
   }
   return undefined;
+}
+
+/** A parameter the request does not carry matches nothing (as in Envoy). */
+function queryMatches(query: URLSearchParams | null | undefined, q: { name: string; test: (v: string) => boolean }): boolean {
+  const v = query?.get(q.name);
+  return v !== null && v !== undefined && q.test(v);
 }
 
 /** Weighted choice among a rule's destinations (Math.random: canaries need no stronger randomness). */

@@ -64,6 +64,8 @@ export interface Destination {
 
 export interface CompiledRule {
   name?: string;
+  /** The Route's service port: the rule applies to requests sent to that port only. */
+  port?: number;
   matches: CompiledMatch[];
   split?: Destination[];
   totalWeight: number;
@@ -97,7 +99,7 @@ function stringMatcher(m: Spec | undefined): StringMatcher | undefined {
   return (s) => re.test(s);
 }
 
-function compileRule(rule: Spec, ns: string, serviceKey: string): CompiledRule {
+function compileRule(rule: Spec, ns: string, serviceKey: string, port: number | undefined): CompiledRule {
   const matches: CompiledMatch[] = ((rule.match as Spec[] | undefined) ?? []).map((m) => ({
     ...(m.path ? { path: stringMatcher(m.path)! } : {}),
     ...(m.path && 'prefix' in m.path ? { pathPrefix: m.path.prefix as string } : {}),
@@ -113,6 +115,7 @@ function compileRule(rule: Spec, ns: string, serviceKey: string): CompiledRule {
   const action = rule.action as Spec;
   const out: CompiledRule = {
     ...(rule.name ? { name: rule.name as string } : {}),
+    ...(port !== undefined ? { port } : {}),
     matches,
     totalWeight: 0,
     ...(rule.rewrite ? { rewrite: rule.rewrite as CompiledRule['rewrite'] } : {}),
@@ -194,6 +197,8 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
             consecutive5xx: (od.consecutive5xx as number) ?? 5,
             consecutiveGatewayErrors: (od.consecutiveGatewayErrors as number) ?? 5,
             baseEjectionMs: durationMs((od.baseEjectionTime as string) ?? '30s'),
+            maxEjectionMs: durationMs((od.maxEjectionTime as string) ?? '300s'),
+            intervalMs: durationMs((od.interval as string) ?? '10s'),
             maxEjectionPercent: (od.maxEjectionPercent as number) ?? 10,
           };
         }
@@ -229,7 +234,7 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
     } else if (o.kind === 'Route') {
       const key = resolveServiceRef(spec.service as string, ns);
       const svc = services.get(key);
-      if (svc) svc.routes.push(...(spec.rules as Spec[]).map((r) => compileRule(r, ns, key)));
+      if (svc) svc.routes.push(...(spec.rules as Spec[]).map((r) => compileRule(r, ns, key, spec.port as number | undefined)));
     }
   }
   return { version, services, byVip, byHost, defaultPolicy: meshPolicy };

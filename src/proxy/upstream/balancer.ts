@@ -22,6 +22,9 @@ export interface OutlierPolicy {
   consecutive5xx: number;
   consecutiveGatewayErrors: number;
   baseEjectionMs: number;
+  maxEjectionMs: number;
+  /** Each interval without an ejection takes one off an endpoint's ejection count. */
+  intervalMs: number;
   maxEjectionPercent: number;
 }
 
@@ -91,13 +94,14 @@ export class Balancer {
       case 'round_robin':
         return this.rr.pick(candidates);
       case 'random':
-        return candidates[Math.floor(Math.random() * candidates.length)];
+        return weightedRandom(candidates);
       case 'least_request': {
         if (candidates.length === 1) return candidates[0];
         const a = candidates[Math.floor(Math.random() * candidates.length)]!;
         let b = candidates[Math.floor(Math.random() * candidates.length)]!;
         if (b === a) b = candidates[(candidates.indexOf(a) + 1) % candidates.length]!;
-        return this.st(svc, a).active <= this.st(svc, b).active ? a : b;
+        // Active requests per unit of weight: an endpoint of weight 3 is as busy with 3 as one of weight 1 with 1.
+        return this.st(svc, a).active * b.weight <= this.st(svc, b).active * a.weight ? a : b;
       }
       case 'ring_hash':
         return this.ringPick(candidates, this.hashKey(lb, head, peerIp));
@@ -207,9 +211,11 @@ export class Balancer {
     const ejected = eps.filter((e) => this.st(svc, e).ejectedUntil > now).length;
     // A cap on the ejected share, but one ejection is always allowed (as in Envoy).
     if (ejected >= Math.max(1, Math.floor((eps.length * o.maxEjectionPercent) / 100))) return;
-    // Each ejection of the same endpoint lasts longer (base × count), as Envoy does.
+    // Each ejection of the same endpoint lasts longer (base × count, up to the maximum), and the count
+    // drops by one for every interval the endpoint has since gone without one, as in Envoy.
+    if (s.ejections > 0 && now > s.ejectedUntil) s.ejections = Math.max(0, s.ejections - Math.floor((now - s.ejectedUntil) / o.intervalMs));
     s.ejections++;
-    s.ejectedUntil = now + o.baseEjectionMs * s.ejections;
+    s.ejectedUntil = now + Math.min(o.baseEjectionMs * s.ejections, Math.max(o.maxEjectionMs, o.baseEjectionMs));
     s.consecutive5xx = 0;
     s.consecutiveGateway = 0;
     this.ejectionsTotal++;
@@ -223,6 +229,18 @@ export class Balancer {
     const now = Date.now();
     return eps.filter((e) => this.st(svc, e).ejectedUntil > now).length;
   }
+}
+
+/** One endpoint, with chances in proportion to the weights. */
+function weightedRandom(eps: EndpointInfo[]): EndpointInfo | undefined {
+  let total = 0;
+  for (const e of eps) total += e.weight;
+  let r = Math.random() * total;
+  for (const e of eps) {
+    r -= e.weight;
+    if (r < 0) return e;
+  }
+  return eps[eps.length - 1];
 }
 
 function cookie(raw: string | undefined, name: string): string | undefined {
