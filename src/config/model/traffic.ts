@@ -115,6 +115,12 @@ export const ClusterPolicySpec = z
       .strict()
       .optional(),
     retries: RetryPolicy.optional(),
-    retryBudget: z.object({ percent: percent.default(20), minRetriesPerSecond: z.number().int().min(0).default(3) }).strict().optional(),
+    retryBudget: z
+      .object({
+        percent: percent.default(20).describe('retries in flight may be at most this share of the active requests'),
+        minRetryConcurrency: z.number().int().min(0).default(3).describe("but this many retries in flight are always allowed (Envoy's min_retry_concurrency)"),
+      })
+      .strict()
+      .optional(),
   })
   .strict();

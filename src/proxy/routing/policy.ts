@@ -91,7 +91,7 @@ export function compilePolicy(cp: Spec | undefined, mesh: Spec | undefined): Ser
       maxRetries: (pool.maxRetries as number) ?? DEFAULT_POLICY.limits.maxRetries,
     },
     budgetPercent: (budget.percent as number) ?? DEFAULT_POLICY.budgetPercent,
-    budgetMinRetries: (budget.minRetriesPerSecond as number) ?? DEFAULT_POLICY.budgetMinRetries,
+    budgetMinRetries: (budget.minRetryConcurrency as number) ?? DEFAULT_POLICY.budgetMinRetries,
   };
 }
 
