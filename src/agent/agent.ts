@@ -24,6 +24,7 @@ import { AccessLog } from '../proxy/telemetry/access-log.ts';
 import { loadKubeConfig } from '../kube/client.ts';
 import { findOwnCgroup } from '../kube/discover.ts';
 import { type NotCaptured, PodWatch } from '../kube/pod-watch.ts';
+import { captureSettings } from '../kube/pods.ts';
 import { cgroup2Root } from '../datapath/index.ts';
 import { KmError } from '../errors.ts';
 import type { AgentConfig } from './config.ts';
@@ -116,6 +117,7 @@ export class Agent {
     if (this.config.metricsPort !== undefined) this.metricsServer = await startMetrics(this.core, this.config.metricsPort, '0.0.0.0', metrics);
 
     if (this.podWatch) {
+      this.podWatch.setCapture(captureSettings(this.meshSettings()));
       // Nothing is applied (and so nothing pruned) before both informers have listed: until then the
       // pinned state stays as the last agent left it, and with no heartbeat its pods fail open.
       this.podWatch.onWorkloads = (captured, notCaptured) => {
@@ -494,6 +496,8 @@ export class Agent {
     if (this.core.accessLog && sampling !== undefined) this.core.accessLog.sampling = sampling;
     // Fail mode and exclusions come from MeshSettings: the datapath follows them when it changes.
     const meshVersion = this.sync.get('MeshSettings', 'mesh')?.version ?? 0;
+    // Which namespaces are captured, and pods' default inbound ports, come from MeshSettings too.
+    this.podWatch?.setCapture(captureSettings(this.meshSettings()));
     if (this.datapath && meshVersion !== this.meshApplied) {
       this.meshApplied = meshVersion;
       this.applyWorkloads().catch((err) => this.log.error({ err }, 'could not apply mesh settings to the datapath'));

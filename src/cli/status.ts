@@ -58,7 +58,7 @@ export function registerStatus(program: Command): void {
   ).action(async (opts: RedisFlags & { output: string; watch?: boolean; kubeconfig?: string; kubernetes?: boolean }) => {
     const kc = opts.kubeconfig || opts.kubernetes ? loadKubeConfig(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}) : undefined;
     const once = async () => {
-      const r = await collectStatus(redisConfig(opts), (fn) => withStore(opts, fn), kc ? () => expectedPods(kc) : undefined);
+      const r = await collectStatus(redisConfig(opts), (fn) => withStore(opts, fn), kc ? (capture) => expectedPods(kc, capture) : undefined);
       const text = opts.output === 'json' ? JSON.stringify(r, null, 2) : opts.output === 'yaml' ? stringify(r) : renderStatus(r, opts.output === 'wide');
       return { r, text };
     };

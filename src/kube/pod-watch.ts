@@ -10,7 +10,7 @@ import { CoreV1Api, type KubeConfig, type V1Namespace, type V1Pod } from '@kuber
 import type { Logger } from '../log.ts';
 import { findKubepods, findPodCgroup, findPodNetns, podPidsFromProc } from './discover.ts';
 import { Informer } from './informer.ts';
-import { decidePods } from './pods.ts';
+import { type CaptureSettings, DEFAULT_CAPTURE, decidePods } from './pods.ts';
 
 export interface KubeWorkload {
   name: string;
@@ -84,6 +84,15 @@ export class PodWatch {
     this.schedule();
   }
 
+  /** MeshSettings' capture label and default inbound ports; a change re-decides every pod. */
+  setCapture(capture: CaptureSettings): void {
+    if (capture.namespaceLabel === this.capture.namespaceLabel && capture.inboundPorts.join(',') === this.capture.inboundPorts.join(',')) return;
+    this.capture = capture;
+    if (this.started) this.schedule();
+  }
+
+  private capture: CaptureSettings = DEFAULT_CAPTURE;
+
   stop(): void {
     this.started = false;
     clearTimeout(this.pending);
@@ -108,7 +117,7 @@ export class PodWatch {
     // Only when some pod's cgroup.procs is unreadable from here (another pid namespace): one /proc scan for all.
     let scan: Map<string, number[]> | undefined;
     const byUid = () => (scan ??= podPidsFromProc(this.opts.procRoot));
-    for (const d of decidePods(this.namespaces.list(), this.pods.list(), this.opts.node)) {
+    for (const d of decidePods(this.namespaces.list(), this.pods.list(), this.opts.node, this.capture)) {
       const who = { name: d.name, namespace: d.namespace };
       if (!d.capture) {
         notCaptured.push({ ...who, reason: d.reason ?? 'not captured' });

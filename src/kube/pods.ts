@@ -56,13 +56,29 @@ function cidrs(value: string | undefined, what: string): string[] {
   });
 }
 
-export function namespaceCaptured(ns: V1Namespace | undefined): boolean {
-  return ns?.metadata?.labels?.[CAPTURE_LABEL] === 'enabled';
+/** MeshSettings.capture, as far as choosing pods goes. */
+export interface CaptureSettings {
+  /** Namespaces with this label set to "enabled" are captured. */
+  namespaceLabel: string;
+  /** The inbound ports of a pod without the inbound-ports annotation. */
+  inboundPorts: number[];
+}
+
+export const DEFAULT_CAPTURE: CaptureSettings = { namespaceLabel: CAPTURE_LABEL, inboundPorts: [] };
+
+/** MeshSettings' spec (or none) to what choosing pods needs, defaults filled in. */
+export function captureSettings(meshSpec: { capture?: { namespaceLabel?: string; inboundPorts?: number[] } } | undefined): CaptureSettings {
+  const c = meshSpec?.capture;
+  return { namespaceLabel: c?.namespaceLabel ?? DEFAULT_CAPTURE.namespaceLabel, inboundPorts: c?.inboundPorts ?? DEFAULT_CAPTURE.inboundPorts };
+}
+
+export function namespaceCaptured(ns: V1Namespace | undefined, label = CAPTURE_LABEL): boolean {
+  return ns?.metadata?.labels?.[label] === 'enabled';
 }
 
 /** Decisions for the pods of this node that live in captured namespaces (others are not the mesh's business). */
-export function decidePods(namespaces: readonly V1Namespace[], pods: readonly V1Pod[], node: string): PodDecision[] {
-  const captured = new Set(namespaces.filter(namespaceCaptured).map((n) => n.metadata!.name!));
+export function decidePods(namespaces: readonly V1Namespace[], pods: readonly V1Pod[], node: string, capture: CaptureSettings = DEFAULT_CAPTURE): PodDecision[] {
+  const captured = new Set(namespaces.filter((n) => namespaceCaptured(n, capture.namespaceLabel)).map((n) => n.metadata!.name!));
   const out: PodDecision[] = [];
   for (const pod of pods) {
     const meta = pod.metadata ?? {};
@@ -91,7 +107,7 @@ export function decidePods(namespaces: readonly V1Namespace[], pods: readonly V1
     try {
       d.excludedPorts = ports(a[ANNOTATIONS.excludePorts], ANNOTATIONS.excludePorts);
       d.excludedCidrs = cidrs(a[ANNOTATIONS.excludeCidrs], ANNOTATIONS.excludeCidrs);
-      d.inboundPorts = ports(a[ANNOTATIONS.inboundPorts], ANNOTATIONS.inboundPorts);
+      d.inboundPorts = a[ANNOTATIONS.inboundPorts] === undefined ? [...capture.inboundPorts] : ports(a[ANNOTATIONS.inboundPorts], ANNOTATIONS.inboundPorts);
       d.capture = true;
     } catch (err) {
       d.reason = (err as Error).message;

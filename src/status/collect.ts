@@ -5,6 +5,7 @@
  * and a list of problems with what to do about each.
  */
 import type { ExpectedPod } from './kube.ts';
+import { type CaptureSettings, DEFAULT_CAPTURE, captureSettings } from '../kube/pods.ts';
 import { type AgentStatus, readAgents } from '../config/agents.ts';
 import type { RedisConfig } from '../config/redis.ts';
 import { describeRedis } from '../config/redis.ts';
@@ -39,7 +40,8 @@ export interface StatusReport {
 }
 
 /** What the Kubernetes API says should be captured (status against a cluster). */
-export type KubeSource = () => Promise<{ namespaces: string[]; pods: ExpectedPod[] }>;
+/** capture: the mesh's namespace label and default inbound ports (from MeshSettings), for choosing pods as the agents do. */
+export type KubeSource = (capture: CaptureSettings) => Promise<{ namespaces: string[]; pods: ExpectedPod[] }>;
 
 export async function collectStatus(cfg: RedisConfig, withStore: (fn: (store: MeshStore) => Promise<void>) => Promise<void>, kube?: KubeSource): Promise<StatusReport> {
   const report: StatusReport = {
@@ -51,11 +53,13 @@ export async function collectStatus(cfg: RedisConfig, withStore: (fn: (store: Me
     problems: [],
     ok: false,
   };
+  let capture = DEFAULT_CAPTURE;
   try {
     await withStore(async (store) => {
       report.controlPlane.redis.reachable = true;
       report.controlPlane.meshVersion = await store.version();
       report.controlPlane.controller.leader = await store.redis.get(store.keys.controllerLeader);
+      capture = captureSettings((await store.get('MeshSettings', 'mesh'))?.object.spec as Parameters<typeof captureSettings>[0]);
       const agents = await readAgents(store.redis, store.keys);
       for (const a of agents) {
         const r = a.report as { proxy?: Record<string, unknown>; datapath?: Record<string, unknown>; workloads?: Array<{ name: string; namespace: string; ok?: boolean; reason?: string }>; traffic?: Traffic[] };
@@ -71,7 +75,7 @@ export async function collectStatus(cfg: RedisConfig, withStore: (fn: (store: Me
   const ns = new Map<string, { captured: number; total: number }>();
   if (kube) {
     try {
-      const expected = await kube();
+      const expected = await kube(capture);
       for (const n of expected.namespaces) ns.set(n, { captured: 0, total: 0 });
       const reported = new Set(report.workloads.map((w) => `${w.namespace}/${w.name}`));
       const nodes = new Set(report.agents.map((a) => a.node));

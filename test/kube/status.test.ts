@@ -62,6 +62,16 @@ test('status with a kubeconfig counts every pod that should be captured and name
   const plain = JSON.parse((await cli('-o', 'json')).stdout) as StatusReport;
   t.deepEqual(plain.namespaces, [{ namespace: 'shop', captured: 1, total: 1 }]);
 
+  // MeshSettings names another capture label: status chooses namespaces as the agents then do.
+  await store.write([{ op: 'put', object: { apiVersion: 'kernmesh.io/v1', kind: 'MeshSettings', metadata: { name: 'mesh' }, spec: { capture: { namespaceLabel: 'example.com/mesh' } } } }]);
+  api.put('namespaces', { metadata: { name: 'legacy', labels: { 'example.com/mesh': 'enabled' } } });
+  const relabelled = JSON.parse((await cli('-o', 'json', '--kubeconfig', kubeconfig)).stdout) as StatusReport;
+  t.deepEqual(
+    relabelled.workloads.filter((w) => !w.captured).map((w) => `${w.namespace}/${w.name}`),
+    ['legacy/client'],
+    'only the namespace with the configured label is expected to be captured',
+  );
+
   // The API away: a warning, not a crash.
   await api.close();
   const away = JSON.parse((await cli('-o', 'json', '--kubeconfig', kubeconfig)).stdout) as StatusReport;

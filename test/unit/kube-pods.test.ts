@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { V1Namespace, V1Pod } from '@kubernetes/client-node';
 import { findKubepods, findOwnCgroup, findPodCgroup, findPodNetns, podPidsFromProc } from '../../src/kube/discover.ts';
 import { portProtocol } from '../../src/kube/mesh-objects.ts';
-import { decidePods } from '../../src/kube/pods.ts';
+import { captureSettings, decidePods } from '../../src/kube/pods.ts';
 import { namespace, pod } from '../kube/helpers/objects.ts';
 
 const ns = [namespace('shop', true), namespace('legacy', false)] as V1Namespace[];
@@ -35,6 +35,16 @@ test('pods of captured namespaces on this node are captured, with their annotati
   t.regex(d.get('done')!.reason!, /ended/);
   t.regex(d.get('bad')!.reason!, /"http" is not a port/);
   t.regex(d.get('badcidr')!.reason!, /not a CIDR/);
+});
+
+test("MeshSettings' capture label chooses the namespaces, and its inbound ports are the default of pods without the annotation", (t) => {
+  const labelled = [{ metadata: { name: 'shop', labels: { 'example.com/mesh': 'enabled' } } }, namespace('legacy', true)] as V1Namespace[];
+  const pods = [pod('shop', 'plain', 'node-a'), pod('shop', 'own', 'node-a', { annotations: { 'kernmesh.io/inbound-ports': '9090' } }), pod('legacy', 'client', 'node-a')] as V1Pod[];
+  const d = new Map(decidePods(labelled, pods, 'node-a', captureSettings({ capture: { namespaceLabel: 'example.com/mesh', inboundPorts: [8080] } })).map((x) => [x.name, x]));
+  t.deepEqual([...d.keys()].sort(), ['own', 'plain'], 'legacy carries the default label, which is no longer the one');
+  t.deepEqual(d.get('plain')!.inboundPorts, [8080]);
+  t.deepEqual(d.get('own')!.inboundPorts, [9090], 'the annotation wins');
+  t.deepEqual(captureSettings(undefined), { namespaceLabel: 'kernmesh.io/capture', inboundPorts: [] });
 });
 
 test('a pod’s cgroup is found by uid under either cgroup driver, and its netns through a process in it (never the node’s)', (t) => {

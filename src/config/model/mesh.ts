@@ -7,10 +7,13 @@ export const MeshSettingsSpec = z
   .object({
     capture: z
       .object({
-        namespaceLabel: z.string().default('kernmesh.io/capture'),
+        namespaceLabel: z.string().default('kernmesh.io/capture').describe('namespaces with this label set to "enabled" are captured'),
         excludedPorts: z.array(port).default([]),
         excludedCidrs: z.array(cidr).default([]),
-        inboundPorts: z.array(port).default([]).describe('empty: every port'),
+        inboundPorts: z
+          .array(port)
+          .default([])
+          .describe("the ports whose arriving connections go through the proxy's inbound side, for pods without the kernmesh.io/inbound-ports annotation (default: none)"),
       })
       .strict()
       .default({ namespaceLabel: 'kernmesh.io/capture', excludedPorts: [], excludedCidrs: [], inboundPorts: [] }),
