@@ -47,6 +47,19 @@ export function inboundRoute(table: RoutingTable, local: { address: string; port
   return { kind: 'upstream', address: local.address, port: local.port, inbound: { ...inbound, ...(svc ? { service: svc } : {}) } };
 }
 
+/**
+ * A prefix rewrite replaces what the rule matched of the path, as Envoy's
+ * prefix_rewrite does: a prefix match's prefix, an exact match's whole path,
+ * and otherwise the leading "/" (Envoy's default match). The query stays.
+ */
+function rewritePrefix(rule: CompiledRule, target: string, prefix: string): string {
+  const path = pathOf(target);
+  const m = rule.matches.find((x) => x.pathPrefix !== undefined && path.startsWith(x.pathPrefix));
+  if (m) return prefix + target.slice(m.pathPrefix!.length);
+  if (rule.matches.some((x) => x.pathExact === path)) return prefix + target.slice(path.length);
+  return prefix + target.slice(1);
+}
+
 function targetPort(svc: ServiceInfo, port: number | undefined): number {
   const p = (port !== undefined && svc.ports.find((x) => x.port === port)) || svc.ports[0];
   return p?.targetPort ?? port ?? 80;
@@ -89,12 +102,7 @@ export function route(table: RoutingTable, origDst: { address: string; port: num
   // Every field set, in one order: the sessions read targets in their hot paths, and one object
   // shape keeps those reads monomorphic (optional fields spread in made a shape per combination).
   const target: Target = { kind: 'upstream', address: ep.address, port, host: undefined, path: undefined, service: destSvc, endpoint: ep, route: routeName, rule, delayMs, subset: dest.subset, inbound: undefined };
-  if (rule?.rewrite?.prefix !== undefined) {
-    // A prefix rewrite replaces the prefix the rule matched (as Envoy's prefix_rewrite does).
-    const path = pathOf(head.target);
-    const m = rule.matches.find((x) => x.pathPrefix !== undefined && path.startsWith(x.pathPrefix));
-    if (m) target.path = rule.rewrite.prefix + head.target.slice(m.pathPrefix!.length);
-  }
+  if (rule?.rewrite?.prefix !== undefined) target.path = rewritePrefix(rule, head.target, rule.rewrite.prefix);
   if (rule?.rewrite?.host) target.host = rule.rewrite.host;
   return target;
 }

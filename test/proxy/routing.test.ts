@@ -94,6 +94,8 @@ test('direct responses, redirects, and path and host rewrites', async (t) => {
     { match: [{ path: { exact: '/healthz' } }], action: { directResponse: { status: 200, body: 'ok from the mesh' } } },
     { match: [{ path: { prefix: '/old' } }], action: { redirect: { path: '/new', code: 301 } } },
     { match: [{ path: { prefix: '/api/v1/' } }], action: { split: [{ subset: 'v1' }] }, rewrite: { prefix: '/v1/', host: 'internal.example' } },
+    { match: [{ path: { exact: '/legacy' } }], action: { split: [{ subset: 'v1' }] }, rewrite: { prefix: '/modern' } },
+    { match: [{ headers: { 'x-tenant': { exact: 'a' } } }], action: { split: [{ subset: 'v1' }] }, rewrite: { prefix: '/tenants/a/' } },
   ]);
   const direct = await get(p.port, '/healthz');
   t.is(direct.status, 200);
@@ -104,6 +106,29 @@ test('direct responses, redirects, and path and host rewrites', async (t) => {
   const rewritten = await get(p.port, '/api/v1/items?x=1');
   t.is(rewritten.url, '/v1/items?x=1');
   t.is(v1.seen.at(-1)!.headers.host, 'internal.example');
+  t.is((await get(p.port, '/legacy?q=2')).url, '/modern?q=2', 'an exact match: the whole path');
+  t.is((await get(p.port, '/orders/7', { 'x-tenant': 'a' })).url, '/tenants/a/orders/7', 'no path match: the leading /');
+});
+
+test('Workloads outside Kubernetes are endpoints of the services that select or name them', async (t) => {
+  const vm = await backend(t, 'vm');
+  const vmService = (name: string, extra: Record<string, unknown>) => service(name, 'shop', { ports: [{ port: 80, targetPort: vm.port, protocol: 'http' }], ...extra });
+  const p = await proxy(
+    t,
+    [
+      vmService('legacy', { selector: { app: 'billing' } }),
+      vmService('named', {}),
+      obj('Workload', 'billing-vm-1', 'shop', { address: '127.0.0.1', labels: { app: 'billing' }, identity: 'spiffe://corp/billing' }),
+      obj('Workload', 'batch-vm', 'shop', { address: '127.0.0.1', labels: { app: 'batch' }, service: 'named' }),
+      obj('Workload', 'elsewhere', 'other', { address: '127.0.0.2', labels: { app: 'billing' } }),
+    ],
+    null,
+  );
+  t.is((await get(p.port, '/a', { Host: 'legacy.shop.svc.cluster.local' })).backend, 'vm', 'selected by labels');
+  t.is((await get(p.port, '/b', { Host: 'named.shop.svc.cluster.local' })).backend, 'vm', 'named by the Workload');
+  const legacy = p.server.core.table.services.get('shop/legacy')!;
+  t.deepEqual(legacy.endpoints.map((e) => e.address), ['127.0.0.1'], 'a Workload of another namespace is not selected');
+  t.is(legacy.endpoints[0]!.identity, 'spiffe://corp/billing');
 });
 
 test('requests for an unknown host get a 404; a service without endpoints a 503', async (t) => {

@@ -17,7 +17,10 @@ export const MeshSettingsSpec = z
       })
       .strict()
       .default({ namespaceLabel: 'kernmesh.io/capture', excludedPorts: [], excludedCidrs: [], inboundPorts: [] }),
-    failMode: z.enum(['open', 'closed']).default('open').describe('when the proxy is down: leave connects alone, or refuse them'),
+    failMode: z
+      .enum(['open', 'closed'])
+      .default('open')
+      .describe('eBPF mode, when the proxy is down: leave connects alone, or refuse them (iptables mode always refuses: REDIRECT cannot tell)'),
     accessLog: z
       .object({ sampling: z.number().min(0).max(1).default(1) })
       .strict()

@@ -7,7 +7,7 @@ export const AuthorizationRule = z
   .object({
     from: z
       .object({
-        workloads: z.array(z.string()).optional(),
+        workloads: z.array(z.string()).optional().describe('"namespace/name" or "name", where a workload\'s name is its app label (else its service\'s name)'),
         namespaces: z.array(z.string()).optional(),
         identities: z.array(z.string()).optional(),
       })

@@ -5,7 +5,7 @@ import { dnsName, ipAddress, labels, port, protocol, serviceRef } from './common
 
 export const ServicePort = z
   .object({
-    name: z.string().optional(),
+    name: z.string().optional().describe('for people and status output (the Kubernetes port name)'),
     port,
     targetPort: port.optional().describe('the port endpoints listen on; default: port'),
     protocol: protocol.default('http').describe('overrides protocol detection on this port'),
@@ -17,7 +17,7 @@ export const ServiceSpec = z
     hosts: z.array(dnsName).default([]).describe('DNS names this service answers to'),
     addresses: z.array(ipAddress).default([]).describe('virtual IPs (a Kubernetes ClusterIP)'),
     ports: z.array(ServicePort).min(1),
-    selector: labels.optional().describe('workloads whose labels match are its endpoints'),
+    selector: labels.optional().describe('Workloads of its namespace whose labels match are its endpoints (on top of its Endpoints object)'),
   })
   .strict();
 
@@ -25,7 +25,7 @@ export const Endpoint = z
   .object({
     address: ipAddress,
     port: port.optional().describe('default: the service port\'s targetPort'),
-    node: z.string().optional(),
+    node: z.string().optional().describe('for people and status output'),
     zone: z.string().optional(),
     labels: labels.default({}),
     weight: z.number().int().min(1).max(128).default(1),
@@ -44,10 +44,10 @@ export const EndpointsSpec = z
 export const WorkloadSpec = z
   .object({
     address: ipAddress,
-    ports: z.array(port).default([]),
-    labels: labels.default({}),
-    service: serviceRef.optional().describe('the service it serves, if any'),
-    node: z.string().optional(),
+    ports: z.array(port).default([]).describe('for people and status output: it is reached at the service port\'s targetPort'),
+    labels: labels.default({}).describe('services of its namespace whose selector these match take it as an endpoint'),
+    service: serviceRef.optional().describe('a service it is an endpoint of, whatever the selectors'),
+    node: z.string().optional().describe('for people and status output'),
     zone: z.string().optional(),
     identity: z.string().optional().describe('the identity authorization policies match'),
   })

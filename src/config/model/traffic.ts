@@ -57,7 +57,13 @@ export const RouteRule = z
     name: z.string().optional(),
     match: z.array(RouteMatch).default([]).describe('any one matching selects the rule; empty matches everything'),
     action: RouteAction,
-    rewrite: z.object({ prefix: z.string().optional(), host: z.string().optional() }).strict().optional(),
+    rewrite: z
+      .object({
+        prefix: z.string().optional().describe("replaces what the rule matched of the path: a prefix match's prefix, an exact match's whole path, else the leading /"),
+        host: z.string().optional(),
+      })
+      .strict()
+      .optional(),
     timeout: duration.optional(),
     retries: RetryPolicy.optional(),
     fault: FaultInjection.optional(),

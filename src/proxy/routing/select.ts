@@ -144,7 +144,7 @@ export function peerOf(table: RoutingTable, address: string): Peer | null {
     if (!e) continue;
     const [ns = 'unknown'] = svc.key.split('/');
     const app = e.labels.app ?? svc.key.split('/')[1] ?? 'unknown';
-    return { workload: app, namespace: ns, app, ...(e.labels.version ? { version: e.labels.version } : {}) };
+    return { workload: app, namespace: ns, app, ...(e.labels.version ? { version: e.labels.version } : {}), ...(e.identity ? { identity: e.identity } : {}) };
   }
   return null;
 }

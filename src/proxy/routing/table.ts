@@ -18,6 +18,8 @@ export interface EndpointInfo {
   labels: Record<string, string>;
   weight: number;
   zone?: string;
+  /** A Workload's: who it is to authorization policies when it calls. */
+  identity?: string;
 }
 
 export interface ServicePortInfo {
@@ -49,6 +51,8 @@ export interface CompiledMatch {
   path?: StringMatcher;
   /** Set for a prefix path match: what a prefix rewrite replaces. */
   pathPrefix?: string;
+  /** An exact path match's path (a prefix rewrite replaces all of it). */
+  pathExact?: string;
   method?: string;
   headers: Array<{ name: string; test: (v: string | undefined) => boolean }>;
   query: Array<{ name: string; test: StringMatcher }>;
@@ -103,6 +107,7 @@ function compileRule(rule: Spec, ns: string, serviceKey: string, port: number | 
   const matches: CompiledMatch[] = ((rule.match as Spec[] | undefined) ?? []).map((m) => ({
     ...(m.path ? { path: stringMatcher(m.path)! } : {}),
     ...(m.path && 'prefix' in m.path ? { pathPrefix: m.path.prefix as string } : {}),
+    ...(m.path && 'exact' in m.path ? { pathExact: m.path.exact as string } : {}),
     ...(m.method ? { method: m.method as string } : {}),
     ...(m.host ? { host: stringMatcher(m.host)! } : {}),
     headers: Object.entries((m.headers as Record<string, Spec>) ?? {}).map(([name, hm]) => {
@@ -168,6 +173,7 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
   const all = [...objects].map((o) => o.object);
   const mesh = all.find((o) => o.kind === 'MeshSettings')?.spec as Spec | undefined;
   const meshPolicy = compilePolicy(undefined, mesh);
+  const selectors = new Map<string, Record<string, string>>();
   for (const o of all) {
     if (o.kind !== 'Service') continue;
     const spec = o.spec as Spec;
@@ -175,6 +181,7 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
     const ports: ServicePortInfo[] = (spec.ports as Spec[]).map((p) => ({ port: p.port as number, targetPort: (p.targetPort as number) ?? (p.port as number), protocol: (p.protocol as string) ?? 'http' }));
     const live = previous?.services.get(key)?.live ?? { active: 0, pending: 0, retries: 0, connections: 0 };
     services.set(key, { key, hosts: spec.hosts as string[], addresses: spec.addresses as string[], ports, endpoints: [], subsets: new Map(), routes: [], policy: meshPolicy, lb: { type: 'round_robin' }, rateLimits: [], live });
+    if (spec.selector) selectors.set(key, spec.selector as Record<string, string>);
     for (const a of spec.addresses as string[]) for (const p of ports) byVip.set(`${a}:${p.port}`, key);
     for (const h of spec.hosts as string[]) byHost.set(h.toLowerCase(), key);
     byHost.set(`${o.metadata.name}.${o.metadata.namespace}`, key);
@@ -237,7 +244,31 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
       if (svc) svc.routes.push(...(spec.rules as Spec[]).map((r) => compileRule(r, ns, key, spec.port as number | undefined)));
     }
   }
+  addWorkloads(all, services, selectors);
   return { version, services, byVip, byHost, defaultPolicy: meshPolicy };
+}
+
+/**
+ * Workloads outside Kubernetes (VMs, processes) are endpoints of the service
+ * they name, and of every service of their namespace whose selector their
+ * labels match, as Istio's WorkloadEntry is: on top of what an Endpoints
+ * object lists (an address listed there already is not added again).
+ */
+function addWorkloads(all: Array<{ kind: string; metadata: { name: string; namespace?: string }; spec: unknown }>, services: Map<string, ServiceInfo>, selectors: Map<string, Record<string, string>>): void {
+  for (const o of all) {
+    if (o.kind !== 'Workload') continue;
+    const ns = o.metadata.namespace ?? 'default';
+    const w = o.spec as Spec;
+    const labels = (w.labels as Record<string, string>) ?? {};
+    const named = w.service ? resolveServiceRef(w.service as string, ns) : undefined;
+    for (const svc of services.values()) {
+      const selector = svc.key.startsWith(`${ns}/`) ? selectors.get(svc.key) : undefined;
+      const selected = selector !== undefined && Object.entries(selector).every(([k, v]) => labels[k] === v);
+      if (svc.key !== named && !selected) continue;
+      if (svc.endpoints.some((e) => e.address === w.address)) continue;
+      svc.endpoints = [...svc.endpoints, { address: w.address as string, port: 0, labels, weight: 1, ...(w.zone ? { zone: w.zone as string } : {}), ...(w.identity ? { identity: w.identity as string } : {}) }];
+    }
+  }
 }
 
 export function emptyTable(): RoutingTable {
