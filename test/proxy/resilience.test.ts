@@ -58,7 +58,10 @@ test('a retry budget stops retry storms: with maxRetries 0 a failure is final', 
   );
   const r = await get(p.port, '/flaky/c/1');
   t.is(r.status, 503);
-  t.regex(await p.server.core.metrics.render(), /kernmesh_proxy_retry_budget_exhausted_total 1/);
+  t.regex(r.text, /\r\n\r\nfail$/, "the upstream's own answer, not one made up in its place");
+  const metrics = await p.server.core.metrics.render();
+  t.regex(metrics, /kernmesh_proxy_retry_budget_exhausted_total 1/);
+  t.regex(metrics, /response_code="503"[^}]*response_flags="URX"/);
 });
 
 test('the circuit breaker answers 503 (flag UO) past maxRequests, and recovers', async (t) => {

@@ -294,9 +294,7 @@ export class Http1Session implements ResponseSink {
     if (kind === 'per-try-timeout' && !p.onPerTryTimeout) return false;
     const svc = this.target?.service;
     if (svc && !this.inRetry) {
-      // The budget: retries in flight may not exceed max(minimum, percent of active requests).
-      const allowed = Math.max(svc.policy.budgetMinRetries, Math.floor((svc.live.active * svc.policy.budgetPercent) / 100), 0);
-      if (svc.live.retries >= Math.min(allowed, svc.policy.limits.maxRetries)) {
+      if (!this.budgetAllows()) {
         this.ctx.core.metrics.retryBudgetExhausted.inc();
         return false;
       }
@@ -313,6 +311,14 @@ export class Http1Session implements ResponseSink {
       this.tryUpstream(head, target);
     }, backoffMs(p, attempt));
     return true;
+  }
+
+  /** The retry budget: retries in flight may not exceed max(minimum, percent of active requests), nor maxRetries. */
+  private budgetAllows(): boolean {
+    const svc = this.target?.service;
+    if (!svc || this.inRetry) return true;
+    const allowed = Math.max(svc.policy.budgetMinRetries, Math.floor((svc.live.active * svc.policy.budgetPercent) / 100), 0);
+    return svc.live.retries < Math.min(allowed, svc.policy.limits.maxRetries);
   }
 
   /** Outlier accounting for an attempt's outcome (0: it failed to connect or was reset). */
@@ -522,14 +528,18 @@ export class Http1Session implements ResponseSink {
   onHead(res: Head, hasBody: boolean): void {
     this.reportAttempt(this.target, res.status);
     if (this.retry && this.attempt <= this.retry.attempts && retriableStatus(this.retry, res.status)) {
-      // Not forwarded: this answer is replaced by the next attempt's.
-      const conn = this.upstream;
-      this.upstream = null;
-      conn?.abandon();
-      this.releaseAttempt();
-      if (this.retryAfter('status')) return;
-      // Out of budget: the response is already gone with its connection; say what it was.
-      return this.localReply(res.status, 'URX', `upstream answered ${res.status}; retries exhausted\n`);
+      if (this.budgetAllows()) {
+        // Not forwarded: this answer is replaced by the next attempt's.
+        const conn = this.upstream;
+        this.upstream = null;
+        conn?.abandon();
+        this.releaseAttempt();
+        if (this.retryAfter('status')) return;
+        return this.localReply(res.status, 'URX', `upstream answered ${res.status}; retries exhausted\n`);
+      }
+      // Out of budget: the upstream's own answer goes to the client, flagged as a retry not made.
+      this.ctx.core.metrics.retryBudgetExhausted.inc();
+      this.flags = 'URX';
     }
     this.responseStarted = true;
     // No retry after this: the kept body is not needed (a long stream would hold it for nothing).
