@@ -2,13 +2,14 @@
 // HTTP/2 (h2c prior knowledge) and gRPC through the proxy: curl, h2load and @grpc/grpc-js.
 import test, { type ExecutionContext } from 'ava';
 import { execFile } from 'node:child_process';
-import { connect as connectH2, createServer as createH2 } from 'node:http2';
+import { type IncomingHttpHeaders, type ServerHttp2Stream, connect as connectH2, constants as h2constants, createServer as createH2 } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { AccessLog } from '../../src/proxy/telemetry/access-log.ts';
+import { blackhole } from './helpers/blackhole.ts';
 import { endpoints, obj, proxy, service } from './helpers/fixtures.ts';
 
 const run = promisify(execFile);
@@ -16,12 +17,17 @@ const run = promisify(execFile);
 /** An h2c backend answering JSON about each request, with a trailer. */
 async function h2Backend(t: ExecutionContext, name: string) {
   const seen: string[] = [];
+  /** Each request whole, once its body has arrived. */
+  const got: Array<{ path: string; authority: string; body: string }> = [];
   const server = createH2();
   server.on('stream', (stream, headers) => {
     seen.push(String(headers[':path']));
+    // A request cut short (a cancelled copy, a malformed one) is the test's to notice, not a crash.
+    stream.on('error', () => {});
     let body = '';
     stream.on('data', (c: Buffer) => (body += c));
     stream.on('end', () => {
+      got.push({ path: String(headers[':path']), authority: String(headers[':authority']), body });
       stream.respond({ ':status': 200, 'content-type': 'application/json', 'x-backend': name }, { waitForTrailers: true });
       stream.on('wantTrailers', () => stream.sendTrailers({ 'x-checksum': 'abc' }));
       stream.end(JSON.stringify({ backend: name, path: headers[':path'], method: headers[':method'], body, xff: headers['x-forwarded-for'], rid: headers['x-request-id'] }));
@@ -29,8 +35,25 @@ async function h2Backend(t: ExecutionContext, name: string) {
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.teardown(() => new Promise<void>((r) => server.close(() => r())));
-  return { port: (server.address() as AddressInfo).port, seen, server };
+  return { port: (server.address() as AddressInfo).port, seen, got, server };
 }
+
+/** An h2c server on loopback port 0 whose streams go to onStream, closed in teardown. */
+async function h2Listen(t: ExecutionContext, onStream: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void): Promise<number> {
+  const server = createH2();
+  server.on('stream', onStream);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  return (server.address() as AddressInfo).port;
+}
+
+const until = async (cond: () => boolean, ms = 3000) => {
+  for (const end = Date.now() + ms; Date.now() < end; ) {
+    if (cond()) return true;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return cond();
+};
 
 test('curl --http2-prior-knowledge: streams routed and answered, trailers kept, one upstream session', async (t) => {
   const b = await h2Backend(t, 'h2-v1');
@@ -286,4 +309,171 @@ test('an idle upstream h2c session is closed gracefully: a stream still open fin
   t.is(ups.size, 0, 'the idle session was closed and forgotten');
   t.is(await fetch('/again'), 'quick');
   t.is(sessions, 2, 'the next request opened a new session');
+});
+
+/** curl over h2c: the status, the body, and what -v said (response headers as "< name: value"). */
+const curl = async (url: string, extra: string[] = []) => {
+  const { stdout, stderr } = await run('curl', ['-sS', '-v', '--max-time', '5', '--http2-prior-knowledge', '-w', '\n%{http_code}', ...extra, url]);
+  const at = stdout.lastIndexOf('\n');
+  return { status: Number(stdout.slice(at + 1)), body: stdout.slice(0, at), verbose: stderr };
+};
+
+test('HTTP/2 fault delay: the request (and its body) waits, flagged DI, and the route timeout counts from after the delay', async (t) => {
+  const b = await h2Backend(t, 'h2');
+  // A delay longer than the route's timeout: Envoy's router (which owns the timeout) runs after the fault filter.
+  const rule = { action: { split: [{}] }, timeout: '200ms', fault: { delay: { percent: 100, fixed: '400ms' } } };
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: b.port }]), obj('Route', 'web', 'shop', { service: 'web', rules: [rule] })], 'shop/web');
+  const started = Date.now();
+  const r = await curl(`http://127.0.0.1:${p.port}/held`, ['-d', 'body-held']);
+  const took = Date.now() - started;
+  t.is(r.status, 200, r.body);
+  t.true(took >= 390, `answered after ${took} ms: not delayed`);
+  t.deepEqual(b.got.map((g) => [g.path, g.body]), [['/held', 'body-held']]);
+  t.regex(await p.server.core.metrics.render(), /response_code="200"[^}]*response_flags="DI"/);
+});
+
+test('HTTP/2 retries.perTryTimeout: a hung attempt is cancelled and retried; without a retry for it, 504 (UT)', async (t) => {
+  // The first stream for each path is never answered, later ones at once.
+  const tries = new Map<string, number>();
+  const port = await h2Listen(t, (stream, headers) => {
+    const path = String(headers[':path']);
+    tries.set(path, (tries.get(path) ?? 0) + 1);
+    stream.on('error', () => {});
+    if (tries.get(path) === 1) return;
+    stream.respond({ ':status': 200 });
+    stream.end('fast');
+  });
+  const objects = [service('web', 'shop'), endpoints('web', 'shop', [{ port }])];
+  const rule = (retryOn: string[]) => obj('Route', 'web', 'shop', { service: 'web', rules: [{ action: { split: [{}] }, timeout: '2s', retries: { attempts: 2, perTryTimeout: '150ms', retryOn, backoff: { base: '1ms', max: '2ms' } } }] });
+  const retried = await proxy(t, [...objects, rule(['reset'])], 'shop/web');
+  const r = await curl(`http://127.0.0.1:${retried.port}/a`);
+  // Without a per-try timeout the hung attempt holds the request until the route's 2 s timeout: 504.
+  t.is(r.status, 200, r.body);
+  t.is(r.body, 'fast');
+  t.is(tries.get('/a'), 2);
+  // retriable-status-codes alone does not retry a per-try timeout: the attempt's own 504.
+  const notRetried = await proxy(t, [...objects, rule(['retriable-status-codes'])], 'shop/web');
+  const s = await curl(`http://127.0.0.1:${notRetried.port}/b`);
+  t.is(s.status, 504);
+  t.is(s.body, 'upstream per-try timeout');
+  t.is(tries.get('/b'), 1);
+  t.regex(await notRetried.server.core.metrics.render(), /response_code="504"[^}]*response_flags="UT"/);
+});
+
+test('HTTP/2: a reset stream is retried under retryOn reset, not under connect-failure; a session that never connected is a connect failure', async (t) => {
+  // The first stream for each path is reset by the backend, later ones answered.
+  const tries = new Map<string, number>();
+  const port = await h2Listen(t, (stream, headers) => {
+    const path = String(headers[':path']);
+    tries.set(path, (tries.get(path) ?? 0) + 1);
+    stream.on('error', () => {});
+    if (tries.get(path) === 1) return void stream.close(h2constants.NGHTTP2_INTERNAL_ERROR);
+    stream.respond({ ':status': 200 });
+    stream.end('second');
+  });
+  const withRetry = (retryOn: string[], eps = [{ port }]) => proxy(t, [service('web', 'shop'), endpoints('web', 'shop', eps), obj('ClusterPolicy', 'web', 'shop', { service: 'web', retries: { attempts: 2, retryOn, backoff: { base: '1ms', max: '2ms' } } })], 'shop/web');
+  const onReset = await withRetry(['reset']);
+  const a = await curl(`http://127.0.0.1:${onReset.port}/a`);
+  t.is(a.status, 200);
+  t.is(a.body, 'second');
+  const onConnect = await withRetry(['connect-failure']);
+  const b = await curl(`http://127.0.0.1:${onConnect.port}/b`);
+  t.is(b.status, 502, 'a reset is no connect failure');
+  t.is(tries.get('/b'), 1);
+  t.regex(await onConnect.server.core.metrics.render(), /response_code="502"[^}]*response_flags="UC"/);
+  // A refused connect under reset alone: not retried, 503 (UF).
+  const refused = await withRetry(['reset'], [{ port: 1 }]);
+  const c = await curl(`http://127.0.0.1:${refused.port}/c`);
+  t.is(c.status, 503);
+  t.regex(c.body, /^upstream connect error: .*ECONNREFUSED/);
+  t.regex(await refused.server.core.metrics.render(), /kernmesh_proxy_retries_total 0/);
+});
+
+test("HTTP/2: the service's connect timeout ends a hanging connect: 503 (UF), or a retry under connect-failure", async (t) => {
+  const hole = await blackhole(t);
+  const b = await h2Backend(t, 'live');
+  const policy = (extra: Record<string, unknown> = {}) => obj('ClusterPolicy', 'web', 'shop', { service: 'web', timeouts: { connect: '100ms' }, ...extra });
+  const route = obj('Route', 'web', 'shop', { service: 'web', rules: [{ action: { split: [{}] }, timeout: '1500ms' }] });
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: hole }]), policy(), route], 'shop/web');
+  const r = await curl(`http://127.0.0.1:${p.port}/`);
+  // With no connect timeout, the route's 1.5 s timeout would answer instead (504).
+  t.is(r.status, 503, r.body);
+  t.regex(r.body, /^upstream connect error: connect to 127\.0\.0\.1:\d+ timed out/);
+  t.regex(await p.server.core.metrics.render(), /response_code="503"[^}]*response_flags="UF"/);
+  t.is(p.server.core.h2.size, 0, 'the session that never connected is gone');
+  // Half the endpoints hang: every request still gets its answer from the other one.
+  const retries = { attempts: 2, retryOn: ['connect-failure'], backoff: { base: '1ms', max: '2ms' } };
+  const q = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: hole }, { port: b.port }]), policy({ retries }), route], 'shop/web');
+  for (let i = 0; i < 4; i++) t.is((await curl(`http://127.0.0.1:${q.port}/r${i}`)).status, 200);
+  t.deepEqual(b.seen.sort(), ['/r0', '/r1', '/r2', '/r3']);
+});
+
+test('HTTP/2 circuit breaking: maxPendingRequests (streams waiting for a connecting session) and maxConnections (sessions per service) answer 503 (UO)', async (t) => {
+  const hole = await blackhole(t);
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: hole }]), obj('ClusterPolicy', 'web', 'shop', { service: 'web', timeouts: { connect: '1s' }, connectionPool: { maxPendingRequests: 1 } })], 'shop/web');
+  const live = p.server.core.table.services.get('shop/web')!.live;
+  const first = curl(`http://127.0.0.1:${p.port}/first`);
+  t.true(await until(() => live.pending === 1), 'the first stream waits for its session to connect');
+  const second = await curl(`http://127.0.0.1:${p.port}/second`);
+  t.is(second.status, 503);
+  t.is(second.body, 'too many requests waiting for an upstream connection');
+  t.is((await first).status, 503, 'the first one ends at its connect timeout');
+  t.is(live.pending, 0);
+  t.regex(await p.server.core.metrics.render(), /response_code="503"[^}]*response_flags="UO"/);
+
+  // Two endpoints, round robin, one session allowed: the second endpoint's request is refused.
+  const b1 = await h2Backend(t, 'one');
+  const b2 = await h2Backend(t, 'two');
+  const q = await proxy(t, [service('api', 'shop'), endpoints('api', 'shop', [{ port: b1.port }, { port: b2.port }]), obj('ClusterPolicy', 'api', 'shop', { service: 'api', connectionPool: { maxConnections: 1 } })], 'shop/api');
+  const statuses = [];
+  for (let i = 0; i < 4; i++) statuses.push((await curl(`http://127.0.0.1:${q.port}/c${i}`)).status);
+  t.deepEqual(statuses.sort(), [200, 200, 503, 503]);
+  t.is(b1.seen.length + b2.seen.length, 2);
+  t.true(b1.seen.length === 0 || b2.seen.length === 0, 'only one endpoint was reached');
+  t.is(q.server.core.table.services.get('shop/api')!.live.connections, 1);
+  t.is(q.server.core.h2.size, 1);
+});
+
+test('an HTTP/2 redirect carries its Location header', async (t) => {
+  const b = await h2Backend(t, 'h2');
+  const rules = [{ match: [{ path: { prefix: '/old' } }], action: { redirect: { host: 'new.example', path: '/new', code: 301 } } }, { action: { split: [{}] } }];
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: b.port }]), obj('Route', 'web', 'shop', { service: 'web', rules })], 'shop/web');
+  const r = await curl(`http://127.0.0.1:${p.port}/old/page`);
+  t.is(r.status, 301);
+  t.regex(r.verbose, /< location: http:\/\/new\.example\/new\r?\n/);
+  t.deepEqual(b.seen, []);
+});
+
+test("passthrough HTTP/2 (no mesh service) gets the mesh's default request timeout", async (t) => {
+  const port = await h2Listen(t, (stream) => stream.on('error', () => {})); // never answers
+  const mesh = obj('MeshSettings', 'default', 'kernmesh-system', { defaultTimeouts: { request: '200ms' } });
+  const p = await proxy(t, [mesh], null, { originalDst: () => ({ address: '127.0.0.1', port }) });
+  // Without a timeout the request would hang until curl's own 5 s limit.
+  const r = await curl(`http://127.0.0.1:${p.port}/hangs`);
+  t.is(r.status, 504);
+  t.is(r.body, 'deadline exceeded');
+  t.regex(await p.server.core.metrics.render(), /response_code="504"[^}]*response_flags="UT"/);
+});
+
+test('HTTP/2 mirroring: requests and their bodies are copied to the shadow (authority -shadow), whose answers and failures never reach the client', async (t) => {
+  const b = await h2Backend(t, 'real');
+  const shadow = await h2Backend(t, 'shadow');
+  const mirrored = (to: string) => obj('Route', 'web', 'shop', { service: 'web', rules: [{ action: { split: [{}] }, mirror: { service: to, percent: 100 } }] });
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: b.port }]), service('shadow', 'shop'), endpoints('shadow', 'shop', [{ port: shadow.port }]), mirrored('shadow')], 'shop/web');
+  const get = await curl(`http://127.0.0.1:${p.port}/copied`, ['-H', 'host: web.shop']);
+  t.is(get.status, 200);
+  t.regex(get.body, /"backend":"real"/);
+  const post = await curl(`http://127.0.0.1:${p.port}/posted`, ['-H', 'host: web.shop', '--data-binary', 'copy-me']);
+  t.regex(post.body, /"body":"copy-me"/);
+  t.true(await until(() => shadow.got.length === 2), 'the shadow got both copies');
+  t.deepEqual(shadow.got.map((g) => [g.path, g.authority, g.body]).sort(), [
+    ['/copied', 'web.shop-shadow', ''],
+    ['/posted', 'web.shop-shadow', 'copy-me'],
+  ]);
+  t.regex(await p.server.core.metrics.render(), /kernmesh_proxy_mirrored_requests_total 2/);
+  // A shadow that refuses every connect changes nothing for the real request.
+  const q = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: b.port }]), service('dead', 'shop'), endpoints('dead', 'shop', [{ port: 1 }]), mirrored('dead')], 'shop/web');
+  const r = await curl(`http://127.0.0.1:${q.port}/still`, ['-d', 'fine']);
+  t.is(r.status, 200);
+  t.regex(r.body, /"body":"fine"/);
 });

@@ -2,7 +2,9 @@
 /**
  * HTTP/2 (prior knowledge, h2c) and gRPC: each downstream stream is routed
  * like an HTTP/1.1 request and forwarded as a stream of a pooled upstream
- * h2c session. Trailers (grpc-status, grpc-message) pass through; a
+ * h2c session, with the same route and cluster features (fault delays,
+ * retries and per-try timeouts, connect timeouts, circuit breakers,
+ * redirects, mirroring). Trailers (grpc-status, grpc-message) pass through; a
  * grpc-timeout deadline is enforced here too, answered DEADLINE_EXCEEDED.
  *
  * Built on node:http2 (nghttp2): HTTP/2's framing, flow control and HPACK
@@ -13,15 +15,20 @@ import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { ProxyCore } from '../core.ts';
 import { type Head, normalizeTarget } from '../http1/parse.ts';
+import { headerFields } from '../http1/local-reply.ts';
 import { newRequestId } from '../http1/request-id.ts';
 import { type InboundDial, inboundRoute, route } from '../route.ts';
 import { peerOf } from '../routing/select.ts';
 import { backoffMs, retriableStatus } from '../routing/policy.ts';
+import { roll } from '../policy/fault.ts';
 import { recordExchange } from '../telemetry/exchange.ts';
 import type { Peer } from '../telemetry/metrics.ts';
+import { type Shadow, mirror } from './mirror.ts';
 
 /** Request bodies up to this size are kept for a retry (as on HTTP/1.1). */
 const REPLAY_LIMIT = 64 * 1024;
+/** What setTimeout can wait (2^31-1 ms); a longer wait would fire at once. */
+const MAX_TIMER = 2_147_483_647;
 const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'host', 'http2-settings']);
 const { HTTP2_HEADER_STATUS, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_AUTHORITY } = constants;
 
@@ -90,6 +97,20 @@ export function serveH2(server: Http2Server, socket: Socket, initial: Buffer | n
   server.emit('connection', socket);
 }
 
+/** What an upstream h2 request carries: the client's headers less hop-by-hop ones, and what the proxy adds. */
+function upstreamHeaders(head: Head, headers: IncomingHttpHeaders, tgt: { address: string; port: number; host?: string | undefined; path?: string | undefined }, peerIp: string): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {
+    [HTTP2_HEADER_METHOD]: head.method,
+    [HTTP2_HEADER_PATH]: tgt.path ?? head.target,
+    [HTTP2_HEADER_AUTHORITY]: tgt.host ?? head.host ?? `${tgt.address}:${tgt.port}`,
+  };
+  for (const [k, v] of Object.entries(headers)) if (!k.startsWith(':') && !HOP.has(k) && v !== undefined) out[k] = v as string | string[];
+  if (headers.te === 'trailers') out.te = 'trailers';
+  if (head.idGenerated) out['x-request-id'] = head.requestId!;
+  if (!headers['x-forwarded-for']) out['x-forwarded-for'] = peerIp;
+  return out;
+}
+
 function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2Context, peerIp: string): void {
   const start = performance.now();
   const head = headOf(headers);
@@ -117,7 +138,8 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
   down.on('error', () => {});
   down.on('close', record);
 
-  const local = (code: number, body: string, f: string, grpcCode?: number) => {
+  /** An answer from here; extra: header lines as route() writes them (a redirect's location). */
+  const local = (code: number, body: string, f: string, grpcCode?: number, extra?: string) => {
     status = code;
     flags = f;
     if (down.headersSent || down.destroyed) return;
@@ -128,11 +150,11 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
       down.respond({ [HTTP2_HEADER_STATUS]: 200, 'content-type': 'application/grpc', 'grpc-status': grpcStatus, 'grpc-message': encodeURIComponent(body.trim()) }, { endStream: true });
       return;
     }
-    down.respond({ [HTTP2_HEADER_STATUS]: code, 'content-type': 'text/plain' });
+    down.respond({ [HTTP2_HEADER_STATUS]: code, 'content-type': 'text/plain', ...(extra ? headerFields(extra) : {}) });
     down.end(body);
   };
 
-  if (target.kind === 'local') return local(target.status, target.body, target.flags, target.status === 403 ? 7 : target.status === 429 ? 8 : 14);
+  if (target.kind === 'local') return local(target.status, target.body, target.flags, target.status === 403 ? 7 : target.status === 429 ? 8 : 14, target.headers);
 
   // The same circuit breaker and endpoint accounting as HTTP/1.1: one stream, one request.
   const svc = target.service;
@@ -154,8 +176,10 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
   let attempt = 1;
   let inRetry = false;
   let endAttempt = () => {};
+  let shadow: Shadow | null = null;
   down.on('data', (c: Buffer) => {
     reqBytes += c.length;
+    shadow?.write(c);
     if (replayable) {
       keptBytes += c.length;
       if (keptBytes > REPLAY_LIMIT) {
@@ -172,14 +196,16 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
   });
   down.on('end', () => {
     downEnded = true;
+    shadow?.end();
     up?.end();
   });
 
   /** Another attempt, when the policy, the attempts left and the retry budget allow it. */
-  const mayRetry = (kind: 'connect' | 'reset' | 'status'): boolean => {
+  const mayRetry = (kind: 'connect' | 'reset' | 'per-try-timeout' | 'status'): boolean => {
     if (!retry || !replayable || attempt > retry.attempts || down.destroyed || down.headersSent) return false;
     if (kind === 'connect' && !retry.onConnectFailure) return false;
-    if (kind === 'reset' && !retry.onReset && !retry.onConnectFailure) return false;
+    if (kind === 'reset' && !retry.onReset) return false;
+    if (kind === 'per-try-timeout' && !retry.onPerTryTimeout) return false;
     if (svc && !inRetry) {
       const allowed = Math.max(svc.policy.budgetMinRetries, Math.floor((svc.live.active * svc.policy.budgetPercent) / 100), 0);
       if (svc.live.retries >= Math.min(allowed, svc.policy.limits.maxRetries)) {
@@ -204,23 +230,32 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
     return true;
   };
 
-  // A deadline from the client (grpc-timeout) or from the route, whichever is sooner.
-  const routeTimeout = target.rule?.timeoutMs ?? target.service?.policy.requestTimeoutMs;
-  // Clamped to what setTimeout can wait (2^31-1 ms); a longer wait would fire at once.
-  const deadline = Math.min(grpcTimeoutMs(headers['grpc-timeout'] as string | undefined) ?? Infinity, routeTimeout ?? Infinity, 2_147_483_647);
-  let timer: NodeJS.Timeout | undefined;
-  if (Number.isFinite(deadline)) {
-    timer = setTimeout(() => {
-      upEnded = true; // given up on: its closing is not news
-      up?.close(constants.NGHTTP2_CANCEL);
-      if (!down.headersSent) local(504, 'deadline exceeded', 'UT', 4);
-      else down.close(constants.NGHTTP2_CANCEL);
-    }, deadline);
+  // Deadlines: the client's (grpc-timeout) counts from now, the route's from when the request goes
+  // upstream, after a fault delay (Envoy's router, which owns the route timeout, runs after its fault
+  // filter). Inbound: the calling side owns the route's deadline; none is added here. Passthrough
+  // traffic gets the mesh default.
+  const routeTimeout = target.inbound ? undefined : (target.rule?.timeoutMs ?? (svc?.policy ?? core.table.defaultPolicy).requestTimeoutMs);
+  const timers: NodeJS.Timeout[] = [];
+  const expire = () => {
+    upEnded = true; // given up on: its closing is not news
+    up?.close(constants.NGHTTP2_CANCEL);
+    if (!down.headersSent) local(504, 'deadline exceeded', 'UT', 4);
+    else down.close(constants.NGHTTP2_CANCEL);
+  };
+  const arm = (ms: number | undefined) => {
+    if (ms === undefined) return;
+    const timer = setTimeout(expire, Math.min(ms, MAX_TIMER));
     timer.unref();
-  }
+    timers.push(timer);
+  };
+  const disarm = () => {
+    for (const timer of timers) clearTimeout(timer);
+  };
+  arm(grpcTimeoutMs(headers['grpc-timeout'] as string | undefined));
   down.on('close', () => {
-    clearTimeout(timer);
+    disarm();
     endAttempt();
+    shadow?.cancel();
     if (up && !up.closed) up.close(constants.NGHTTP2_CANCEL);
   });
 
@@ -235,6 +270,15 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
     const ep = tgt.endpoint;
     // This attempt's own service: a retry may land on another one of a split.
     const svc = tgt.service;
+    const policy = svc?.policy ?? core.table.defaultPolicy;
+    const inbound = tgt.inbound;
+    // Inbound sessions are made inside the pod and kept apart from outbound ones to the same address.
+    const dial = inbound ? { key: `inbound/${tgt.address}:${tgt.port}`, connect: () => inbound.dial(tgt.address, tgt.port) } : undefined;
+    const have = core.h2.existing(tgt.address, tgt.port, dial?.key);
+    // Circuit breaking as on HTTP/1.1: streams waiting for a session that is still connecting, and the
+    // sessions (one per endpoint) the service holds.
+    if (svc && (!have || have.connecting) && svc.live.pending >= policy.limits.maxPendingRequests) return local(503, 'too many requests waiting for an upstream connection', 'UO', 14);
+    if (svc && !have && svc.live.connections >= policy.limits.maxConnections) return local(503, 'upstream connection limit reached (circuit breaker open)', 'UO', 14);
     if (svc && ep) core.balancer.begin(svc, ep);
     let ended = false;
     endAttempt = () => {
@@ -242,45 +286,65 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
       ended = true;
       if (svc && ep) core.balancer.end(svc, ep);
     };
-    const out: Record<string, string | string[]> = {
-      [HTTP2_HEADER_METHOD]: head.method,
-      [HTTP2_HEADER_PATH]: tgt.path ?? head.target,
-      [HTTP2_HEADER_AUTHORITY]: tgt.host ?? head.host ?? `${tgt.address}:${tgt.port}`,
-    };
-    for (const [k, v] of Object.entries(headers)) if (!k.startsWith(':') && !HOP.has(k) && v !== undefined) out[k] = v as string | string[];
-    if (headers.te === 'trailers') out.te = 'trailers';
-    if (head.idGenerated) out['x-request-id'] = head.requestId!;
-    if (!headers['x-forwarded-for']) out['x-forwarded-for'] = peerIp;
-
-    const inbound = tgt.inbound;
-    // Inbound sessions are made inside the pod and kept apart from outbound ones to the same address.
-    const idle = svc?.policy.poolIdleTimeoutMs;
-    const session = inbound ? core.h2.session(tgt.address, tgt.port, { key: `inbound/${tgt.address}:${tgt.port}`, connect: () => inbound.dial(tgt.address, tgt.port) }, idle) : core.h2.session(tgt.address, tgt.port, undefined, idle);
-    const mine = session.request(out, { endStream: false });
+    const session = have ?? core.h2.session(tgt.address, tgt.port, { ...(dial ? { dial } : {}), idleTimeoutMs: policy.poolIdleTimeoutMs, connectTimeoutMs: policy.connectTimeoutMs, ...(svc ? { live: svc.live } : {}) });
+    const mine = session.request(upstreamHeaders(head, headers, tgt, peerIp), { endStream: false });
     up = mine;
     upEnded = false;
     for (const c of kept) mine.write(c);
     if (downEnded) mine.end();
     else down.resume();
     const current = () => up === mine;
+    if (svc && session.connecting) {
+      // Pending until its session connects or it ends, whichever comes first.
+      const live = svc.live;
+      live.pending++;
+      let waiting = true;
+      const done = () => {
+        if (!waiting) return;
+        waiting = false;
+        live.pending--;
+      };
+      core.h2.whenConnected(session, done);
+      mine.once('close', done);
+    }
+    let perTryTimer: NodeJS.Timeout | undefined;
+    const perTry = retry?.perTryTimeoutMs;
+    if (perTry) {
+      // This attempt alone may take so long, counted (as on HTTP/1.1) once it has a connection.
+      core.h2.whenConnected(session, () => {
+        if (!current() || upEnded || mine.closed) return;
+        perTryTimer = setTimeout(() => {
+          if (!current() || upEnded || down.headersSent) return;
+          upEnded = true;
+          mine.close(constants.NGHTTP2_CANCEL);
+          endAttempt();
+          if (!mayRetry('per-try-timeout')) local(504, 'upstream per-try timeout', 'UT', 4);
+        }, Math.min(perTry, MAX_TIMER));
+        perTryTimer.unref();
+      });
+    }
     /** This attempt is over without an answer: retry it, or tell the client. */
     const failed = (err?: Error) => {
+      clearTimeout(perTryTimer);
       if (!current() || down.destroyed || down.closed || upEnded) return;
       upEnded = true;
       if (down.headersSent) return void down.close(constants.NGHTTP2_INTERNAL_ERROR);
       if (svc && ep) core.balancer.report(svc, svc.endpoints, ep, 0);
       endAttempt();
-      // A stream on a session that never connected is cancelled, the connect error as its cause.
-      const e = err as { code?: string; cause?: { code?: string } } | undefined;
-      const connectFailure = /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT/.test(`${e?.code ?? ''} ${e?.cause?.code ?? ''}`);
+      // A stream whose session never connected (refused, unreachable, past the connect timeout) failed
+      // with it: a connect failure. Otherwise the stream, or its session, was reset.
+      const connectFailure = session.connecting;
       if (mayRetry(connectFailure ? 'connect' : 'reset')) return;
-      local(connectFailure ? 503 : 502, connectFailure ? 'upstream connect error' : 'upstream reset', connectFailure ? 'UF' : 'UC');
+      const cause = (err as { cause?: Error } | undefined)?.cause ?? err;
+      if (connectFailure) local(503, `upstream connect error${cause ? `: ${cause.message}` : ''}`, 'UF');
+      else local(502, 'upstream reset', 'UC');
     };
     // The upstream stream going away without a proper end (an error, or a reset that
     // node reports only as 'close') must not leave the client waiting.
     mine.on('error', failed);
     mine.on('close', () => failed());
     mine.on('response', (res, resFlags) => {
+      clearTimeout(perTryTimer);
       if (!current()) return;
       const code = Number(res[HTTP2_HEADER_STATUS]);
       if (svc && ep) core.balancer.report(svc, svc.endpoints, ep, code);
@@ -329,9 +393,30 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
     mine.on('end', () => {
       if (!current() || upEnded) return;
       upEnded = true;
-      clearTimeout(timer);
+      disarm();
       if (!down.destroyed) down.end();
     });
   };
-  send(target);
+
+  /** The first attempt; the route's deadline and a mirror start with it. */
+  const go = () => {
+    arm(routeTimeout);
+    const m = target.rule?.mirror;
+    // A copy for the shadow, its body teed from what arrives (the 'data' handler), never past REPLAY_LIMIT.
+    if (m && roll(m.percent)) shadow = mirror(core, head, m.service, peerIp, REPLAY_LIMIT, (t) => upstreamHeaders(head, headers, t, peerIp));
+    if (shadow && downEnded) shadow.end();
+    send(target);
+  };
+  if (target.delayMs) {
+    // Fault injection: this request waits on purpose before it goes anywhere; its body waits in the
+    // stream (flow control holds the client back) instead of being kept here past what a retry keeps.
+    flags = 'DI';
+    down.pause();
+    setTimeout(() => {
+      if (down.destroyed || down.closed || down.headersSent) return;
+      go();
+    }, target.delayMs);
+    return;
+  }
+  go();
 }

@@ -1,10 +1,30 @@
 // SPDX-License-Identifier: Apache-2.0
 /** h2c sessions to upstream endpoints, one per endpoint, multiplexing every stream. */
 import { type ClientHttp2Session, connect } from 'node:http2';
-import type { Socket } from 'node:net';
+import { type Socket, connect as netConnect } from 'node:net';
+
+export interface SessionOptions {
+  /** The connection is made elsewhere (inbound: inside a pod), and the session is kept apart under key. */
+  dial?: { key: string; connect: () => Socket };
+  /** The service's connectionPool.idleTimeout, for a session this call opens. */
+  idleTimeoutMs?: number;
+  /**
+   * A session this call opens that has not connected within this long is
+   * destroyed, and its streams fail as a connect failure (without it, a
+   * connect that hangs waits for the kernel's SYN retries: minutes).
+   */
+  connectTimeoutMs?: number;
+  /** A session this call opens counts in live.connections until it closes (the service's circuit breaker). */
+  live?: { connections: number };
+}
+
+/** What setTimeout can wait (2^31-1 ms); a longer wait would fire at once. */
+const MAX_TIMER = 2_147_483_647;
 
 export class H2Upstreams {
   private readonly sessions = new Map<string, ClientHttp2Session>();
+  /** Callbacks waiting for a session to connect; dropped when it closes first. */
+  private readonly waiting = new WeakMap<ClientHttp2Session, Array<() => void>>();
   /**
    * By default, a session with no frames either way for this long is closed gracefully
    * (streams still open finish; the next request opens a new session), so
@@ -16,28 +36,70 @@ export class H2Upstreams {
     this.idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
   }
 
-  /**
-   * dial: the connection is made elsewhere (inbound: inside a pod), and the session is kept apart under key.
-   * idleTimeoutMs: the service's connectionPool.idleTimeout, for a session this call opens.
-   */
-  session(address: string, port: number, dial?: { key: string; connect: () => Socket }, idleTimeoutMs = this.idleTimeoutMs): ClientHttp2Session {
+  /** The session (connected or still connecting) that session() would hand out now, if any. */
+  existing(address: string, port: number, dialKey?: string): ClientHttp2Session | undefined {
+    const have = this.sessions.get(dialKey ?? `${address}:${port}`);
+    return have && !have.closed && !have.destroyed ? have : undefined;
+  }
+
+  /** The pooled session to address:port (or under options.dial.key), opened if there is none. */
+  session(address: string, port: number, options: SessionOptions = {}): ClientHttp2Session {
+    const { dial, live } = options;
     const key = dial?.key ?? `${address}:${port}`;
-    const have = this.sessions.get(key);
-    if (have && !have.closed && !have.destroyed) return have;
+    const have = this.existing(address, port, key);
+    if (have) return have;
     const host = address.includes(':') ? `[${address}]` : address;
-    const s = dial ? connect(`http://${host}:${port}`, { createConnection: () => dial.connect() }) : connect(`http://${host}:${port}`);
+    // The socket made here (or by dial) is kept: a session destroyed while it connects leaves its
+    // socket still trying (SYN retries, minutes), so the connect timeout ends that too.
+    let socket: Socket | undefined;
+    const s = connect(`http://${host}:${port}`, { createConnection: () => (socket = dial ? dial.connect() : netConnect(port, address)) });
     s.on('error', () => {});
     const forget = () => {
       if (this.sessions.get(key) === s) this.sessions.delete(key);
     };
     s.on('close', forget);
     s.on('goaway', forget);
-    s.setTimeout(idleTimeoutMs, () => {
-      forget();
-      s.close();
+    if (live) {
+      live.connections++;
+      s.once('close', () => live.connections--);
+    }
+    // One 'connect' listener per session, however many streams wait on it.
+    const waiters: Array<() => void> = [];
+    this.waiting.set(s, waiters);
+    let timer: NodeJS.Timeout | undefined;
+    if (options.connectTimeoutMs !== undefined && options.connectTimeoutMs > 0) {
+      const ms = Math.min(options.connectTimeoutMs, MAX_TIMER);
+      timer = setTimeout(() => {
+        forget();
+        // The error is the cause its streams fail with: a connect failure.
+        s.destroy(Object.assign(new Error(`connect to ${host}:${port} timed out`), { code: 'ETIMEDOUT' }));
+        socket?.destroy();
+      }, ms);
+      timer.unref();
+    }
+    s.once('connect', () => {
+      clearTimeout(timer);
+      // Idle from here: a session still connecting is not idle (the connect timeout bounds that), and
+      // closing it then would fail the streams waiting on it.
+      s.setTimeout(options.idleTimeoutMs ?? this.idleTimeoutMs, () => {
+        forget();
+        s.close();
+      });
+      this.waiting.delete(s);
+      for (const fn of waiters) fn();
+    });
+    s.once('close', () => {
+      clearTimeout(timer);
+      this.waiting.delete(s);
     });
     this.sessions.set(key, s);
     return s;
+  }
+
+  /** Runs fn once s has connected (at once if it has), or never, if it closes first. */
+  whenConnected(s: ClientHttp2Session, fn: () => void): void {
+    if (!s.connecting) return fn();
+    this.waiting.get(s)?.push(fn);
   }
 
   get size(): number {

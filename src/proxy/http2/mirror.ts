@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * Mirroring over HTTP/2: a copy of a request, body included, to a shadow
+ * service on its own h2c session; the answer is read and dropped. Nothing
+ * the shadow does (failing, hanging, answering slowly) reaches the real request.
+ */
+import { type ClientHttp2Stream, type OutgoingHttpHeaders, constants } from 'node:http2';
+import type { ProxyCore } from '../core.ts';
+import type { Head } from '../http1/parse.ts';
+
+/** The shadow's copy of a request body: fed as the real one arrives. */
+export class Shadow {
+  private stream: ClientHttp2Stream | null;
+  private bytes = 0;
+  private readonly limit: number;
+
+  constructor(stream: ClientHttp2Stream, limit: number) {
+    this.stream = stream;
+    this.limit = limit;
+  }
+
+  /**
+   * Written without waiting for the shadow's flow control (the real request
+   * must not wait for it): past limit bytes the copy is given up instead, so
+   * what waits in memory for a slow shadow stays bounded.
+   */
+  write(chunk: Buffer): void {
+    const s = this.stream;
+    if (!s) return;
+    this.bytes += chunk.length;
+    if (this.bytes > this.limit) return this.cancel();
+    s.write(chunk);
+  }
+
+  end(): void {
+    this.stream?.end();
+    this.stream = null;
+  }
+
+  /** The real request did not end properly: the shadow must not take a cut-off body for a whole one. */
+  cancel(): void {
+    const s = this.stream;
+    this.stream = null;
+    if (s && !s.closed) s.close(constants.NGHTTP2_CANCEL);
+  }
+}
+
+/**
+ * Starts the copy of a request to serviceKey, or nothing when the shadow has
+ * no endpoint or no room for another connection. headersFor makes the
+ * request's headers for an endpoint and authority (as for the real one).
+ */
+export function mirror(core: ProxyCore, head: Head, serviceKey: string, peerIp: string, limit: number, headersFor: (t: { address: string; port: number; host: string }) => OutgoingHttpHeaders): Shadow | null {
+  const svc = core.table.services.get(serviceKey);
+  const ep = svc && core.balancer.pick(svc, svc.endpoints, head, peerIp);
+  if (!svc || !ep) return null;
+  const port = ep.port || svc.ports[0]?.targetPort || 80;
+  const policy = svc.policy;
+  // The shadow's own circuit breaker: a copy never opens a connection past its maxConnections.
+  if (!core.h2.existing(ep.address, port) && svc.live.connections >= policy.limits.maxConnections) return null;
+  const session = core.h2.session(ep.address, port, { idleTimeoutMs: policy.poolIdleTimeoutMs, connectTimeoutMs: policy.connectTimeoutMs, live: svc.live });
+  // Envoy's convention: the shadow sees the host with "-shadow" appended.
+  const stream = session.request(headersFor({ address: ep.address, port, host: `${head.host ?? serviceKey}-shadow` }), { endStream: false });
+  core.metrics.mirrored.inc();
+  stream.on('error', () => {});
+  // Read to the end and dropped; a shadow that goes quiet is given up after the shadow's request timeout.
+  stream.resume();
+  stream.setTimeout(Math.min(policy.requestTimeoutMs, 2_147_483_647), () => stream.close(constants.NGHTTP2_CANCEL));
+  return new Shadow(stream, limit);
+}
