@@ -226,15 +226,25 @@ export class Http1Session implements ResponseSink {
     this.bodyStarted = false;
     this.attempt = 1;
     // Inbound: the caller's side owns the deadline (its route's timeout); none is added here.
-    this.armTimeout(target.inbound ? 2_147_483_647 : (rule?.timeoutMs ?? policy.requestTimeoutMs));
-    if (rule?.mirror && noBody && !head.upgrade && roll(rule.mirror.percent)) mirror(this.ctx.core, head, rule.mirror.service, (h, t) => this.requestHead(h, t), this.peer);
+    const timeoutMs = target.inbound ? 2_147_483_647 : (rule?.timeoutMs ?? policy.requestTimeoutMs);
     if (target.delayMs) {
-      // Fault injection: this request waits on purpose before it goes anywhere.
+      // Fault injection: this request waits on purpose before it goes anywhere. As in Envoy (the fault
+      // filter runs before the router), the route's timeout and any mirroring start once the delay is over;
+      // meanwhile a timer left from an earlier request finds a deadline past the delay.
       this.flags = 'DI';
+      this.deadline = this.exStart + target.delayMs + timeoutMs;
       const exchange = this.exchangeId;
-      setTimeout(() => exchange === this.exchangeId && this.state !== S_CLOSED && this.tryUpstream(head, target), target.delayMs);
+      setTimeout(() => exchange === this.exchangeId && this.state !== S_CLOSED && this.forward(head, target, timeoutMs, performance.now()), target.delayMs);
       return;
     }
+    this.forward(head, target, timeoutMs, this.exStart);
+  }
+
+  /** The request's deadline (counted from `from`), its mirror copy, and its first attempt. */
+  private forward(head: Head, target: Target & { kind: 'upstream' }, timeoutMs: number, from: number): void {
+    this.armTimeout(timeoutMs, from);
+    const m = target.rule?.mirror;
+    if (m && !head.chunked && head.contentLength <= 0 && !head.upgrade && roll(m.percent)) mirror(this.ctx.core, head, m.service, (h, t) => this.requestHead(h, t), this.peer);
     this.tryUpstream(head, target);
   }
 
@@ -347,10 +357,10 @@ export class Http1Session implements ResponseSink {
    * waits out the rest. Re-arming a timer costs more than a keep-alive
    * request's whole routing.
    */
-  private armTimeout(requested: number): void {
+  private armTimeout(requested: number, from: number): void {
     // setTimeout takes at most 2^31-1 ms; longer would fire at once.
     const ms = Math.min(Math.max(requested, 1), 2_147_483_647);
-    this.deadline = this.exStart + ms;
+    this.deadline = from + ms;
     if (this.timerAt !== 0 && this.timerAt <= this.deadline) return;
     this.setTimer(ms);
   }
