@@ -99,9 +99,12 @@ kernelTest('inbound: connections arriving at a pod’s port go through the proxy
     t.regex(metrics, /istio_requests_total\{reporter="destination",[^}]*response_code="403",[^}]*response_flags="RBAC"[^}]*\} 1/);
     t.regex(metrics, /istio_requests_total\{reporter="destination",[^}]*destination_service="10\.201\.0\.2:8082"[^}]*response_code="200"[^}]*\} 1/);
     // Not HTTP: passed through as TCP (the application answers its own 400), counted as a destination TCP connection.
-    const raw = await promisify(execFile)('ip', ['netns', 'exec', client, 'bash', '-c', `exec 3<>/dev/tcp/${POD_IP}/8080; printf 'not http at all\\r\\n\\r\\n' >&3; timeout 5 cat <&3`]).catch((e: { stdout: string }) => e);
-    t.regex(raw.stdout, /^HTTP\/1\.1 400/);
+    const notHttp = (port: number) => promisify(execFile)('ip', ['netns', 'exec', client, 'bash', '-c', `exec 3<>/dev/tcp/${POD_IP}/${port}; printf 'not http at all\\r\\n\\r\\n' >&3; timeout 5 cat <&3`]).catch((e: { stdout: string }) => e);
+    t.regex((await notHttp(8084)).stdout, /^HTTP\/1\.1 400/);
     t.regex(await agent.core.metrics.render(), /istio_tcp_connections_opened_total\{reporter="destination",[^}]*destination_workload="web"[^}]*\} 1/);
+    // On web's port, the path DENY (it cannot look at TCP) refuses TCP altogether, as Istio reads such a rule.
+    t.is((await notHttp(8080)).stdout, '');
+    t.regex(await agent.core.metrics.render(), /istio_tcp_connections_closed_total\{reporter="destination",[^}]*response_flags="RBAC"[^}]*\} 1/);
 
     // A port that was not listed is not taken.
     const other = scratch.spawn('app', process.execPath, ['-e', APP.replace('8080', '8081')]);
