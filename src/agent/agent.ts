@@ -18,7 +18,7 @@ import { buildTable } from '../proxy/routing/table.ts';
 import { ProxyServer } from '../proxy/server.ts';
 import { type SummaryCounts, summarize } from '../proxy/telemetry/metrics.ts';
 import { mergeExpositions } from '../proxy/telemetry/merge.ts';
-import { ProxyWorkers, type WorkerStats } from '../proxy/workers.ts';
+import { ProxyWorkers, type WorkerSettings, type WorkerStats } from '../proxy/workers.ts';
 import { availableParallelism, networkInterfaces } from 'node:os';
 import { AccessLog } from '../proxy/telemetry/access-log.ts';
 import { loadKubeConfig } from '../kube/client.ts';
@@ -92,6 +92,8 @@ export class Agent {
     if (n > 0) {
       this.workers = await ProxyWorkers.start(n);
       this.workers.onRestart = (info) => (info.error ? this.log.error(info, 'a proxy worker died and could not be replaced') : this.log.warn(info, 'a proxy worker died and was replaced'));
+      // The zone and the access log before the table and any listener: no worker serves a connection without them.
+      await this.workers.configure(this.workerSettings());
       const view = this.sync.current() as { version: number; objects: ReadonlyMap<string, unknown> };
       await this.workers.setObjects(view.version, [...view.objects.values()] as never);
     }
@@ -494,6 +496,7 @@ export class Agent {
     const sampling = (this.meshSettings().accessLog as Spec | undefined)?.sampling as number | undefined;
     if (sampling !== undefined && sampling > 0) this.core.accessLog ??= new AccessLog(childLogger('access'), sampling);
     if (this.core.accessLog && sampling !== undefined) this.core.accessLog.sampling = sampling;
+    this.workers?.configure(this.workerSettings()).catch((err) => this.log.error({ err }, 'a proxy worker did not take the new settings'));
     // Fail mode and exclusions come from MeshSettings: the datapath follows them when it changes.
     const meshVersion = this.sync.get('MeshSettings', 'mesh')?.version ?? 0;
     // Which namespaces are captured, and pods' default inbound ports, come from MeshSettings too.
@@ -505,6 +508,11 @@ export class Agent {
   }
 
   private meshApplied = -1;
+
+  /** What the workers' ProxyCores need beside the table, as this process's own core has it. */
+  private workerSettings(): WorkerSettings {
+    return { ...(this.core.balancer.zone ? { zone: this.core.balancer.zone } : {}), accessLogSampling: this.core.accessLog?.sampling ?? 0 };
+  }
 
   /**
    * Stops in the order that never leaves a pod steered to a closed port: the

@@ -9,19 +9,34 @@
 import type { Server, Socket } from 'node:net';
 import type { StoredObject } from '../config/store.ts';
 import { dialInNetns, nativeAddon, socketFd } from '../datapath/index.ts';
+import { loggerTo } from '../log.ts';
 import { ProxyCore } from './core.ts';
 import { buildTable } from './routing/table.ts';
 import { ProxyServer } from './server.ts';
+import { AccessLog } from './telemetry/access-log.ts';
+import { ForwardedLog } from './worker-log.ts';
 import type { WorkerListen, WorkerMessage } from './workers.ts';
 
 const core = new ProxyCore();
 const server = new ProxyServer(core);
+/** This worker's log lines, written by the primary (see worker-log.ts). */
+const forwarded = new ForwardedLog((m, done) => process.send!(m, undefined, {}, done));
+const accessLogger = loggerTo(forwarded).child({ component: 'access', worker: process.pid });
 
 /** Listeners adopted from the primary, by the key it released them under. */
 const adopted = new Map<string, Server[]>();
 
 process.on('message', async (m: WorkerMessage, handle?: Server) => {
+  // The lines of requests served so far go first: an answer never overtakes them.
+  forwarded.flush();
   switch (m.type) {
+    case 'settings':
+      core.balancer.zone = m.zone;
+      // As the primary does: an access log once sampling is above 0, kept (at the new rate) after.
+      if (m.accessLogSampling > 0) core.accessLog ??= new AccessLog(accessLogger, m.accessLogSampling);
+      if (core.accessLog) core.accessLog.sampling = m.accessLogSampling;
+      process.send!({ type: 'settings-applied', id: m.id });
+      break;
     case 'adopt': {
       if (!handle) {
         process.send!({ type: 'adopted', id: m.id, error: 'no listening socket came with the message' });
@@ -65,7 +80,7 @@ process.on('message', async (m: WorkerMessage, handle?: Server) => {
       break;
   }
 });
-process.on('SIGTERM', () => void server.close().then(() => process.exit(0)));
+process.on('SIGTERM', () => void server.close().then(() => forwarded.flush(() => process.exit(0))));
 // The primary is gone (killed): a worker never outlives it, holding pods' listeners open.
 process.on('disconnect', () => process.exit(0));
 process.send!({ type: 'ready' });

@@ -11,6 +11,8 @@ import type { Server } from 'node:net';
 import type { StoredObject } from '../config/store.ts';
 import type { Peer, SummaryCounts } from './telemetry/metrics.ts';
 import { packageScript } from '../paths.ts';
+import { writeLines } from '../log.ts';
+import type { LogLines } from './worker-log.ts';
 
 export interface WorkerListen {
   port: number;
@@ -18,7 +20,16 @@ export interface WorkerListen {
   service?: string;
 }
 
+/** What the primary's own ProxyCore has beside the table, and every worker must have too. */
+export interface WorkerSettings {
+  /** This node's zone, for locality-aware load balancing. */
+  zone?: string;
+  /** The share of requests access-logged (0: no access log). */
+  accessLogSampling: number;
+}
+
 export type WorkerMessage = (
+  | ({ type: 'settings' } & WorkerSettings)
   | { type: 'table'; version: number; objects: StoredObject[] }
   | { type: 'listen'; listens: WorkerListen[] }
   | { type: 'adopt'; key: string; source?: Peer; originalDst?: boolean; inbound?: { workload: Peer; netnsPath: string } }
@@ -85,11 +96,14 @@ function spawnWorker(): ChildProcess {
 export class ProxyWorkers {
   private readonly workers: ChildProcess[];
   private stopping = false;
-  /** What a replacement worker needs: the last table and every listener adopted. */
+  /** What a replacement worker needs: the last settings and table, and every listener adopted. */
+  private settings: WorkerSettings | null = null;
   private table: { version: number; objects: StoredObject[] } | null = null;
   private readonly adopted = new Map<string, Adopted[]>();
   /** Called when a worker died and was replaced (or could not be). */
   onRestart: (info: { pid: number | undefined; code: number | null; error?: string }) => void = () => {};
+  /** Log lines a worker formatted (its access log), written by default through this process's logger. */
+  onLog: (lines: string, pid: number | undefined) => void = writeLines;
   restarts = 0;
 
   private constructor(workers: ChildProcess[]) {
@@ -111,6 +125,9 @@ export class ProxyWorkers {
 
   /** A worker that dies unasked is replaced: it gets the table and every listener, then takes its share again. */
   private watch(w: ChildProcess): void {
+    w.on('message', (m: LogLines) => {
+      if (m.type === 'log') this.onLog(m.lines, w.pid);
+    });
     w.once('exit', (code) => {
       if (this.stopping) return;
       const i = this.workers.indexOf(w);
@@ -127,6 +144,8 @@ export class ProxyWorkers {
     this.watch(fresh);
     try {
       await reply(fresh, 'ready');
+      // Settings before the table and the listeners: no connection is served without this node's zone.
+      if (this.settings) await reply(fresh, 'settings-applied', { type: 'settings', ...this.settings });
       if (this.table) await reply(fresh, 'table-applied', { type: 'table', ...this.table });
       for (const [key, list] of this.adopted) for (const a of list) await reply(fresh, 'adopted', { type: 'adopt', key, ...a.options }, a.server);
       this.onRestart({ pid, code });
@@ -137,6 +156,13 @@ export class ProxyWorkers {
 
   get pids(): number[] {
     return this.workers.map((w) => w.pid!);
+  }
+
+  /** Hands every worker the settings (the node's zone, access-log sampling); only sent when they changed. */
+  async configure(settings: WorkerSettings): Promise<void> {
+    if (this.settings && this.settings.zone === settings.zone && this.settings.accessLogSampling === settings.accessLogSampling) return;
+    this.settings = { ...settings };
+    await Promise.all(this.workers.map((w) => reply(w, 'settings-applied', { type: 'settings', ...settings })));
   }
 
   async setObjects(version: number, objects: StoredObject[]): Promise<void> {

@@ -1,23 +1,39 @@
 // SPDX-License-Identifier: Apache-2.0
-// Every core: worker processes share one port (SO_REUSEPORT) and each swaps its table on change.
-import test from 'ava';
+// Every core: worker processes share one port (SO_REUSEPORT), each swaps its table on change, and each
+// takes the primary's zone and access-log settings (its access-log lines written by the primary).
+import test, { type ExecutionContext } from 'ava';
+import { fork } from 'node:child_process';
+import type { AddressInfo } from 'node:net';
+import type { MeshObject } from '../../src/config/objects.ts';
+import { ProxyCore } from '../../src/proxy/core.ts';
+import { buildTable } from '../../src/proxy/routing/table.ts';
+import { ProxyServer } from '../../src/proxy/server.ts';
 import { ProxyWorkers } from '../../src/proxy/workers.ts';
-import { backend, endpoints, service } from './helpers/fixtures.ts';
+import { backend, endpoints, obj, service } from './helpers/fixtures.ts';
 import { rawExchange } from './helpers/raw.ts';
 import { freePort } from '../../src/ports.ts';
 
+const stored = (objs: MeshObject[]) => objs.map((object, i) => ({ version: i + 1, object }));
+const get = (port: number, path = '/', host = 'x') => rawExchange(port, `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+
+/** Requests to path/0 … path/(n-1), all at once: enough connections for the kernel to spread them over every acceptor. */
+const burst = (port: number, n: number, path = '/r', host?: string) => Promise.all(Array.from({ length: n }, (_, i) => get(port, `${path}/${i}`, host)));
+
+async function startWorkers(t: ExecutionContext, count = 2): Promise<ProxyWorkers> {
+  const workers = await ProxyWorkers.start(count);
+  t.teardown(() => workers.stop());
+  return workers;
+}
 
 test('two workers on one port share the connections and follow config changes', async (t) => {
   const a = await backend(t, 'a');
   const b = await backend(t, 'b');
-  const workers = await ProxyWorkers.start(2);
-  t.teardown(() => workers.stop());
-  const stored = (objs: ReturnType<typeof service>[]) => objs.map((object, i) => ({ version: i + 1, object }));
+  const workers = await startWorkers(t);
   await workers.setObjects(1, stored([service('web', 'shop'), endpoints('web', 'shop', [{ port: a.port }])]));
   const port = await freePort();
   await workers.listen([{ port, host: '127.0.0.1', service: 'shop/web' }]);
 
-  const answers = await Promise.all(Array.from({ length: 60 }, () => rawExchange(port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')));
+  const answers = await burst(port, 60);
   t.true(answers.every((r) => /"backend":"a"/.test(r.text)));
   const stats = await workers.stats();
   t.is(stats.length, 2);
@@ -25,7 +41,124 @@ test('two workers on one port share the connections and follow config changes', 
   t.is(stats.reduce((n, s) => n + s.connectionsTotal, 0), 60);
 
   await workers.setObjects(2, stored([service('web', 'shop'), endpoints('web', 'shop', [{ port: b.port }])]));
-  const after = await Promise.all(Array.from({ length: 10 }, () => rawExchange(port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')));
+  const after = await burst(port, 10);
   t.true(after.every((r) => /"backend":"b"/.test(r.text)), 'every worker switched to the new table');
   t.true((await workers.stats()).every((s) => s.version === 2));
+});
+
+/** web in shop: one endpoint per port, endpoint i in zones[i], round robin with locality. */
+function zonedService(ports: number[], zones: string[]): MeshObject[] {
+  const eps = endpoints('web', 'shop', ports.map((port) => ({ port })));
+  (eps.spec as { endpoints: Array<Record<string, unknown>> }).endpoints.forEach((e, i) => (e.zone = zones[i]));
+  return [service('web', 'shop'), eps, obj('ClusterPolicy', 'web', 'shop', { service: 'web', loadBalancer: { type: 'round_robin', locality: { enabled: true, failover: [] } } })];
+}
+
+test("workers balance by locality in the primary's zone, a replacement worker too", async (t) => {
+  const near = await backend(t, 'near');
+  const far = await backend(t, 'far');
+  const objects = stored(zonedService([near.port, far.port], ['z1', 'z2']));
+  const workers = await startWorkers(t);
+  await workers.configure({ zone: 'z1', accessLogSampling: 0 });
+  await workers.setObjects(1, objects);
+  // As the agent shares a pod's listener: the primary serves it too (in z1 as well) and hands it to every worker.
+  const core = new ProxyCore();
+  core.balancer.zone = 'z1';
+  core.setTable(buildTable(1, objects));
+  const own = new ProxyServer(core);
+  t.teardown(() => own.close());
+  const listener = await own.listen({ port: 0, host: '127.0.0.1' });
+  await workers.adopt('pod', listener, {});
+  const port = (listener.address() as AddressInfo).port;
+  const host = 'web.shop.svc.cluster.local';
+
+  // The three processes accept from one socket, not evenly: requests go until each worker has served two
+  // (round robin without locality would have sent one of them to z2).
+  const answers = await untilEachServed(workers, 2, () => burst(port, 20, '/r', host));
+  t.is(answers.filter((r) => !/"backend":"near"/.test(r.text)).length, 0, 'every request stayed in z1');
+  t.is(far.seen.length, 0);
+
+  // A worker that dies is replaced, and the replacement is told the zone before it takes connections.
+  const restarted = new Promise<{ error?: string }>((resolve) => (workers.onRestart = resolve));
+  process.kill(workers.pids[0]!, 'SIGKILL');
+  t.is((await restarted).error, undefined);
+  const after = await untilEachServed(workers, 2, () => burst(port, 20, '/r', host));
+  t.is(after.filter((r) => !/"backend":"near"/.test(r.text)).length, 0, 'no request left z1 after the restart');
+  t.is(far.seen.length, 0);
+});
+
+/** Runs send until every worker has taken at least min connections (a bounded number of rounds), and returns all the answers. */
+async function untilEachServed<T>(workers: ProxyWorkers, min: number, send: () => Promise<T[]>): Promise<T[]> {
+  const all: T[] = [];
+  for (let round = 0; round < 50; round++) {
+    all.push(...(await send()));
+    const stats = await workers.stats();
+    if (stats.every((s) => s.connectionsTotal >= min)) return all;
+  }
+  throw new Error(`some worker took fewer than ${min} connections in 50 rounds`);
+}
+
+interface AccessLine {
+  component: string;
+  worker: number;
+  msg: string;
+  method: string;
+  status: number;
+  request: { path: string };
+}
+
+test('workers access-log the requests they serve, at the sampling the primary gives them', async (t) => {
+  const a = await backend(t, 'a');
+  const workers = await startWorkers(t);
+  const lines: AccessLine[] = [];
+  workers.onLog = (text) => lines.push(...text.trimEnd().split('\n').map((l) => JSON.parse(l) as AccessLine));
+  await workers.configure({ accessLogSampling: 1 });
+  await workers.setObjects(1, stored([service('web', 'shop'), endpoints('web', 'shop', [{ port: a.port }])]));
+  const port = await freePort();
+  await workers.listen([{ port, host: '127.0.0.1', service: 'shop/web' }]);
+
+  await burst(port, 40, '/logged');
+  // A worker sends the lines of the requests it served before it answers: after stats(), every line is here.
+  t.true((await workers.stats()).every((s) => s.connectionsTotal > 0), 'both workers served');
+  t.is(lines.length, 40);
+  t.deepEqual(lines.map((l) => l.request.path).sort(), Array.from({ length: 40 }, (_, i) => `/logged/${i}`).sort());
+  t.true(lines.every((l) => l.component === 'access' && l.msg === 'access' && l.method === 'GET' && l.status === 200));
+  t.deepEqual([...new Set(lines.map((l) => l.worker))].sort(), [...workers.pids].sort(), 'each worker logged its own share');
+
+  // Sampling follows the primary: 0 turns the log off in every worker, 1 turns it on again.
+  await workers.configure({ accessLogSampling: 0 });
+  await burst(port, 20, '/quiet');
+  await workers.configure({ accessLogSampling: 1 });
+  await burst(port, 20, '/loud');
+  await workers.stats();
+  t.false(lines.some((l) => l.request.path.startsWith('/quiet/')), 'nothing logged at sampling 0');
+  t.is(lines.filter((l) => l.request.path.startsWith('/loud/')).length, 20);
+});
+
+test("workers' access-log lines come out of the primary's stdout", async (t) => {
+  const a = await backend(t, 'a');
+  const primary = fork(new URL('./helpers/workers-primary.ts', import.meta.url).pathname, [], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  t.teardown(() => primary.kill());
+  let out = '';
+  const want = 40;
+  const complete = new Promise<void>((resolve) =>
+    primary.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      if ((out.match(/"msg":"access"/g) ?? []).length >= want) resolve();
+    }),
+  );
+  const objects = stored([service('web', 'shop'), endpoints('web', 'shop', [{ port: a.port }])]);
+  primary.send({ settings: { accessLogSampling: 1 }, objects, service: 'shop/web' });
+  const { port, pids } = await new Promise<{ port: number; pids: number[] }>((resolve, reject) => {
+    primary.once('message', resolve as never);
+    primary.once('exit', (code) => reject(new Error(`the primary exited (${code}) before it was set up`)));
+  });
+
+  await burst(port, want, '/out');
+  // The lines cross a pipe the IPC answers do not wait for: wait for them, but not for ever when they never come.
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([complete, new Promise((r) => (timer = setTimeout(r, 10_000)))]);
+  clearTimeout(timer);
+  const access = out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as AccessLine & { app: string }).filter((l) => l.msg === 'access');
+  t.deepEqual(access.map((l) => l.request.path).sort(), Array.from({ length: want }, (_, i) => `/out/${i}`).sort());
+  t.true(access.every((l) => l.app === 'kernmesh' && l.method === 'GET' && l.status === 200 && pids.includes(l.worker)));
 });
