@@ -11,6 +11,7 @@ import { pino } from 'pino';
 import { AccessLog } from '../../src/proxy/telemetry/access-log.ts';
 import { blackhole } from './helpers/blackhole.ts';
 import { endpoints, obj, proxy, service } from './helpers/fixtures.ts';
+import { until } from './helpers/wait.ts';
 
 const run = promisify(execFile);
 
@@ -46,14 +47,6 @@ async function h2Listen(t: ExecutionContext, onStream: (stream: ServerHttp2Strea
   t.teardown(() => new Promise<void>((r) => server.close(() => r())));
   return (server.address() as AddressInfo).port;
 }
-
-const until = async (cond: () => boolean, ms = 3000) => {
-  for (const end = Date.now() + ms; Date.now() < end; ) {
-    if (cond()) return true;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return cond();
-};
 
 test('curl --http2-prior-knowledge: streams routed and answered, trailers kept, one upstream session', async (t) => {
   const b = await h2Backend(t, 'h2-v1');

@@ -5,6 +5,7 @@ import { type AddressInfo, type Socket, connect, createServer } from 'node:net';
 import { blackhole } from './helpers/blackhole.ts';
 import { backend, endpoints, obj, proxy, service } from './helpers/fixtures.ts';
 import { rawExchange, statuses } from './helpers/raw.ts';
+import { until } from './helpers/wait.ts';
 
 const get = async (port: number, path: string) => {
   const { text } = await rawExchange(port, `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`, 5000);
@@ -20,14 +21,6 @@ const within = (ms: number, wait: (done: () => void) => void) =>
       resolve(true);
     });
   });
-
-const until = async (cond: () => boolean, ms = 3000) => {
-  for (const end = Date.now() + ms; Date.now() < end; ) {
-    if (cond()) return true;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return cond();
-};
 
 test('a per-try timeout gives up on a hung attempt and tries again within the route timeout', async (t) => {
   const b = await backend(t, 'hangs');
