@@ -33,7 +33,8 @@ export function pipeTcp(down: Socket, address: string, port: number, initial: Bu
     return;
   }
   down.setNoDelay(true);
-  const connectTimer = setTimeout(() => up.destroy(), options.connectTimeoutMs ?? 1000);
+  // setTimeout takes at most 2^31-1 ms; longer would fire at once.
+  const connectTimer = setTimeout(() => up.destroy(), Math.min(options.connectTimeoutMs ?? 1000, 2_147_483_647));
   up.once('connect', () => clearTimeout(connectTimer));
   up.once('close', () => clearTimeout(connectTimer));
   let closed = 0;

@@ -51,6 +51,18 @@ test('heads with nothing to rewrite go through byte for byte (names, case, order
   t.regex(got[0]!.slice(request.length - 2), /^x-forwarded-for: 127\.0\.0\.1\r\nx-request-id: [0-9a-f-]{36}\r\n\r\n$/);
 });
 
+test('a response head written out again (the client asked to close) keeps its reason phrase', async (t) => {
+  const server = createServer((s) => s.on('data', () => s.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi')));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: (server.address() as AddressInfo).port }])], 'shop/web');
+  for (const request of ['GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 'GET / HTTP/1.0\r\n\r\n']) {
+    const { text } = await rawExchange(p.port, request);
+    t.true(text.startsWith('HTTP/1.1 200 OK\r\n'), text);
+    t.regex(text, /connection: close\r\n\r\nhi$/);
+  }
+});
+
 test('an existing x-request-id is kept; x-forwarded-for is appended to', async (t) => {
   const { b, url } = await setup(t);
   await run('curl', ['-sS', '-H', 'x-request-id: abc', '-H', 'x-forwarded-for: 192.0.2.1', `${url}/`]);

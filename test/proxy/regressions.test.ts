@@ -44,6 +44,27 @@ test('a fault delay is not counted against the route timeout; a request whose cl
   t.false(b.seen.some((x) => x.url === '/delay/gone'));
 });
 
+test('a route timeout past what a timer can wait ("720h": none) is held, not turned into a 1 ms wake-up loop', async (t) => {
+  const b = await backend(t, 'web');
+  const p = await proxy(
+    t,
+    [
+      service('web', 'shop'),
+      endpoints('web', 'shop', [{ port: b.port }]),
+      obj('Route', 'web', 'shop', { service: 'web', rules: [{ match: [{ path: { prefix: '/fast' } }], action: { split: [{}] }, timeout: '100ms' }, { action: { split: [{}] }, timeout: '720h', fault: { delay: { percent: 100, fixed: '300ms' } } }] }),
+    ],
+    'shop/web',
+  );
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(w.name);
+  process.on('warning', onWarning);
+  t.teardown(() => void process.off('warning', onWarning));
+  // One connection: the first request's timer is still pending while the second waits out its delay.
+  const { text } = await rawExchange(p.port, 'GET /fast HTTP/1.1\r\nHost: x\r\n\r\nGET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 2000);
+  t.deepEqual(statuses(text), [200, 200]);
+  t.deepEqual(warnings.filter((w) => w === 'TimeoutOverflowWarning'), []);
+});
+
 test('an upstream that sends bytes after a complete response is not reused', async (t) => {
   const server = createServer((s) => s.on('data', () => s.write('HTTP/1.1 204 No Content\r\n\r\nEXTRA-BYTES-THAT-ARE-NOT-A-RESPONSE')));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

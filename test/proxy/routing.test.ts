@@ -129,6 +129,16 @@ test('Workloads outside Kubernetes are endpoints of the services that select or 
   const legacy = p.server.core.table.services.get('shop/legacy')!;
   t.deepEqual(legacy.endpoints.map((e) => e.address), ['127.0.0.1'], 'a Workload of another namespace is not selected');
   t.is(legacy.endpoints[0]!.identity, 'spiffe://corp/billing');
+
+  // An address an Endpoints object lists as not ready stays out, Workload or not; an empty selector selects nothing.
+  const t2 = table([
+    vmService('legacy', { selector: { app: 'billing' } }),
+    obj('Endpoints', 'legacy', 'shop', { endpoints: [{ address: '127.0.0.1', ready: false }] }),
+    vmService('everything', { selector: {} }),
+    obj('Workload', 'billing-vm-1', 'shop', { address: '127.0.0.1', labels: { app: 'billing' } }),
+  ]);
+  t.deepEqual(t2.services.get('shop/legacy')!.endpoints, []);
+  t.deepEqual(t2.services.get('shop/everything')!.endpoints, []);
 });
 
 test('requests for an unknown host get a 404; a service without endpoints a 503', async (t) => {

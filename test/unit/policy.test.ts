@@ -23,3 +23,11 @@ test("retryOn values mean what they mean in Envoy", (t) => {
   t.like(on('connect-failure'), { onConnectFailure: true, onReset: false, onPerTryTimeout: false });
   t.like(on('retriable-status-codes'), { onConnectFailure: false, onReset: false, onPerTryTimeout: false });
 });
+
+test('retryBudget.minRetryConcurrency, or its old name minRetriesPerSecond, but not both', (t) => {
+  const floor = (retryBudget: Record<string, number>) => compilePolicy(ClusterPolicySpec.parse({ service: 'a', retryBudget }), mesh).budgetMinRetries;
+  t.is(floor({ minRetryConcurrency: 7 }), 7);
+  t.is(floor({ minRetriesPerSecond: 0 }), 0, 'a manifest (or stored object) from before the rename keeps its value');
+  t.is(floor({ percent: 50 }), 3);
+  t.false(ClusterPolicySpec.safeParse({ service: 'a', retryBudget: { minRetryConcurrency: 1, minRetriesPerSecond: 2 } }).success);
+});

@@ -124,9 +124,11 @@ export const ClusterPolicySpec = z
     retryBudget: z
       .object({
         percent: percent.default(20).describe('retries in flight may be at most this share of the active requests'),
-        minRetryConcurrency: z.number().int().min(0).default(3).describe("but this many retries in flight are always allowed (Envoy's min_retry_concurrency)"),
+        minRetryConcurrency: z.number().int().min(0).optional().describe("but this many retries in flight are always allowed (Envoy's min_retry_concurrency; default 3)"),
+        minRetriesPerSecond: z.number().int().min(0).optional().describe('the old name of minRetryConcurrency, still read'),
       })
       .strict()
+      .refine((b) => b.minRetryConcurrency === undefined || b.minRetriesPerSecond === undefined, { message: 'set minRetryConcurrency only (minRetriesPerSecond is its old name)' })
       .optional(),
   })
   .strict();

@@ -25,8 +25,8 @@ export interface Head {
   /** Request: method; response: '' */
   method: string;
   /**
-   * Request: request-target. Response: the reason phrase, when the head is
-   * written out again (1xx, or not plain); '' otherwise.
+   * Request: request-target. Response: the reason phrase of a 1xx or a head
+   * that is not plain; '' otherwise (reasonPhrase makes it when needed).
    */
   target: string;
   /** Response status (0 for requests). */
@@ -264,7 +264,7 @@ export function parseHead(buf: Buffer, end: number, kind: 'request' | 'response'
   }
   if (kind === 'request' && head.minor === 1 && sawHost !== 1) throw new HttpParseError(400, sawHost === 0 ? 'HTTP/1.1 request without Host' : 'more than one Host header');
   head.plain = plain;
-  // A response's reason phrase is only written out again when its head is: 1xx, 101, or not plain.
+  // A plain response's head usually goes as received: its reason phrase is made when asked for (reasonPhrase).
   if (kind === 'response' && (!plain || head.status < 200)) head.target = reasonOf(raw);
   return head;
 }
@@ -273,6 +273,11 @@ export function parseHead(buf: Buffer, end: number, kind: 'request' | 'response'
 function reasonOf(raw: Buffer): string {
   const cr = raw.indexOf(CR);
   return cr > 13 ? latin1(raw, 13, cr) : '';
+}
+
+/** A response's reason phrase, for writing its head out again (a plain head's is made only now). */
+export function reasonPhrase(res: Head): string {
+  return res.target !== '' || res.raw === null ? res.target : reasonOf(res.raw);
 }
 
 /** Bytes outside a request target: whitespace (with Latin-1 NBSP) and controls. */

@@ -12,7 +12,7 @@ import { IDLE_TIMEOUT_MS, coarseNow, unwatchIdle, watchIdle } from './idle.ts';
 import { localResponse } from './local-reply.ts';
 import { mirror } from './mirror.ts';
 import { newRequestId } from './request-id.ts';
-import { type Head, HttpParseError, forwardHeaders, header, headEnd, normalizeTarget, parseHead } from './parse.ts';
+import { type Head, HttpParseError, forwardHeaders, header, headEnd, normalizeTarget, parseHead, reasonPhrase } from './parse.ts';
 import type { ResponseSink, UpstreamConn } from '../upstream/conn.ts';
 import type { ProxyCore } from '../core.ts';
 import type { Peer } from '../telemetry/metrics.ts';
@@ -365,7 +365,9 @@ export class Http1Session implements ResponseSink {
     this.setTimer(ms);
   }
 
-  private setTimer(ms: number): void {
+  private setTimer(wanted: number): void {
+    // setTimeout takes at most 2^31-1 ms; longer would fire at once (a "720h" timeout means: none).
+    const ms = Math.min(wanted, 2_147_483_647);
     if (this.timer) clearTimeout(this.timer);
     this.timerAt = performance.now() + ms;
     this.timer = setTimeout(() => this.onTimer(), ms);
@@ -532,7 +534,7 @@ export class Http1Session implements ResponseSink {
   // ---- ResponseSink: the upstream's answer ----
 
   onInformational(head: Head): void {
-    this.socket.write(`HTTP/1.1 ${head.status} ${head.target}\r\n${forwardHeaders(head)}\r\n`);
+    this.socket.write(`HTTP/1.1 ${head.status} ${reasonPhrase(head)}\r\n${forwardHeaders(head)}\r\n`);
   }
 
   onHead(res: Head, hasBody: boolean): void {
@@ -555,7 +557,7 @@ export class Http1Session implements ResponseSink {
     // No retry after this: the kept body is not needed (a long stream would hold it for nothing).
     if (this.bodyDone) this.replay = null;
     if (res.status === 101) {
-      this.socket.write(`HTTP/1.1 101 ${res.target}\r\n${forwardHeaders(res)}connection: upgrade\r\nupgrade: ${header(res, 'upgrade') ?? ''}\r\n\r\n`);
+      this.socket.write(`HTTP/1.1 101 ${reasonPhrase(res)}\r\n${forwardHeaders(res)}connection: upgrade\r\nupgrade: ${header(res, 'upgrade') ?? ''}\r\n\r\n`);
       this.state = S_TUNNEL;
       if (this.pending) {
         this.upstream!.socket.write(this.pending);
@@ -572,7 +574,8 @@ export class Http1Session implements ResponseSink {
       this.headOut = res.raw;
       return;
     }
-    let out = `HTTP/1.1 ${res.status} ${res.target}\r\n${forwardHeaders(res)}`;
+    // Written out again (a close to announce, or hop-by-hop headers to drop): the reason goes too.
+    let out = `HTTP/1.1 ${res.status} ${reasonPhrase(res)}\r\n${forwardHeaders(res)}`;
     if (res.chunked) out += 'transfer-encoding: chunked\r\n';
     else if (res.contentLength >= 0) out += `content-length: ${res.contentLength}\r\n`;
     if (this.closeAfter) out += 'connection: close\r\n';

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /** h2c sessions to upstream endpoints, one per endpoint, multiplexing every stream. */
 import { type ClientHttp2Session, connect } from 'node:http2';
-import { type Socket, connect as netConnect } from 'node:net';
+import { Socket, connect as netConnect } from 'node:net';
 
 export interface SessionOptions {
   /** The connection is made elsewhere (inbound: inside a pod), and the session is kept apart under key. */
@@ -52,7 +52,18 @@ export class H2Upstreams {
     // The socket made here (or by dial) is kept: a session destroyed while it connects leaves its
     // socket still trying (SYN retries, minutes), so the connect timeout ends that too.
     let socket: Socket | undefined;
-    const s = connect(`http://${host}:${port}`, { createConnection: () => (socket = dial ? dial.connect() : netConnect(port, address)) });
+    const open = (): Socket => {
+      if (!dial) return netConnect(port, address);
+      try {
+        return dial.connect();
+      } catch (err) {
+        // The dial could not even make its socket (the pod's namespace is gone): a failed connect, not a throw.
+        const failed = new Socket();
+        process.nextTick(() => failed.destroy(err as Error));
+        return failed;
+      }
+    };
+    const s = connect(`http://${host}:${port}`, { createConnection: () => (socket = open()) });
     s.on('error', () => {});
     const forget = () => {
       if (this.sessions.get(key) === s) this.sessions.delete(key);

@@ -91,7 +91,8 @@ export function compilePolicy(cp: Spec | undefined, mesh: Spec | undefined): Ser
       maxRetries: (pool.maxRetries as number) ?? DEFAULT_POLICY.limits.maxRetries,
     },
     budgetPercent: (budget.percent as number) ?? DEFAULT_POLICY.budgetPercent,
-    budgetMinRetries: (budget.minRetryConcurrency as number) ?? DEFAULT_POLICY.budgetMinRetries,
+    // minRetriesPerSecond: the field's old name, in manifests and stored objects from before the rename.
+    budgetMinRetries: (budget.minRetryConcurrency as number) ?? (budget.minRetriesPerSecond as number) ?? DEFAULT_POLICY.budgetMinRetries,
   };
 }
 

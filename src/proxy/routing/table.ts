@@ -174,6 +174,7 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
   const mesh = all.find((o) => o.kind === 'MeshSettings')?.spec as Spec | undefined;
   const meshPolicy = compilePolicy(undefined, mesh);
   const selectors = new Map<string, Record<string, string>>();
+  const listed = new Set<string>();
   for (const o of all) {
     if (o.kind !== 'Service') continue;
     const spec = o.spec as Spec;
@@ -181,7 +182,8 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
     const ports: ServicePortInfo[] = (spec.ports as Spec[]).map((p) => ({ port: p.port as number, targetPort: (p.targetPort as number) ?? (p.port as number), protocol: (p.protocol as string) ?? 'http' }));
     const live = previous?.services.get(key)?.live ?? { active: 0, pending: 0, retries: 0, connections: 0 };
     services.set(key, { key, hosts: spec.hosts as string[], addresses: spec.addresses as string[], ports, endpoints: [], subsets: new Map(), routes: [], policy: meshPolicy, lb: { type: 'round_robin' }, rateLimits: [], live });
-    if (spec.selector) selectors.set(key, spec.selector as Record<string, string>);
+    // An empty selector selects nothing (as in Kubernetes), not every Workload.
+    if (spec.selector && Object.keys(spec.selector as object).length > 0) selectors.set(key, spec.selector as Record<string, string>);
     for (const a of spec.addresses as string[]) for (const p of ports) byVip.set(`${a}:${p.port}`, key);
     for (const h of spec.hosts as string[]) byHost.set(h.toLowerCase(), key);
     byHost.set(`${o.metadata.name}.${o.metadata.namespace}`, key);
@@ -191,6 +193,8 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
     const spec = o.spec as Spec;
     if (o.kind === 'Endpoints') {
       const svc = services.get(`${ns}/${o.metadata.name}`);
+      // Every address listed, ready or not: a Workload at one of them does not stand in for it.
+      for (const e of spec.endpoints as Spec[]) listed.add(`${ns}/${o.metadata.name}|${e.address as string}`);
       if (svc) svc.endpoints = (spec.endpoints as Spec[]).filter((e) => e.ready !== false).map((e) => ({ address: e.address as string, port: (e.port as number) ?? 0, labels: (e.labels as Record<string, string>) ?? {}, weight: (e.weight as number) ?? 1, ...(e.zone ? { zone: e.zone as string } : {}) }));
     } else if (o.kind === 'ClusterPolicy') {
       const svc = services.get(resolveServiceRef(spec.service as string, ns));
@@ -244,7 +248,7 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
       if (svc) svc.routes.push(...(spec.rules as Spec[]).map((r) => compileRule(r, ns, key, spec.port as number | undefined)));
     }
   }
-  addWorkloads(all, services, selectors);
+  addWorkloads(all, services, selectors, listed);
   return { version, services, byVip, byHost, defaultPolicy: meshPolicy };
 }
 
@@ -254,7 +258,7 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
  * labels match, as Istio's WorkloadEntry is: on top of what an Endpoints
  * object lists (an address listed there already is not added again).
  */
-function addWorkloads(all: Array<{ kind: string; metadata: { name: string; namespace?: string }; spec: unknown }>, services: Map<string, ServiceInfo>, selectors: Map<string, Record<string, string>>): void {
+function addWorkloads(all: Array<{ kind: string; metadata: { name: string; namespace?: string }; spec: unknown }>, services: Map<string, ServiceInfo>, selectors: Map<string, Record<string, string>>, listed: Set<string>): void {
   for (const o of all) {
     if (o.kind !== 'Workload') continue;
     const ns = o.metadata.namespace ?? 'default';
@@ -265,7 +269,7 @@ function addWorkloads(all: Array<{ kind: string; metadata: { name: string; names
       const selector = svc.key.startsWith(`${ns}/`) ? selectors.get(svc.key) : undefined;
       const selected = selector !== undefined && Object.entries(selector).every(([k, v]) => labels[k] === v);
       if (svc.key !== named && !selected) continue;
-      if (svc.endpoints.some((e) => e.address === w.address)) continue;
+      if (listed.has(`${svc.key}|${w.address as string}`) || svc.endpoints.some((e) => e.address === w.address)) continue;
       svc.endpoints = [...svc.endpoints, { address: w.address as string, port: 0, labels, weight: 1, ...(w.zone ? { zone: w.zone as string } : {}), ...(w.identity ? { identity: w.identity as string } : {}) }];
     }
   }

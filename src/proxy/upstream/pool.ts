@@ -69,7 +69,7 @@ export class UpstreamPool {
       done = true;
       socket.destroy();
       cb(Object.assign(new Error(`connect to ${key} timed out`), { code: 'ETIMEDOUT' }), null);
-    }, timeoutMs);
+    }, Math.min(timeoutMs, 2_147_483_647)); // longer would fire at once
     socket.once('connect', () => {
       if (done) return;
       done = true;
@@ -101,6 +101,11 @@ export class UpstreamPool {
     conn.idleSince = this.clock;
     conn.idleTimeoutMs = idleTimeoutMs;
     list.push(conn);
+    // 0: never closed for idleness (as in Envoy, and as an h2c session's timeout of 0).
+    if (idleTimeoutMs <= 0) {
+      this.sweeper ??= setInterval(() => this.sweep(), (this.sweepEveryMs = 5000)).unref();
+      return;
+    }
     // A quarter of the shortest timeout seen (at most 5 s): the stamps are as coarse as the sweep.
     const every = Math.min(5000, Math.max(25, Math.floor(idleTimeoutMs / 4)));
     if (this.sweeper === undefined || every < this.sweepEveryMs) {
@@ -124,7 +129,7 @@ export class UpstreamPool {
     for (const list of this.lists()) {
       for (let i = list.length - 1; i >= 0; i--) {
         const c = list[i]!;
-        if (!c.idle || (c.idleSince && this.clock - c.idleSince > c.idleTimeoutMs)) {
+        if (!c.idle || (c.idleSince && c.idleTimeoutMs > 0 && this.clock - c.idleSince > c.idleTimeoutMs)) {
           list.splice(i, 1);
           c.socket.destroy();
         } else if (!c.idleSince) {
