@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /** Opaque TCP: a bidirectional pipe with half-close, byte counts and an idle timeout. */
 import { type Socket, connect } from 'node:net';
+import { timerMs } from './timer.ts';
 
 export interface TcpStats {
   sent: number;
@@ -33,8 +34,7 @@ export function pipeTcp(down: Socket, address: string, port: number, initial: Bu
     return;
   }
   down.setNoDelay(true);
-  // setTimeout takes at most 2^31-1 ms; longer would fire at once.
-  const connectTimer = setTimeout(() => up.destroy(), Math.min(options.connectTimeoutMs ?? 1000, 2_147_483_647));
+  const connectTimer = setTimeout(() => up.destroy(), timerMs(options.connectTimeoutMs ?? 1000));
   up.once('connect', () => clearTimeout(connectTimer));
   up.once('close', () => clearTimeout(connectTimer));
   let closed = 0;

@@ -19,7 +19,8 @@ import type { Peer } from '../telemetry/metrics.ts';
 import type { ServiceInfo } from '../routing/table.ts';
 import { type InboundDial, type Target, inboundRoute, route } from '../route.ts';
 import { peerOf } from '../routing/select.ts';
-import { type RetryPolicy, backoffMs, retriableStatus } from '../routing/policy.ts';
+import { type RetryPolicy, backoffMs, retriableStatus, retryBudgetAllows } from '../routing/policy.ts';
+import { MAX_TIMER_MS, timerMs } from '../timer.ts';
 import { roll } from '../policy/fault.ts';
 import { recordExchange } from '../telemetry/exchange.ts';
 
@@ -226,7 +227,7 @@ export class Http1Session implements ResponseSink {
     this.bodyStarted = false;
     this.attempt = 1;
     // Inbound: the caller's side owns the deadline (its route's timeout); none is added here.
-    const timeoutMs = target.inbound ? 2_147_483_647 : (rule?.timeoutMs ?? policy.requestTimeoutMs);
+    const timeoutMs = target.inbound ? MAX_TIMER_MS : (rule?.timeoutMs ?? policy.requestTimeoutMs);
     if (target.delayMs) {
       // Fault injection: this request waits on purpose before it goes anywhere. As in Envoy (the fault
       // filter runs before the router), the route's timeout and any mirroring start once the delay is over;
@@ -323,12 +324,10 @@ export class Http1Session implements ResponseSink {
     return true;
   }
 
-  /** The retry budget: retries in flight may not exceed max(minimum, percent of active requests), nor maxRetries. */
+  /** Whether the retry budget lets this exchange start retrying (one already retrying holds its place). */
   private budgetAllows(): boolean {
     const svc = this.target?.service;
-    if (!svc || this.inRetry) return true;
-    const allowed = Math.max(svc.policy.budgetMinRetries, Math.floor((svc.live.active * svc.policy.budgetPercent) / 100), 0);
-    return svc.live.retries < Math.min(allowed, svc.policy.limits.maxRetries);
+    return !svc || this.inRetry || retryBudgetAllows(svc.policy, svc.live);
   }
 
   /** Outlier accounting for an attempt's outcome (0: it failed to connect or was reset). */
@@ -359,15 +358,14 @@ export class Http1Session implements ResponseSink {
    */
   private armTimeout(requested: number, from: number): void {
     // setTimeout takes at most 2^31-1 ms; longer would fire at once.
-    const ms = Math.min(Math.max(requested, 1), 2_147_483_647);
+    const ms = timerMs(Math.max(requested, 1));
     this.deadline = from + ms;
     if (this.timerAt !== 0 && this.timerAt <= this.deadline) return;
     this.setTimer(ms);
   }
 
   private setTimer(wanted: number): void {
-    // setTimeout takes at most 2^31-1 ms; longer would fire at once (a "720h" timeout means: none).
-    const ms = Math.min(wanted, 2_147_483_647);
+    const ms = timerMs(wanted);
     if (this.timer) clearTimeout(this.timer);
     this.timerAt = performance.now() + ms;
     this.timer = setTimeout(() => this.onTimer(), ms);
@@ -408,7 +406,7 @@ export class Http1Session implements ResponseSink {
         this.upstream = null;
         this.releaseAttempt();
         if (!this.retryAfter('per-try-timeout')) this.localReply(504, 'UT', 'upstream per-try timeout\n');
-      }, Math.min(perTry, 2_147_483_647)).unref();
+      }, timerMs(perTry)).unref();
     }
     if (target.service && target.endpoint) {
       this.ctx.core.balancer.begin(target.service, target.endpoint);

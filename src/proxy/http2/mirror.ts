@@ -7,6 +7,7 @@
 import { type ClientHttp2Stream, type OutgoingHttpHeaders, constants } from 'node:http2';
 import type { ProxyCore } from '../core.ts';
 import type { Head } from '../http1/parse.ts';
+import { timerMs } from '../timer.ts';
 
 /** The shadow's copy of a request body: fed as the real one arrives. */
 export class Shadow {
@@ -65,6 +66,6 @@ export function mirror(core: ProxyCore, head: Head, serviceKey: string, peerIp: 
   stream.on('error', () => {});
   // Read to the end and dropped; a shadow that goes quiet is given up after the shadow's request timeout.
   stream.resume();
-  stream.setTimeout(Math.min(policy.requestTimeoutMs, 2_147_483_647), () => stream.close(constants.NGHTTP2_CANCEL));
+  stream.setTimeout(timerMs(policy.requestTimeoutMs), () => stream.close(constants.NGHTTP2_CANCEL));
   return new Shadow(stream, limit);
 }

@@ -19,7 +19,8 @@ import { headerFields } from '../http1/local-reply.ts';
 import { newRequestId } from '../http1/request-id.ts';
 import { type InboundDial, inboundRoute, route } from '../route.ts';
 import { peerOf } from '../routing/select.ts';
-import { backoffMs, retriableStatus } from '../routing/policy.ts';
+import { backoffMs, retriableStatus, retryBudgetAllows } from '../routing/policy.ts';
+import { timerMs } from '../timer.ts';
 import { roll } from '../policy/fault.ts';
 import { recordExchange } from '../telemetry/exchange.ts';
 import type { Peer } from '../telemetry/metrics.ts';
@@ -27,8 +28,6 @@ import { type Shadow, mirror } from './mirror.ts';
 
 /** Request bodies up to this size are kept for a retry (as on HTTP/1.1). */
 const REPLAY_LIMIT = 64 * 1024;
-/** What setTimeout can wait (2^31-1 ms); a longer wait would fire at once. */
-const MAX_TIMER = 2_147_483_647;
 const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'host', 'http2-settings']);
 const { HTTP2_HEADER_STATUS, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_AUTHORITY } = constants;
 
@@ -207,8 +206,7 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
     if (kind === 'reset' && !retry.onReset) return false;
     if (kind === 'per-try-timeout' && !retry.onPerTryTimeout) return false;
     if (svc && !inRetry) {
-      const allowed = Math.max(svc.policy.budgetMinRetries, Math.floor((svc.live.active * svc.policy.budgetPercent) / 100), 0);
-      if (svc.live.retries >= Math.min(allowed, svc.policy.limits.maxRetries)) {
+      if (!retryBudgetAllows(svc.policy, svc.live)) {
         core.metrics.retryBudgetExhausted.inc();
         return false;
       }
@@ -244,7 +242,7 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
   };
   const arm = (ms: number | undefined) => {
     if (ms === undefined) return;
-    const timer = setTimeout(expire, Math.min(ms, MAX_TIMER));
+    const timer = setTimeout(expire, timerMs(ms));
     timer.unref();
     timers.push(timer);
   };
@@ -319,7 +317,7 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
           mine.close(constants.NGHTTP2_CANCEL);
           endAttempt();
           if (!mayRetry('per-try-timeout')) local(504, 'upstream per-try timeout', 'UT', 4);
-        }, Math.min(perTry, MAX_TIMER));
+        }, timerMs(perTry));
         perTryTimer.unref();
       });
     }

@@ -2,6 +2,7 @@
 /** h2c sessions to upstream endpoints, one per endpoint, multiplexing every stream. */
 import { type ClientHttp2Session, connect } from 'node:http2';
 import { Socket, connect as netConnect } from 'node:net';
+import { timerMs } from '../timer.ts';
 
 export interface SessionOptions {
   /** The connection is made elsewhere (inbound: inside a pod), and the session is kept apart under key. */
@@ -18,8 +19,6 @@ export interface SessionOptions {
   live?: { connections: number };
 }
 
-/** What setTimeout can wait (2^31-1 ms); a longer wait would fire at once. */
-const MAX_TIMER = 2_147_483_647;
 
 export class H2Upstreams {
   private readonly sessions = new Map<string, ClientHttp2Session>();
@@ -79,7 +78,7 @@ export class H2Upstreams {
     this.waiting.set(s, waiters);
     let timer: NodeJS.Timeout | undefined;
     if (options.connectTimeoutMs !== undefined && options.connectTimeoutMs > 0) {
-      const ms = Math.min(options.connectTimeoutMs, MAX_TIMER);
+      const ms = timerMs(options.connectTimeoutMs);
       timer = setTimeout(() => {
         forget();
         // The error is the cause its streams fail with: a connect failure.

@@ -96,6 +96,16 @@ export function compilePolicy(cp: Spec | undefined, mesh: Spec | undefined): Ser
   };
 }
 
+/**
+ * The retry budget: one more retry may start while the retries in flight stay
+ * under max(the minimum, budgetPercent of the active requests) and under
+ * maxRetries (no retry storms).
+ */
+export function retryBudgetAllows(policy: ServicePolicy, live: { active: number; retries: number }): boolean {
+  const allowed = Math.max(policy.budgetMinRetries, Math.floor((live.active * policy.budgetPercent) / 100), 0);
+  return live.retries < Math.min(allowed, policy.limits.maxRetries);
+}
+
 /** Whether a response status asks for another try under this policy. */
 export function retriableStatus(p: RetryPolicy, status: number): boolean {
   return (p.on5xx && status >= 500) || (p.onGatewayError && (status === 502 || status === 503 || status === 504)) || p.statuses.has(status);

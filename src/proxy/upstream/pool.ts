@@ -2,6 +2,7 @@
 /** Keep-alive connections per upstream endpoint, reused last-in first-out. */
 import { type Socket, connect } from 'node:net';
 import { READ_BUFFER, UpstreamConn } from './conn.ts';
+import { timerMs } from '../timer.ts';
 
 export interface PoolOptions {
   maxIdlePerEndpoint?: number;
@@ -69,7 +70,7 @@ export class UpstreamPool {
       done = true;
       socket.destroy();
       cb(Object.assign(new Error(`connect to ${key} timed out`), { code: 'ETIMEDOUT' }), null);
-    }, Math.min(timeoutMs, 2_147_483_647)); // longer would fire at once
+    }, timerMs(timeoutMs));
     socket.once('connect', () => {
       if (done) return;
       done = true;
