@@ -48,6 +48,18 @@ export function inboundRoute(table: RoutingTable, local: { address: string; port
 }
 
 /**
+ * Where a mirrored copy of a request goes: an endpoint of the shadow service,
+ * and the authority it is sent with (Envoy's convention: "-shadow" appended).
+ * Null when the shadow is unknown or has no endpoint.
+ */
+export function mirrorTarget(core: ProxyCore, head: Head, serviceKey: string, peerIp: string): { service: ServiceInfo; address: string; port: number; host: string } | null {
+  const svc = core.table.services.get(serviceKey);
+  const ep = svc && core.balancer.pick(svc, svc.endpoints, head, peerIp);
+  if (!svc || !ep) return null;
+  return { service: svc, address: ep.address, port: ep.port || svc.ports[0]?.targetPort || 80, host: `${head.host ?? serviceKey}-shadow` };
+}
+
+/**
  * A prefix rewrite replaces what the rule matched of the path, as Envoy's
  * prefix_rewrite does: a prefix match's prefix, an exact match's whole path,
  * and otherwise the leading "/" (Envoy's default match). The query stays.

@@ -1,23 +1,20 @@
 // SPDX-License-Identifier: Apache-2.0
 /** Mirroring: a copy of a request to a shadow service, whose response is read and dropped. */
 import type { ProxyCore } from '../core.ts';
-import type { Target } from '../route.ts';
+import { type Target, mirrorTarget } from '../route.ts';
 import type { ResponseSink, UpstreamConn } from '../upstream/conn.ts';
 import type { Head } from './parse.ts';
 
 type UpstreamTarget = Target & { kind: 'upstream' };
 
 export function mirror(core: ProxyCore, head: Head, serviceKey: string, requestHead: (h: Head, t: UpstreamTarget) => Buffer | string, peerIp: string): void {
-  const svc = core.table.services.get(serviceKey);
-  const ep = svc && core.balancer.pick(svc, svc.endpoints, head, peerIp);
-  if (!svc || !ep) return;
-  const port = ep.port || svc.ports[0]?.targetPort || 80;
-  // Envoy's convention: the shadow sees the host with "-shadow" appended.
-  const reqHead = requestHead(head, { kind: 'upstream', address: ep.address, port, host: `${head.host ?? serviceKey}-shadow` });
+  const to = mirrorTarget(core, head, serviceKey, peerIp);
+  if (!to) return;
+  const reqHead = requestHead(head, { kind: 'upstream', address: to.address, port: to.port, host: to.host });
   core.metrics.mirrored.inc();
-  core.pool.acquire(ep.address, port, (err, conn) => {
+  core.pool.acquire(to.address, to.port, (err, conn) => {
     if (err || !conn) return;
-    conn.begin(new DiscardSink(core, conn, svc.policy.poolIdleTimeoutMs), head.method === 'HEAD');
+    conn.begin(new DiscardSink(core, conn, to.service.policy.poolIdleTimeoutMs), head.method === 'HEAD');
     conn.socket.write(reqHead, 'latin1');
   });
 }

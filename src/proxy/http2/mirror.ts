@@ -7,6 +7,7 @@
 import { type ClientHttp2Stream, type OutgoingHttpHeaders, constants } from 'node:http2';
 import type { ProxyCore } from '../core.ts';
 import type { Head } from '../http1/parse.ts';
+import { mirrorTarget } from '../route.ts';
 import { timerMs } from '../timer.ts';
 
 /** The shadow's copy of a request body: fed as the real one arrives. */
@@ -52,16 +53,14 @@ export class Shadow {
  * request's headers for an endpoint and authority (as for the real one).
  */
 export function mirror(core: ProxyCore, head: Head, serviceKey: string, peerIp: string, limit: number, headersFor: (t: { address: string; port: number; host: string }) => OutgoingHttpHeaders): Shadow | null {
-  const svc = core.table.services.get(serviceKey);
-  const ep = svc && core.balancer.pick(svc, svc.endpoints, head, peerIp);
-  if (!svc || !ep) return null;
-  const port = ep.port || svc.ports[0]?.targetPort || 80;
+  const to = mirrorTarget(core, head, serviceKey, peerIp);
+  if (!to) return null;
+  const { service: svc, address, port } = to;
   const policy = svc.policy;
   // The shadow's own circuit breaker: a copy never opens a connection past its maxConnections.
-  if (!core.h2.existing(ep.address, port) && svc.live.connections >= policy.limits.maxConnections) return null;
-  const session = core.h2.session(ep.address, port, { idleTimeoutMs: policy.poolIdleTimeoutMs, connectTimeoutMs: policy.connectTimeoutMs, live: svc.live });
-  // Envoy's convention: the shadow sees the host with "-shadow" appended.
-  const stream = session.request(headersFor({ address: ep.address, port, host: `${head.host ?? serviceKey}-shadow` }), { endStream: false });
+  if (!core.h2.existing(address, port) && svc.live.connections >= policy.limits.maxConnections) return null;
+  const session = core.h2.session(address, port, { idleTimeoutMs: policy.poolIdleTimeoutMs, connectTimeoutMs: policy.connectTimeoutMs, live: svc.live });
+  const stream = session.request(headersFor(to), { endStream: false });
   core.metrics.mirrored.inc();
   stream.on('error', () => {});
   // Read to the end and dropped; a shadow that goes quiet is given up after the shadow's request timeout.
