@@ -13,7 +13,7 @@ import { endpointsOf, peerOf, serviceByEndpoint, serviceFor, servicesByEndpoint 
 import { pipeTcp } from './tcp.ts';
 import type { InboundDial } from './route.ts';
 import { sniOf } from './tls.ts';
-import type { Peer } from './telemetry/metrics.ts';
+import type { Peer, TcpRecord } from './telemetry/metrics.ts';
 
 export interface ListenerOptions {
   /** Where an accepted connection was going: SO_ORIGINAL_DST through the datapath (outbound listeners). */
@@ -117,24 +117,17 @@ export class ProxyServer {
     let address: string;
     let port: number;
     // Authorization applies to TCP as well: by source and port (see denied for rules about HTTP).
-    if (svc && denied(svc.authz, source, null, origDst?.port ?? svc.ports[0]?.port ?? 0)) {
-      this.core.metrics.tcpClose(rec, 0, initial?.length ?? 0, 'RBAC');
-      return void socket.destroy();
-    }
+    if (svc && denied(svc.authz, source, null, origDst?.port ?? svc.ports[0]?.port ?? 0)) return this.refuseTcp(socket, rec, initial, 'RBAC');
     if (svc) {
       const ep = this.core.balancer.pick(svc, endpointsOf(svc, undefined), null, socket.remoteAddress ?? '');
-      if (!ep) {
-        this.core.metrics.tcpClose(rec, 0, initial?.length ?? 0, 'UH');
-        return void socket.destroy();
-      }
+      if (!ep) return this.refuseTcp(socket, rec, initial, 'UH');
       address = ep.address;
       port = ep.port || svc.ports.find((p) => p.port === origDst?.port)?.targetPort || svc.ports[0]!.targetPort;
     } else if (origDst) {
       address = origDst.address;
       port = origDst.port;
     } else {
-      this.core.metrics.tcpClose(rec, 0, initial?.length ?? 0, 'NR');
-      return void socket.destroy();
+      return this.refuseTcp(socket, rec, initial, 'NR');
     }
     this.core.metrics.tcpOpen(rec);
     const policy = svc?.policy ?? this.core.table.defaultPolicy;
@@ -170,14 +163,17 @@ export class ProxyServer {
     };
     // What depends on the connection alone is enforced here too (see deniedAtDestination), for every service this pod backs.
     for (const s of servicesByEndpoint(this.core.table, address, port)) {
-      if (deniedAtDestination(s.authz, null, s.ports.find((p) => p.targetPort === port)?.port ?? port)) {
-        this.core.metrics.tcpClose(rec, 0, initial?.length ?? 0, 'RBAC');
-        return void socket.destroy();
-      }
+      if (deniedAtDestination(s.authz, null, s.ports.find((p) => p.targetPort === port)?.port ?? port)) return this.refuseTcp(socket, rec, initial, 'RBAC');
     }
     this.core.metrics.tcpOpen(rec);
     const policy = svc?.policy ?? this.core.table.defaultPolicy;
     pipeTcp(socket, address, port, initial, { idleTimeoutMs: policy.tcpIdleTimeoutMs, connectTimeoutMs: policy.connectTimeoutMs, dial: () => inbound.dial(address, port), onClose: (st) => this.core.metrics.tcpClose(rec, st.sent, st.received) });
+  }
+
+  /** A TCP connection not taken (flags say why): counted as closed with what it sent, and reset. */
+  private refuseTcp(socket: Socket, rec: TcpRecord, initial: Buffer | null, flags: string): void {
+    this.core.metrics.tcpClose(rec, 0, initial?.length ?? 0, flags);
+    socket.destroy();
   }
 
   async close(): Promise<void> {

@@ -357,7 +357,6 @@ export class Http1Session implements ResponseSink {
    * request's whole routing.
    */
   private armTimeout(requested: number, from: number): void {
-    // setTimeout takes at most 2^31-1 ms; longer would fire at once.
     const ms = timerMs(Math.max(requested, 1));
     this.deadline = from + ms;
     if (this.timerAt !== 0 && this.timerAt <= this.deadline) return;

@@ -102,13 +102,9 @@ export class UpstreamPool {
     conn.idleSince = this.clock;
     conn.idleTimeoutMs = idleTimeoutMs;
     list.push(conn);
-    // 0: never closed for idleness (as in Envoy, and as an h2c session's timeout of 0).
-    if (idleTimeoutMs <= 0) {
-      this.sweeper ??= setInterval(() => this.sweep(), (this.sweepEveryMs = 5000)).unref();
-      return;
-    }
     // A quarter of the shortest timeout seen (at most 5 s): the stamps are as coarse as the sweep.
-    const every = Math.min(5000, Math.max(25, Math.floor(idleTimeoutMs / 4)));
+    // 0: never closed for idleness (as in Envoy, and as an h2c session's timeout of 0).
+    const every = idleTimeoutMs > 0 ? Math.min(5000, Math.max(25, Math.floor(idleTimeoutMs / 4))) : 5000;
     if (this.sweeper === undefined || every < this.sweepEveryMs) {
       clearInterval(this.sweeper);
       this.sweepEveryMs = every;
