@@ -18,8 +18,10 @@ export interface BenchOptions {
   out: string;
   /** Concurrency of the fixed-concurrency workloads. */
   connections: number;
-  /** Requests per second of the latency workload: below every mode's saturation. */
+  /** Requests per second of the latency workload: a light load, far below every mode's saturation. */
   rate: number;
+  /** Requests per second of the latency-loaded workload: still below every mode's saturation, but a load that keeps the baseline's proxy busy. */
+  loadedRate: number;
 }
 
 export interface BenchOptionsInput {
@@ -31,6 +33,7 @@ export interface BenchOptionsInput {
   out?: string;
   connections?: number;
   rate?: number;
+  loadedRate?: number;
 }
 
 function stamp(d = new Date()): string {
@@ -65,5 +68,6 @@ export function resolveOptions(input: BenchOptionsInput): BenchOptions {
     out: input.out ?? join(tmpdir(), `kernmesh-bench-${stamp()}`),
     connections: positive('connections', input.connections, 16),
     rate: positive('rate', input.rate, quick ? 1000 : 2000),
+    loadedRate: positive('loaded-rate', input.loadedRate, quick ? 5000 : 10000),
   };
 }

@@ -54,25 +54,25 @@ export function markdown(r: BenchReport): string {
     `# kernmesh bench, ${r.meta.date.slice(0, 10)}`,
     '',
     `Linux ${r.meta.kernel}, ${r.meta.cpus} CPUs (${r.meta.cpu_model}), Node ${r.meta.node}, ${r.meta.haproxy}. ` +
-      `${o.rounds} round(s), ${o.seconds} s per run after ${o.warmupSeconds} s of warm-up, modes interleaved; ${o.connections} connections for the fixed-concurrency workloads, ${o.rate} req/s for the latency one. ` +
+      `${o.rounds} round(s), ${o.seconds} s per run after ${o.warmupSeconds} s of warm-up, modes interleaved; ${o.connections} connections for the fixed-concurrency workloads, ${o.rate} req/s for the latency one (a light load) and ${o.loadedRate} req/s for latency-loaded. ` +
       'Load generator, proxy and server share the same cores: compare the ratios, which were measured in one run, rather than the absolute figures.',
     '',
     `Command: \`${r.meta.command}\``,
     '',
     '## Medians',
     '',
-    '| mode | HTTP req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | new conn/s | bulk Gbit/s | gRPC calls/s | proxy CPU s / 1k req | machine CPU s / 1k req | proxy peak RSS MiB |',
-    '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
+    '| mode | HTTP req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | loaded p50 ms | loaded p99 ms | loaded p99.9 ms | new conn/s | bulk Gbit/s | gRPC calls/s | proxy CPU s / 1k req | machine CPU s / 1k req | proxy peak RSS MiB |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
     ...modes.map((m) => {
       const f = s.modes[m]!;
-      return `| ${m} | ${cell(f.rps, 4)} | ${cell(f.p50_ms)} | ${cell(f.p90_ms)} | ${cell(f.p99_ms)} | ${cell(f.p999_ms)} | ${cell(f.cps, 4)} | ${cell(f.bulk_gbps)} | ${cell(f.grpc_rps, 4)} | ${cell(f.proxy_cpu_s_per_1k_req)} | ${cell(f.machine_cpu_s_per_1k_req)} | ${cell(f.proxy_peak_rss_mb)} |`;
+      return `| ${m} | ${cell(f.rps, 4)} | ${cell(f.p50_ms)} | ${cell(f.p90_ms)} | ${cell(f.p99_ms)} | ${cell(f.p999_ms)} | ${cell(f.loaded_p50_ms)} | ${cell(f.loaded_p99_ms)} | ${cell(f.loaded_p999_ms)} | ${cell(f.cps, 4)} | ${cell(f.bulk_gbps)} | ${cell(f.grpc_rps, 4)} | ${cell(f.proxy_cpu_s_per_1k_req)} | ${cell(f.machine_cpu_s_per_1k_req)} | ${cell(f.proxy_peak_rss_mb)} |`;
     }),
     '',
     '## eBPF / iptables (same engine)',
     '',
-    '| engine | HTTP req/s | new conn/s | p50 | p99 | gRPC calls/s | bulk Gbit/s |',
-    '|---|--:|--:|--:|--:|--:|--:|',
-    ...Object.entries(s.ebpf_vs_iptables).map(([e, v]) => `| ${e} | ${x(v.rps)} | ${x(v.cps)} | ${x(v.p50)} | ${x(v.p99)} | ${x(v.grpc_rps)} | ${x(v.bulk_gbps)} |`),
+    '| engine | HTTP req/s | new conn/s | p50 | p99 | loaded p99 | gRPC calls/s | bulk Gbit/s |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|',
+    ...Object.entries(s.ebpf_vs_iptables).map(([e, v]) => `| ${e} | ${x(v.rps)} | ${x(v.cps)} | ${x(v.p50)} | ${x(v.p99)} | ${x(v.p99_loaded)} | ${x(v.grpc_rps)} | ${x(v.bulk_gbps)} |`),
     '',
     'Above 1 is better for throughput, below 1 for latency.',
     '',
@@ -90,19 +90,21 @@ export function markdown(r: BenchReport): string {
     '',
     '## Spread over rounds (min / median / max)',
     '',
-    '| mode | HTTP req/s | new conn/s | p99 ms | gRPC calls/s |',
-    '|---|--:|--:|--:|--:|',
+    '| mode | HTTP req/s | new conn/s | p99 ms | loaded p99 ms | gRPC calls/s |',
+    '|---|--:|--:|--:|--:|--:|',
     ...modes.map((m) => {
       const sp = (w: string, k: string, d = 4) => {
         const v = r.medians[m]?.[w]?.[k];
         return v ? `${round(v.min, d)} / ${round(v.median, d)} / ${round(v.max, d)}` : '–';
       };
-      return `| ${m} | ${sp('rps', 'rps')} | ${sp('cps', 'cps')} | ${sp('latency', 'p99_ms', 3)} | ${sp('grpc', 'grpc_rps')} |`;
+      return `| ${m} | ${sp('rps', 'rps')} | ${sp('cps', 'cps')} | ${sp('latency', 'p99_ms', 3)} | ${sp('latency-loaded', 'p99_ms', 3)} | ${sp('grpc', 'grpc_rps')} |`;
     }),
     '',
     '![throughput per mode](throughput.png)',
     '',
     '![latency distribution per mode](latency.png)',
+    '',
+    '![latency distribution per mode, loaded](latency-loaded.png)',
     '',
     '## How to read this',
     '',
@@ -146,6 +148,8 @@ export function writeReport(r: BenchReport, say: (line: string) => void): void {
   if (p.length) charts.push(['throughput', throughputChart(p, subtitle)]);
   const curves = Object.entries(r.summary.curves).map(([mode, points]) => ({ mode, points }));
   if (curves.length) charts.push(['latency', latencyChart(curves, `${subtitle}; ${r.options.rate} req/s over ${r.options.connections} connections`)]);
+  const loaded = Object.entries(r.summary.curves_loaded).map(([mode, points]) => ({ mode, points }));
+  if (loaded.length) charts.push(['latency-loaded', latencyChart(loaded, `${subtitle}; loaded: ${r.options.loadedRate} req/s over ${r.options.connections} connections`)]);
   for (const [name, svg] of charts) {
     writeFileSync(join(dir, `${name}.svg`), svg);
     try {
@@ -164,6 +168,7 @@ export function jsonLine(r: BenchReport): Record<string, unknown> {
     ebpf_vs_iptables_rps: s.ebpf_vs_iptables_rps,
     ebpf_vs_iptables_cps: s.ebpf_vs_iptables_cps,
     ebpf_vs_iptables_p99: s.ebpf_vs_iptables_p99,
+    ebpf_vs_iptables_p99_loaded: s.ebpf_vs_iptables_p99_loaded,
     mesh_vs_direct_p50: s.mesh_vs_direct_p50,
     ebpf_vs_iptables: s.ebpf_vs_iptables,
     mesh_vs_direct: s.mesh_vs_direct,

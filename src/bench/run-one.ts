@@ -129,6 +129,7 @@ export async function runOne(lab: Lab, opts: BenchOptions, mode: Mode, workload:
       warmupSeconds: opts.warmupSeconds,
       connections: opts.connections,
       rate: opts.rate,
+      loadedRate: opts.loadedRate,
       dir: lab.dir,
       client: (name, cmd, args, timeoutMs) => lab.procs.run(name, cg.client, bed.path('client'), cmd, args, timeoutMs),
     };

@@ -15,6 +15,7 @@ import { type RunRecord, runOne } from './run-one.ts';
 import { round } from './stats.ts';
 import { goals, medians, summarize } from './summary.ts';
 import { WORKLOADS } from './workloads/index.ts';
+import { checkLoadgen } from './workloads/latency.ts';
 
 /** The Debian package of each tool the bench runs. */
 const TOOLS: Record<string, string> = { haproxy: 'haproxy', wrk: 'wrk', h2load: 'nghttp2-client', iperf3: 'iperf3', iptables: 'iptables', nsenter: 'util-linux', ss: 'iproute2' };
@@ -44,7 +45,7 @@ function describe(r: RunRecord): string {
   const m = r.metrics;
   const main =
     r.workload === 'rps' ? `${round(m.rps!, 4)} req/s`
-    : r.workload === 'latency' ? `p50 ${round(m.p50_ms!)} ms, p99 ${round(m.p99_ms!)} ms, p99.9 ${round(m.p999_ms!)} ms`
+    : r.workload.startsWith('latency') ? `p50 ${round(m.p50_ms!)} ms, p99 ${round(m.p99_ms!)} ms, p99.9 ${round(m.p999_ms!)} ms`
     : r.workload === 'cps' ? `${round(m.cps!, 4)} conn/s`
     : r.workload === 'bulk' ? `${round(m.gbps!)} Gbit/s`
     : `${round(m.grpc_rps!, 4)} calls/s`;
@@ -56,6 +57,7 @@ function describe(r: RunRecord): string {
 export async function runBench(opts: BenchOptions, say: (line: string) => void): Promise<BenchReport> {
   const missing = Object.keys(TOOLS).filter((t) => !has(t));
   if (missing.length) throw new Error(`the bench needs ${missing.join(', ')}: apt-get install ${[...new Set(missing.map((t) => TOOLS[t]))].join(' ')} (or run scripts/bootstrap.sh)`);
+  if (opts.workloads.some((w) => w.startsWith('latency'))) checkLoadgen();
   const modes = opts.modes.map(modeByName);
   const workloads = WORKLOADS.filter((w) => opts.workloads.includes(w.name));
   const plan = workloads.reduce((n, w) => n + modes.filter((m) => !w.skip?.(m)).length, 0) * opts.rounds;
@@ -91,7 +93,7 @@ export async function runBench(opts: BenchOptions, say: (line: string) => void):
           if (w.skip?.(m)) continue;
           const rec = await runOne(lab, opts, m, w, r, ++runNo);
           runs.push(rec);
-          say(`[${runNo}/${plan}] round ${r} ${w.name.padEnd(7)} ${m.name.padEnd(21)} ${describe(rec)}`);
+          say(`[${runNo}/${plan}] round ${r} ${w.name.padEnd(14)} ${m.name.padEnd(21)} ${describe(rec)}`);
         }
       }
     }

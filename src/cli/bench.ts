@@ -25,6 +25,7 @@ interface Flags {
   workloads?: string[];
   connections?: number;
   rate?: number;
+  loadedRate?: number;
 }
 
 export function registerBench(program: Command): void {
@@ -39,7 +40,8 @@ export function registerBench(program: Command): void {
     .option('--modes <list>', `comma-separated, of ${MODE_NAMES.join(', ')}`, list)
     .option('--workloads <list>', `comma-separated, of ${WORKLOAD_NAMES.join(', ')}`, list)
     .option('--connections <n>', 'concurrency of the fixed-concurrency workloads', num, 16)
-    .option('--rate <n>', 'requests per second of the latency workload (default 2000; 1000 with --quick)', num)
+    .option('--rate <n>', 'requests per second of the latency workload, a light load (default 2000; 1000 with --quick)', num)
+    .option('--loaded-rate <n>', 'requests per second of the latency-loaded workload (default 10000; 5000 with --quick)', num)
     .action(async (flags: Flags, cmd: Command) => {
       let opts;
       try {
@@ -66,7 +68,7 @@ export function registerBench(program: Command): void {
         console.log(JSON.stringify(jsonLine(report)));
       } else {
         console.log(`\n${markdown(report).split('\n## Spread')[0]!.trim()}\n`);
-        console.log(`results in ${report.meta.results_dir} (results.json, results.md, throughput.svg/png, latency.svg/png)`);
+        console.log(`results in ${report.meta.results_dir} (results.json, results.md, throughput.svg/png, latency.svg/png, latency-loaded.svg/png)`);
       }
       if (failed || report.cleanup_problems.length) {
         console.error(`kernmesh bench: ${failed} run(s) failed${report.cleanup_problems.length ? `, cleanup left: ${report.cleanup_problems.join('; ')}` : ''}`);

@@ -3,11 +3,11 @@
 import { bulk } from './bulk.ts';
 import { cps } from './connections.ts';
 import { grpc } from './grpc.ts';
-import { latency } from './latency.ts';
+import { latency, latencyLoaded } from './latency.ts';
 import { rps } from './rps.ts';
 import type { Workload } from './types.ts';
 
 export type { Workload, WorkloadContext, WorkloadName, WorkloadResult } from './types.ts';
 
-export const WORKLOADS: readonly Workload[] = [rps, latency, cps, bulk, grpc];
+export const WORKLOADS: readonly Workload[] = [rps, latency, latencyLoaded, cps, bulk, grpc];
 export const WORKLOAD_NAMES = WORKLOADS.map((w) => w.name);

@@ -4,15 +4,17 @@ import type { ServiceKind } from '../haproxy.ts';
 import type { Mode } from '../modes.ts';
 import type { Proc } from '../procs.ts';
 
-export type WorkloadName = 'rps' | 'latency' | 'cps' | 'bulk' | 'grpc';
+export type WorkloadName = 'rps' | 'latency' | 'latency-loaded' | 'cps' | 'bulk' | 'grpc';
 
 export interface WorkloadContext {
   seconds: number;
   warmupSeconds: number;
   /** Concurrency of the fixed-concurrency workloads (connections, or gRPC streams). */
   connections: number;
-  /** Requests per second of the latency workload. */
+  /** Requests per second of the latency workload (a light load). */
   rate: number;
+  /** Requests per second of the latency-loaded workload (the baseline's proxy about half busy). */
+  loadedRate: number;
   /** A scratch directory for the generators' input files. */
   dir: string;
   /** Runs a load generator in the client pod (its cgroup and namespace) to completion. */
