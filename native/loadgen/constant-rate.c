@@ -198,7 +198,8 @@ int main(int argc, char **argv) {
       struct conn *c = &conns[idle[--nidle]];
       late_us[sent] = (float)((now - DUE(sent)) / 1e3);
       c->request = sent++;
-      if (write(c->fd, request, request_len) != request_len) failed++, c->request = -1, close(c->fd), c->fd = -1, open--;
+      // MSG_NOSIGNAL: a peer that closed makes this fail (and count), not raise SIGPIPE and kill the run.
+      if (send(c->fd, request, request_len, MSG_NOSIGNAL) != request_len) failed++, c->request = -1, close(c->fd), c->fd = -1, open--;
     }
     // Sleep until the next one is due; with no connection free, a response wakes us first.
     if (sent < total && nidle && DUE(sent) != armed) {

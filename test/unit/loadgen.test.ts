@@ -96,3 +96,17 @@ test('a server that closes the connection mid-run fails the run instead of hangi
   t.is(run.code, 1);
   t.regex(JSON.parse(run.stdout).problem, /every connection was closed|too many errors/);
 });
+
+test('a server that answers once and then closes each connection fails the run with what happened', async (t) => {
+  // The answered requests count; the connections are gone, so the run stops
+  // at once instead of waiting out its schedule.
+  const s = createServer((sock) => {
+    sock.once('data', () => sock.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'));
+    sock.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => s.close());
+  const run = await loadgen(['--host', '127.0.0.1', '--port', String((s.address() as AddressInfo).port), '--rate', '200', '--seconds', '1', '--connections', '4']);
+  t.is(run.code, 1, `exit ${run.code}: ${run.stderr}`);
+  t.regex(JSON.parse(run.stdout).problem, /every connection was closed|too many errors/);
+});
