@@ -151,7 +151,8 @@ static void print_samples(const char *name, const float *xs, long n) {
 
 int main(int argc, char **argv) {
   struct options o = parse_args(argc, argv);
-  const long total = (long)(o.rate * o.seconds + 0.5) > 0 ? (long)(o.rate * o.seconds + 0.5) : 1;
+  const long scheduled = (long)(o.rate * o.seconds + 0.5);
+  const long total = scheduled > 0 ? scheduled : 1;
   const double interval_ns = 1e9 / o.rate;
   char request[2048];
   int request_len = snprintf(request, sizeof request, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: kernmesh-bench\r\n\r\n", o.path, o.host);

@@ -146,10 +146,14 @@ export function writeReport(r: BenchReport, say: (line: string) => void): void {
   const charts: Array<[string, string]> = [];
   const p = panels(r);
   if (p.length) charts.push(['throughput', throughputChart(p, subtitle)]);
-  const curves = Object.entries(r.summary.curves).map(([mode, points]) => ({ mode, points }));
-  if (curves.length) charts.push(['latency', latencyChart(curves, `${subtitle}; ${r.options.rate} req/s over ${r.options.connections} connections`)]);
-  const loaded = Object.entries(r.summary.curves_loaded).map(([mode, points]) => ({ mode, points }));
-  if (loaded.length) charts.push(['latency-loaded', latencyChart(loaded, `${subtitle}; loaded: ${r.options.loadedRate} req/s over ${r.options.connections} connections`)]);
+  const latencies: Array<[string, Summary['curves'], string]> = [
+    ['latency', r.summary.curves, `${r.options.rate} req/s`],
+    ['latency-loaded', r.summary.curves_loaded, `loaded: ${r.options.loadedRate} req/s`],
+  ];
+  for (const [name, byMode, rate] of latencies) {
+    const curves = Object.entries(byMode).map(([mode, points]) => ({ mode, points }));
+    if (curves.length) charts.push([name, latencyChart(curves, `${subtitle}; ${rate} over ${r.options.connections} connections`)]);
+  }
   for (const [name, svg] of charts) {
     writeFileSync(join(dir, `${name}.svg`), svg);
     try {

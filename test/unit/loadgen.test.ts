@@ -20,6 +20,12 @@ function loadgen(args: string[]): Promise<Run> {
   });
 }
 
+/** Listens on a free loopback port; resolves to the port. */
+async function listening(s: Server): Promise<number> {
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  return (s.address() as AddressInfo).port;
+}
+
 /** Answers every request with a fixed 200; `delayOf(n)` holds the n-th answer (1-based, over all connections). */
 async function server(delayOf: (n: number) => number = () => 0): Promise<{ port: number; server: Server; answered: () => number }> {
   let n = 0;
@@ -37,8 +43,7 @@ async function server(delayOf: (n: number) => number = () => 0): Promise<{ port:
     });
     sock.on('error', () => {});
   });
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  return { port: (s.address() as AddressInfo).port, server: s, answered: () => n };
+  return { port: await listening(s), server: s, answered: () => n };
 }
 
 test('sends every request of the schedule and reports one latency and one send delay per request', async (t) => {
@@ -90,9 +95,9 @@ test('bad arguments exit 2 with what to fix; a refused connection exits 1 with t
 
 test('a server that closes the connection mid-run fails the run instead of hanging', async (t) => {
   const s = createServer((sock) => sock.once('data', () => sock.destroy()));
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const port = await listening(s);
   t.teardown(() => s.close());
-  const run = await loadgen(['--host', '127.0.0.1', '--port', String((s.address() as AddressInfo).port), '--rate', '100', '--seconds', '1', '--connections', '2']);
+  const run = await loadgen(['--host', '127.0.0.1', '--port', String(port), '--rate', '100', '--seconds', '1', '--connections', '2']);
   t.is(run.code, 1);
   t.regex(JSON.parse(run.stdout).problem, /every connection was closed|too many errors/);
 });
@@ -104,9 +109,9 @@ test('a server that answers once and then closes each connection fails the run w
     sock.once('data', () => sock.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'));
     sock.on('error', () => {});
   });
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const port = await listening(s);
   t.teardown(() => s.close());
-  const run = await loadgen(['--host', '127.0.0.1', '--port', String((s.address() as AddressInfo).port), '--rate', '200', '--seconds', '1', '--connections', '4']);
+  const run = await loadgen(['--host', '127.0.0.1', '--port', String(port), '--rate', '200', '--seconds', '1', '--connections', '4']);
   t.is(run.code, 1, `exit ${run.code}: ${run.stderr}`);
   t.regex(JSON.parse(run.stdout).problem, /every connection was closed|too many errors/);
 });
