@@ -49,8 +49,13 @@ export class UpstreamConn {
   dead = false;
   /** Requests served, for pool statistics. */
   served = 0;
-  /** When it went idle (the pool's coarse clock; 0 = not stamped yet). */
-  idleSince = 0;
+  /**
+   * When it went idle (the pool's coarse clock; NaN = not stamped yet). NaN,
+   * not 0: a field that starts as a small integer and later takes Date.now()
+   * makes V8 reshape every connection and drop the optimised code that reads
+   * them, seconds into the process's life, in the middle of its traffic.
+   */
+  idleSince = NaN;
   /** Closed after this long idle in the pool: its service's connectionPool.idleTimeout, set at each release. */
   idleTimeoutMs = 60_000;
   private reuseBlocked = false;

@@ -117,7 +117,8 @@ export class UpstreamPool {
    * timer per connection: re-arming a socket timer on every request costs
    * measurable throughput.
    */
-  private clock = 0;
+  /** NaN until the first sweep: a release before it leaves the connection unstamped (see UpstreamConn.idleSince). */
+  private clock = NaN;
   private sweeper: NodeJS.Timeout | undefined;
   private sweepEveryMs = 0;
 
@@ -126,10 +127,11 @@ export class UpstreamPool {
     for (const list of this.lists()) {
       for (let i = list.length - 1; i >= 0; i--) {
         const c = list[i]!;
-        if (!c.idle || (c.idleSince && c.idleTimeoutMs > 0 && this.clock - c.idleSince > c.idleTimeoutMs)) {
+        // An unstamped connection's age is NaN, which is never past its timeout.
+        if (!c.idle || (c.idleTimeoutMs > 0 && this.clock - c.idleSince > c.idleTimeoutMs)) {
           list.splice(i, 1);
           c.socket.destroy();
-        } else if (!c.idleSince) {
+        } else if (Number.isNaN(c.idleSince)) {
           c.idleSince = this.clock;
         }
       }
