@@ -96,9 +96,10 @@ function spawnWorker(): ChildProcess {
 export class ProxyWorkers {
   private readonly workers: ChildProcess[];
   private stopping = false;
-  /** What a replacement worker needs: the last settings and table, and every listener adopted. */
+  /** What a replacement worker needs: the last settings and table, its own listeners, and every listener adopted. */
   private settings: WorkerSettings | null = null;
   private table: { version: number; objects: StoredObject[] } | null = null;
+  private listens: WorkerListen[] = [];
   private readonly adopted = new Map<string, Adopted[]>();
   /** Called when a worker died and was replaced (or could not be). */
   onRestart: (info: { pid: number | undefined; code: number | null; error?: string }) => void = () => {};
@@ -147,6 +148,7 @@ export class ProxyWorkers {
       // Settings before the table and the listeners: no connection is served without this node's zone.
       if (this.settings) await reply(fresh, 'settings-applied', { type: 'settings', ...this.settings });
       if (this.table) await reply(fresh, 'table-applied', { type: 'table', ...this.table });
+      if (this.listens.length) await reply(fresh, 'listening', { type: 'listen', listens: this.listens });
       for (const [key, list] of this.adopted) for (const a of list) await reply(fresh, 'adopted', { type: 'adopt', key, ...a.options }, a.server);
       this.onRestart({ pid, code });
     } catch (err) {
@@ -170,7 +172,9 @@ export class ProxyWorkers {
     await Promise.all(this.workers.map((w) => reply(w, 'table-applied', { type: 'table', version, objects })));
   }
 
+  /** Every worker binds these ports itself (SO_REUSEPORT); a replacement worker binds them too. */
   async listen(listens: WorkerListen[]): Promise<void> {
+    this.listens = [...this.listens, ...listens];
     await Promise.all(this.workers.map((w) => reply(w, 'listening', { type: 'listen', listens })));
   }
 

@@ -46,6 +46,22 @@ test('two workers on one port share the connections and follow config changes', 
   t.true((await workers.stats()).every((s) => s.version === 2));
 });
 
+test('a replacement worker binds the shared port again and takes its share', async (t) => {
+  const a = await backend(t, 'a');
+  const workers = await startWorkers(t);
+  await workers.setObjects(1, stored([service('web', 'shop'), endpoints('web', 'shop', [{ port: a.port }])]));
+  const port = await freePort();
+  await workers.listen([{ port, host: '127.0.0.1', service: 'shop/web' }]);
+  const restarted = new Promise<{ error?: string }>((resolve) => (workers.onRestart = resolve));
+  const dead = workers.pids[0];
+  process.kill(dead!, 'SIGKILL');
+  t.is((await restarted).error, undefined);
+  t.not(workers.pids[0], dead);
+  // Only a worker listening on the port can take connections: the replacement must serve some.
+  const answers = await untilEachServed(workers, 1, () => burst(port, 20));
+  t.true(answers.every((r) => /"backend":"a"/.test(r.text)));
+});
+
 /** web in shop: one endpoint per port, endpoint i in zones[i], round robin with locality. */
 function zonedService(ports: number[], zones: string[]): MeshObject[] {
   const eps = endpoints('web', 'shop', ports.map((port) => ({ port })));
