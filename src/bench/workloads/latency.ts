@@ -63,9 +63,10 @@ export function latencyFigures(out: GeneratorOutput, seconds: number) {
  * and the generator's new ones at a low rate take V8 down paths it has not
  * optimised, and for about 4 s the recompiling threads take the two CPUs
  * from the proxy, the server and the generator. Measured straight after wrk,
- * our proxy's p99 at 2 000 req/s was 0.5-1.3 ms; after 4 s more at the
- * rate, 0.2-0.35 ms, as in a proxy that has run for minutes. HAProxy, a
- * compiled program, is the same either way. Every mode gets the same warm-up.
+ * our proxy's p99 at 2 000 req/s was 0.5-1.1 ms on loopback; after 4 s more
+ * at the rate, 0.2-0.6 ms, about what a proxy that has run for minutes gives
+ * (0.22-0.46). HAProxy, compiled ahead of time, has no such warm-up. Every
+ * mode gets the same one.
  */
 const GENERATOR_WARMUP_FACTOR = 2;
 

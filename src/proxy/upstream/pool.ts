@@ -115,9 +115,10 @@ export class UpstreamPool {
   /**
    * Idle connections past their timeout are closed by a periodic sweep, not a
    * timer per connection: re-arming a socket timer on every request costs
-   * measurable throughput.
+   * measurable throughput. The clock is NaN until the first sweep: a
+   * release before it leaves the connection unstamped (NaN, not 0, for the
+   * reason given at UpstreamConn.idleSince).
    */
-  /** NaN until the first sweep: a release before it leaves the connection unstamped (see UpstreamConn.idleSince). */
   private clock = NaN;
   private sweeper: NodeJS.Timeout | undefined;
   private sweepEveryMs = 0;

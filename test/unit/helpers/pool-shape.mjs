@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Run by pool-shape.test.ts under `node --allow-natives-syntax`: whether the
 // upstream pool's idle sweep changes the shape (V8 map) of the connections it
 // stamps. Prints one JSON line: {"sameShape": boolean}.
