@@ -78,6 +78,33 @@ test('a stall counts against every request that was due during it (coordinated o
   t.true(out.late_us.filter((us) => us >= 50_000).length >= 50, 'and they were sent late');
 });
 
+test('--warmup sends on the same connections and schedule first and records none of it', async (t) => {
+  // 400/s, 0.5 s of warm-up then 0.5 s measured, on 2 connections: the first
+  // answer on each is held 100 ms, so about 40 requests fall due while both
+  // are busy. They are all in the warm-up (its first 200 requests) and the
+  // schedule has caught up long before it ends, so nothing measured is slow;
+  // without --warmup they would be measured.
+  const srv = await server((n) => (n <= 2 ? 100 : 0));
+  t.teardown(() => srv.server.close());
+  const connections: unknown[] = [];
+  srv.server.on('connection', (c) => connections.push(c));
+  const run = await loadgen(['--host', '127.0.0.1', '--port', String(srv.port), '--rate', '400', '--seconds', '0.5', '--warmup', '0.5', '--connections', '2']);
+  t.is(run.code, 0, run.stderr);
+  const out = JSON.parse(run.stdout) as { requests: number; warmup_requests: number; errors: number; latency_us: number[]; late_us: number[] };
+  t.is(srv.answered(), 400, 'the server answered warm-up and measured requests');
+  t.is(connections.length, 2, 'one set of connections for both');
+  t.is(out.requests, 200);
+  t.is(out.warmup_requests, 200);
+  t.is(out.errors, 0);
+  t.is(out.latency_us.length, 200);
+  t.is(out.late_us.length, 200);
+  const slowest = Math.max(...out.latency_us);
+  t.true(slowest < 50_000, `slowest measured request ${slowest} µs: the held warm-up answers must not be in it`);
+  const bad = await loadgen(['--host', '127.0.0.1', '--warmup', '-1']);
+  t.is(bad.code, 2);
+  t.regex(bad.stderr, /--warmup must be a number of seconds, 0 or more, got '-1'/);
+});
+
 test('bad arguments exit 2 with what to fix; a refused connection exits 1 with the problem', async (t) => {
   const bad = await loadgen(['--host', '127.0.0.1', '--rate', 'fast']);
   t.is(bad.code, 2);
