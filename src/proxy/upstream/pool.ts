@@ -10,6 +10,15 @@ export interface PoolOptions {
   connectTimeoutMs?: number;
 }
 
+/**
+ * A quarter of an idle timeout, within 25 ms and 5 s: stamps are as coarse as
+ * the sweep. A timeout of 0 means never closed for idleness (as in Envoy, and
+ * as an h2c session's timeout of 0), swept only for dead connections.
+ */
+function sweepPeriod(idleTimeoutMs: number): number {
+  return idleTimeoutMs > 0 ? Math.min(5000, Math.max(25, Math.floor(idleTimeoutMs / 4))) : 5000;
+}
+
 export class UpstreamPool {
   /**
    * Idle connections by address, then port: both are values the routing
@@ -102,14 +111,14 @@ export class UpstreamPool {
     conn.idleSince = this.clock;
     conn.idleTimeoutMs = idleTimeoutMs;
     list.push(conn);
-    // A quarter of the shortest timeout seen (at most 5 s): the stamps are as coarse as the sweep.
-    // 0: never closed for idleness (as in Envoy, and as an h2c session's timeout of 0).
-    const every = idleTimeoutMs > 0 ? Math.min(5000, Math.max(25, Math.floor(idleTimeoutMs / 4))) : 5000;
-    if (this.sweeper === undefined || every < this.sweepEveryMs) {
-      clearInterval(this.sweeper);
-      this.sweepEveryMs = every;
-      this.sweeper = setInterval(() => this.sweep(), every).unref();
-    }
+    const every = sweepPeriod(idleTimeoutMs);
+    if (this.sweeper === undefined || every < this.sweepEveryMs) this.sweepEvery(every);
+  }
+
+  private sweepEvery(ms: number): void {
+    clearInterval(this.sweeper);
+    this.sweepEveryMs = ms;
+    this.sweeper = setInterval(() => this.sweep(), ms).unref();
   }
 
   /**
@@ -123,8 +132,16 @@ export class UpstreamPool {
   private sweeper: NodeJS.Timeout | undefined;
   private sweepEveryMs = 0;
 
+  /** How often the pool sweeps now (0: no sweep armed), for tests and status. */
+  get sweepPeriodMs(): number {
+    return this.sweeper === undefined ? 0 : this.sweepEveryMs;
+  }
+
   private sweep(): void {
     this.clock = Date.now();
+    // The period follows the shortest timeout among the connections still idle, so one service's short timeout does not keep every pool sweeping fast after its connections are gone.
+    let shortest = Infinity;
+    let left = 0;
     for (const list of this.lists()) {
       for (let i = list.length - 1; i >= 0; i--) {
         const c = list[i]!;
@@ -132,11 +149,22 @@ export class UpstreamPool {
         if (!c.idle || (c.idleTimeoutMs > 0 && this.clock - c.idleSince > c.idleTimeoutMs)) {
           list.splice(i, 1);
           c.socket.destroy();
-        } else if (Number.isNaN(c.idleSince)) {
-          c.idleSince = this.clock;
+          continue;
         }
+        if (Number.isNaN(c.idleSince)) c.idleSince = this.clock;
+        left++;
+        if (c.idleTimeoutMs > 0 && c.idleTimeoutMs < shortest) shortest = c.idleTimeoutMs;
       }
     }
+    if (left === 0) {
+      // Nothing to sweep: stop until the next release, whose connections the stale clock must not stamp.
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+      this.clock = NaN;
+      return;
+    }
+    const every = sweepPeriod(shortest === Infinity ? 0 : shortest);
+    if (every !== this.sweepEveryMs) this.sweepEvery(every);
   }
 
   /** Idle connections per endpoint, for /metrics and status. */
