@@ -20,8 +20,11 @@ import type { WorkerListen, WorkerMessage } from './workers.ts';
 const core = new ProxyCore();
 const server = new ProxyServer(core);
 /** This worker's log lines, written by the primary (see worker-log.ts). */
-const forwarded = new ForwardedLog((m, done) => process.send!(m, undefined, {}, done));
-const accessLogger = loggerTo(forwarded).child({ component: 'access', worker: process.pid });
+const forwarded = new ForwardedLog((m, done) => process.send!(m, undefined, {}, done), {
+  onDropped: (lines) => workerLogger.warn({ droppedLines: lines }, 'log lines dropped: the agent wrote its output slower than this worker logged; check where its stdout goes'),
+});
+const workerLogger = loggerTo(forwarded).child({ worker: process.pid });
+const accessLogger = workerLogger.child({ component: 'access' });
 
 /** Listeners adopted from the primary, by the key it released them under. */
 const adopted = new Map<string, Server[]>();
