@@ -153,6 +153,37 @@ test('gRPC with @grpc/grpc-js: unary, server streaming, status codes and a deadl
   t.regex(metrics, /request_protocol="grpc",response_code="200",grpc_response_status="5"/);
 });
 
+test("gRPC local replies carry the gRPC status of their HTTP status: a fault abort's, a denial's, a breaker's", async (t) => {
+  const port = await grpcBackend(t);
+  const grpcPort = { ports: [{ port: 80, targetPort: port, protocol: 'grpc' }] };
+  const abort = (status: number) => ({ match: [{ path: { prefix: `/abort${status}` } }], action: { split: [{}] }, fault: { abort: { percent: 100, status } } });
+  // The aborts are matched on the method path: each rule's prefix is the path of one of the service's methods, renamed.
+  const p = await proxy(
+    t,
+    [
+      service('echo', 'shop', grpcPort),
+      endpoints('echo', 'shop', [{ port }]),
+      obj('Route', 'echo', 'shop', { service: 'echo', rules: [abort(401), abort(404), abort(400), abort(418), abort(503), { action: { split: [{}] } }] }),
+      obj('AuthorizationPolicy', 'deny', 'shop', { service: 'echo', action: 'DENY', rules: [{ to: { paths: [{ prefix: '/denied' }] } }] }),
+    ],
+    'shop/echo',
+  );
+  const client = new grpc.Client(`127.0.0.1:${p.port}`, grpc.credentials.createInsecure());
+  t.teardown(() => client.close());
+  const call = (path: string) =>
+    new Promise<grpc.ServiceError>((resolve) =>
+      client.makeUnaryRequest(path, (b: Buffer) => b, (b: Buffer) => b, Buffer.from('x'), (err) => resolve(err as grpc.ServiceError)),
+    );
+  t.is((await call('/abort401/Echo')).code, grpc.status.UNAUTHENTICATED);
+  t.is((await call('/abort404/Echo')).code, grpc.status.UNIMPLEMENTED);
+  t.is((await call('/abort400/Echo')).code, grpc.status.INTERNAL);
+  t.is((await call('/abort418/Echo')).code, grpc.status.UNKNOWN);
+  t.is((await call('/abort503/Echo')).code, grpc.status.UNAVAILABLE);
+  t.is((await call('/denied/Echo')).code, grpc.status.PERMISSION_DENIED);
+  const metrics = await p.server.core.metrics.render();
+  t.regex(metrics, /response_code="200",grpc_response_status="16"[^}]*response_flags="FI"/);
+});
+
 test('an HTTP/2 request the policy refuses gets its answer over HTTP/2', async (t) => {
   const b = await h2Backend(t, 'h2');
   const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: b.port }]), obj('AuthorizationPolicy', 'deny', 'shop', { service: 'web', action: 'DENY', rules: [{ to: { paths: [{ prefix: '/admin' }] } }] })], 'shop/web');
@@ -221,6 +252,14 @@ test('HTTP/2 retries: a 503 is retried with the request body sent again, a refus
   const plain = await proxy(t, [service('raw', 'shop'), endpoints('raw', 'shop', [{ port }])], 'shop/raw');
   const r = await run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '--http2-prior-knowledge', `http://127.0.0.1:${plain.port}/flaky`]);
   t.is(r.stdout, '503');
+  // With retries but no budget for them (maxRetries 0), the upstream's own 503 reaches the client, flagged URX.
+  calls = 0;
+  const capped = await proxy(t, [service('capped', 'shop'), endpoints('capped', 'shop', [{ port }]), obj('ClusterPolicy', 'capped', 'shop', { service: 'capped', connectionPool: { maxRetries: 0 }, retries })], 'shop/capped');
+  const c = await run('curl', ['-sS', '-w', ' %{http_code}', '--http2-prior-knowledge', `http://127.0.0.1:${capped.port}/flaky`]);
+  t.is(c.stdout, 'busy 503', "the upstream's own answer");
+  const metrics = await capped.server.core.metrics.render();
+  t.regex(metrics, /kernmesh_proxy_retry_budget_exhausted_total 1/);
+  t.regex(metrics, /response_code="503"[^}]*response_flags="URX"/);
 });
 
 test('HTTP/2: body bytes sent while a retry waits out its backoff reach the next attempt, in order', async (t) => {

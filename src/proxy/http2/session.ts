@@ -25,6 +25,7 @@ import { roll } from '../policy/fault.ts';
 import { recordExchange } from '../telemetry/exchange.ts';
 import type { Peer } from '../telemetry/metrics.ts';
 import { type Shadow, mirror } from './mirror.ts';
+import { grpcStatusOfHttp } from './grpc-status.ts';
 
 /** Request bodies up to this size are kept for a retry (as on HTTP/1.1). */
 const REPLAY_LIMIT = 64 * 1024;
@@ -153,7 +154,7 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
     down.end(body);
   };
 
-  if (target.kind === 'local') return local(target.status, target.body, target.flags, target.status === 403 ? 7 : target.status === 429 ? 8 : 14, target.headers);
+  if (target.kind === 'local') return local(target.status, target.body, target.flags, grpcStatusOfHttp(target.status), target.headers);
 
   // The same circuit breaker and endpoint accounting as HTTP/1.1: one stream, one request.
   const svc = target.service;
@@ -208,6 +209,8 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
     if (svc && !inRetry) {
       if (!retryBudgetAllows(svc.policy, svc.live)) {
         core.metrics.retryBudgetExhausted.inc();
+        // A retry not made, as on HTTP/1.1: a forwarded answer keeps this flag, a local reply sets its own.
+        flags = 'URX';
         return false;
       }
       const live = svc.live;
@@ -222,7 +225,7 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
     setTimeout(() => {
       if (down.destroyed || down.closed) return;
       const again = routeOf();
-      if (again.kind === 'local') return local(again.status, again.body, again.flags, 14);
+      if (again.kind === 'local') return local(again.status, again.body, again.flags, grpcStatusOfHttp(again.status));
       send(again);
     }, backoffMs(retry, n));
     return true;
