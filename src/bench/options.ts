@@ -22,6 +22,8 @@ export interface BenchOptions {
   rate: number;
   /** Requests per second of the latency-loaded workload: still below every mode's saturation, but a load that keeps the baseline's proxy busy. */
   loadedRate: number;
+  /** Keep the CPUs out of idle states while the latency workloads measure (cpu-latency.ts). */
+  idlePoll: boolean;
 }
 
 export interface BenchOptionsInput {
@@ -34,6 +36,8 @@ export interface BenchOptionsInput {
   connections?: number;
   rate?: number;
   loadedRate?: number;
+  /** --idle-poll */
+  idlePoll?: boolean;
 }
 
 function stamp(d = new Date()): string {
@@ -69,5 +73,6 @@ export function resolveOptions(input: BenchOptionsInput): BenchOptions {
     connections: positive('connections', input.connections, 16),
     rate: positive('rate', input.rate, quick ? 1000 : 2000),
     loadedRate: positive('loaded-rate', input.loadedRate, quick ? 5000 : 10000),
+    idlePoll: input.idlePoll ?? false,
   };
 }

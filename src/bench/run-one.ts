@@ -130,6 +130,7 @@ export async function runOne(lab: Lab, opts: BenchOptions, mode: Mode, workload:
       connections: opts.connections,
       rate: opts.rate,
       loadedRate: opts.loadedRate,
+      idlePoll: opts.idlePoll,
       dir: lab.dir,
       client: (name, cmd, args, timeoutMs) => lab.procs.run(name, cg.client, bed.path('client'), cmd, args, timeoutMs),
     };

@@ -7,6 +7,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { availableParallelism, cpus, release } from 'node:os';
+import { holdCpuLatency } from './cpu-latency.ts';
 import { Lab } from './lab.ts';
 import { modeByName } from './modes.ts';
 import type { BenchOptions } from './options.ts';
@@ -57,7 +58,11 @@ function describe(r: RunRecord): string {
 export async function runBench(opts: BenchOptions, say: (line: string) => void): Promise<BenchReport> {
   const missing = Object.keys(TOOLS).filter((t) => !has(t));
   if (missing.length) throw new Error(`the bench needs ${missing.join(', ')}: apt-get install ${[...new Set(missing.map((t) => TOOLS[t]))].join(' ')} (or run scripts/bootstrap.sh)`);
-  if (opts.workloads.some((w) => w.startsWith('latency'))) checkLoadgen();
+  if (opts.workloads.some((w) => w.startsWith('latency'))) {
+    checkLoadgen();
+    // Before the first run, not in the middle of the bench: a machine where it cannot work says so at once.
+    if (opts.idlePoll) holdCpuLatency().release();
+  }
   const modes = opts.modes.map(modeByName);
   const workloads = WORKLOADS.filter((w) => opts.workloads.includes(w.name));
   const plan = workloads.reduce((n, w) => n + modes.filter((m) => !w.skip?.(m)).length, 0) * opts.rounds;

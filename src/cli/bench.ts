@@ -26,6 +26,7 @@ interface Flags {
   connections?: number;
   rate?: number;
   loadedRate?: number;
+  idlePoll?: boolean;
 }
 
 export function registerBench(program: Command): void {
@@ -42,6 +43,7 @@ export function registerBench(program: Command): void {
     .option('--connections <n>', 'concurrency of the fixed-concurrency workloads', num, 16)
     .option('--rate <n>', 'requests per second of the latency workload, a light load (default 2000; 1000 with --quick)', num)
     .option('--loaded-rate <n>', 'requests per second of the latency-loaded workload (default 10000; 5000 with --quick)', num)
+    .option('--idle-poll', 'keep the CPUs out of idle states while the latency workloads measure (/dev/cpu_dma_latency held at 0 µs, as cyclictest does): wake-up latency out of the figures')
     .action(async (flags: Flags, cmd: Command) => {
       let opts;
       try {

@@ -2,12 +2,15 @@
 // `kernmesh bench --quick` end to end, short: every mode carries traffic, the
 // eBPF datapath's counters move in eBPF runs and only there, iptables
 // redirects in iptables runs, the JSON last line has every key, and the
-// bench leaves no namespace, cgroup, pin or process behind.
+// bench leaves no namespace, cgroup, pin or process behind; with --idle-poll
+// the CPUs are kept out of idle states while the latency workloads measure,
+// and only then.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cpuLatencyTargetUs } from '../../src/bench/cpu-latency.ts';
 import { cgroup2Root } from '../../src/datapath/index.ts';
 import { DEFAULT_MODES } from '../../src/bench/modes.ts';
 import type { BenchReport } from '../../src/bench/report.ts';
@@ -35,8 +38,16 @@ kernelTest('bench --quick: every mode carries traffic, eBPF counters move only i
   t.timeout(220_000);
   const out = mkdtempSync(join(tmpdir(), 'kernmesh-bench-test-'));
   try {
-    const r = await run(['bench', '--quick', '--json', '--seconds', '1', '--workloads', 'rps,latency,latency-loaded,cps', '--out', out], 200_000);
+    // The CPU latency target, sampled while the bench runs: with --idle-poll, held at 0 µs during the latency workloads, and released.
+    const idleTarget = cpuLatencyTargetUs();
+    const targets = new Set<number>();
+    const sampler = setInterval(() => targets.add(cpuLatencyTargetUs()), 100);
+    const r = await run(['bench', '--quick', '--json', '--seconds', '1', '--workloads', 'rps,latency,latency-loaded,cps', '--idle-poll', '--out', out], 200_000);
+    clearInterval(sampler);
     t.is(r.code, 0, r.stderr);
+    t.true(targets.has(0), `the CPUs were kept out of idle during the latency runs (targets seen: ${[...targets]})`);
+    t.true(targets.has(idleTarget), 'and only then');
+    t.is(cpuLatencyTargetUs(), idleTarget, 'released at the end');
     const last = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, unknown> & { modes: Record<string, { rps: number }> };
     for (const key of ['modes', 'ebpf_vs_iptables_rps', 'ebpf_vs_iptables_cps', 'ebpf_vs_iptables_p99', 'ebpf_vs_iptables_p99_loaded', 'mesh_vs_direct_p50']) {
       t.true(key in last, `the JSON line has ${key}`);

@@ -8,6 +8,7 @@
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { holdCpuLatency } from '../cpu-latency.ts';
 import { CURVE_POINTS, percentile } from '../stats.ts';
 import { ADDR, PORTS } from '../testbed.ts';
 import { type Workload, type WorkloadContext, wholeSeconds } from './types.ts';
@@ -96,7 +97,13 @@ function atRate(name: 'latency' | 'latency-loaded', title: string, rateOf: (ctx:
     headline: { metric: 'p99_ms', label: 'ms', higherIsBetter: false },
     warmup: wrkWarmup,
     run: async (ctx) => {
-      const out = await generate(ctx, rateOf(ctx), ctx.seconds, GENERATOR_WARMUP_FACTOR * wholeSeconds(ctx.warmupSeconds));
+      const hold = ctx.idlePoll ? holdCpuLatency() : null;
+      let out;
+      try {
+        out = await generate(ctx, rateOf(ctx), ctx.seconds, GENERATOR_WARMUP_FACTOR * wholeSeconds(ctx.warmupSeconds));
+      } finally {
+        hold?.release();
+      }
       const { metrics, curve } = latencyFigures(out, ctx.seconds);
       // The CPU window around run() holds the warm-up's requests too: CPU per request counts them all.
       return { metrics, requests: out.requests + out.warmup_requests, curve };

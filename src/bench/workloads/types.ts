@@ -15,6 +15,8 @@ export interface WorkloadContext {
   rate: number;
   /** Requests per second of the latency-loaded workload (the baseline's proxy about half busy). */
   loadedRate: number;
+  /** Keep the CPUs out of idle states while a latency workload measures. */
+  idlePoll: boolean;
   /** A scratch directory for the generators' input files. */
   dir: string;
   /** Runs a load generator in the client pod (its cgroup and namespace) to completion. */
