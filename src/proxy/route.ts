@@ -77,6 +77,17 @@ function targetPort(svc: ServiceInfo, port: number | undefined): number {
   return p?.targetPort ?? port ?? 80;
 }
 
+/** A service's authorization, then its rate limits, for one request: the refusal to answer with, or null. */
+function policyRefuses(svc: ServiceInfo, routeName: string | undefined, source: Peer | null, head: Head, port: number): { kind: 'local'; status: number; body: string; flags: string } | null {
+  const why = denied(svc.authz, source, head, port);
+  if (why) return { kind: 'local', status: 403, body: `RBAC: access denied (${why})\n`, flags: 'RBAC' };
+  if (svc.rateLimits.length) {
+    const who = source ? `${source.namespace}/${source.workload}` : 'unknown';
+    if (!admit(svc.rateLimits, routeName, who, Date.now())) return { kind: 'local', status: 429, body: 'rate limited\n', flags: 'RL' };
+  }
+  return null;
+}
+
 export function route(table: RoutingTable, origDst: { address: string; port: number } | null, bound: string | null, head: Head, core: ProxyCore, source: Peer | null = null, peerIp = ''): Target {
   const svc = bound ? table.services.get(bound) : serviceFor(table, origDst, head.host);
   if (!svc) {
@@ -87,13 +98,8 @@ export function route(table: RoutingTable, origDst: { address: string; port: num
   const rule = matchRule(svc, head, requestPort(svc, origDst, head));
   const routeName = rule?.name;
   // Policy, in Envoy's filter order: authorization, then rate limits, then faults.
-  const why = denied(svc.authz, source, head, origDst?.port ?? svc.ports[0]?.port ?? 0);
-  if (why) return { kind: 'local', status: 403, body: `RBAC: access denied (${why})\n`, flags: 'RBAC', service: svc, ...(routeName ? { route: routeName } : {}) };
-  if (svc.rateLimits.length) {
-    const now = Date.now();
-    const who = source ? `${source.namespace}/${source.workload}` : 'unknown';
-    if (!admit(svc.rateLimits, routeName, who, now)) return { kind: 'local', status: 429, body: 'rate limited\n', flags: 'RL', service: svc, ...(routeName ? { route: routeName } : {}) };
-  }
+  const refused = policyRefuses(svc, routeName, source, head, origDst?.port ?? svc.ports[0]?.port ?? 0);
+  if (refused) return { ...refused, service: svc, ...(routeName ? { route: routeName } : {}) };
   let delayMs: number | undefined;
   if (rule?.fault) {
     if (rule.fault.abort && roll(rule.fault.abort.percent)) return { kind: 'local', status: rule.fault.abort.status, body: 'fault filter abort\n', flags: 'FI', service: svc, ...(routeName ? { route: routeName } : {}) };
@@ -107,6 +113,14 @@ export function route(table: RoutingTable, origDst: { address: string; port: num
   const dest = rule?.split ? pickDestination(rule) : { service: svc.key, weight: 1 };
   const destSvc = dest.service === svc.key ? svc : table.services.get(dest.service);
   if (!destSvc) return { kind: 'local', status: 503, body: `service ${dest.service} is not known\n`, flags: 'NR', service: svc };
+  if (destSvc !== svc) {
+    // A split to another service lands on that service's workloads: its own authorization and
+    // service-wide rate limits apply too, as its sidecar would apply them in Istio, whichever
+    // service the client addressed. (Its route-scoped limits name its own rules, not this one.)
+    const port = dest.port ?? (origDst && destSvc.ports.some((p) => p.port === origDst.port) ? origDst.port : destSvc.ports[0]?.port) ?? 0;
+    const refusedThere = policyRefuses(destSvc, undefined, source, head, port);
+    if (refusedThere) return { ...refusedThere, service: destSvc, ...(routeName ? { route: routeName } : {}) };
+  }
   const eps = endpointsOf(destSvc, dest.subset);
   const ep = core.balancer.pick(destSvc, eps, head, peerIp);
   if (!ep) return { kind: 'local', status: 503, body: `no healthy upstream for ${destSvc.key}${dest.subset ? ` subset ${dest.subset}` : ''}\n`, flags: 'UH', service: destSvc };

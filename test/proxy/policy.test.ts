@@ -37,6 +37,25 @@ test('DENY refuses what it matches (403); ALLOW admits only its sources', async 
   t.regex(await m.p.server.core.metrics.render(), /response_code="403"[^}]*response_flags="RBAC"/);
 });
 
+test("a split to another service applies that service's authorization and rate limits too", async (t) => {
+  const admin = await backend(t, 'admin');
+  const m = await mesh(t, [
+    service('admin', 'shop'),
+    endpoints('admin', 'shop', [{ port: admin.port }]),
+    obj('Route', 'web', 'shop', { service: 'web', rules: [{ match: [{ path: { prefix: '/admin' } }], action: { split: [{ service: 'admin' }] } }, { action: { split: [{}] } }] }),
+    obj('AuthorizationPolicy', 'admin-insiders', 'shop', { service: 'admin', action: 'DENY', rules: [{ from: { namespaces: ['outside'] } }] }),
+    obj('RateLimit', 'admin', 'shop', { service: 'admin', maxTokens: 2, fillInterval: '1h' }),
+  ]);
+  t.is(await ask(m.fromIntruder, '/public'), 200, "web's own policy lets the outsider in");
+  t.is(await ask(m.fromIntruder, '/admin/users'), 403, "admin's DENY holds when admin is reached through web's split");
+  t.deepEqual(admin.seen, [], 'the denied request never reached admin');
+  t.is(await ask(m.fromFrontend, '/admin/a'), 200);
+  t.is(await ask(m.fromFrontend, '/admin/b'), 200);
+  t.is(await ask(m.fromFrontend, '/admin/c'), 429, "admin's bucket counts requests that came through the split");
+  t.is(await ask(m.fromFrontend, '/public'), 200, "web has no limit of its own");
+  t.regex(await m.p.server.core.metrics.render(), /destination_service_name="admin"[^}]*response_code="403"[^}]*response_flags="RBAC"|response_code="403"[^}]*destination_service_name="admin"[^}]*response_flags="RBAC"/);
+});
+
 test('a namespace-wide DENY by source namespace', async (t) => {
   const m = await mesh(t, [obj('AuthorizationPolicy', 'no-outsiders', 'shop', { action: 'DENY', rules: [{ from: { namespaces: ['outside'] }, to: { paths: [{ prefix: '/admin' }] } }] })]);
   t.is(await ask(m.fromIntruder, '/admin/users'), 403);

@@ -107,7 +107,7 @@ export const KINDS: Record<Kind, KindInfo> = {
   AuthorizationPolicy: {
     spec: AuthorizationPolicySpec,
     namespaced: true,
-    description: 'Allow or deny requests to a service by source workload, namespace or identity, and by path, method and port.',
+    description: "Allow or deny requests to a service by source workload, namespace or identity, and by path, method and port. It also holds for requests that reach the service through another service's route (a split).",
     example: {
       metadata: { name: 'deny-delete', namespace: 'shop' },
       spec: { service: 'reviews', action: 'DENY', rules: [{ to: { methods: ['DELETE'] } }] },
@@ -117,7 +117,7 @@ export const KINDS: Record<Kind, KindInfo> = {
   RateLimit: {
     spec: RateLimitSpec,
     namespaced: true,
-    description: 'A local token-bucket rate limit on a service (or one of its routes), optionally per source; excess answered 429.',
+    description: "A local token-bucket rate limit on a service (or one of its routes), optionally per source; excess answered 429. A service-wide limit also counts requests that reach the service through another service's route (a split).",
     example: { metadata: { name: 'reviews', namespace: 'shop' }, spec: { service: 'reviews', maxTokens: 100, tokensPerFill: 100, fillInterval: '1s' } },
     references: (spec: { service: string }, ns) => [svc(spec.service, ns)],
   },
