@@ -77,10 +77,18 @@ function targetPort(svc: ServiceInfo, port: number | undefined): number {
   return p?.targetPort ?? port ?? 80;
 }
 
-/** A service's authorization, then its rate limits, for one request: the refusal to answer with, or null. */
-function policyRefuses(svc: ServiceInfo, routeName: string | undefined, source: Peer | null, head: Head, port: number): { kind: 'local'; status: number; body: string; flags: string } | null {
+type Refusal = { kind: 'local'; status: number; body: string; flags: string };
+
+/** A service's authorization for one request: the refusal to answer with, or null. */
+function authzRefuses(svc: ServiceInfo, source: Peer | null, head: Head, port: number): Refusal | null {
   const why = denied(svc.authz, source, head, port);
-  if (why) return { kind: 'local', status: 403, body: `RBAC: access denied (${why})\n`, flags: 'RBAC' };
+  return why ? { kind: 'local', status: 403, body: `RBAC: access denied (${why})\n`, flags: 'RBAC' } : null;
+}
+
+/** A service's authorization, then its rate limits, for one request: the refusal to answer with, or null. */
+function policyRefuses(svc: ServiceInfo, routeName: string | undefined, source: Peer | null, head: Head, port: number): Refusal | null {
+  const refused = authzRefuses(svc, source, head, port);
+  if (refused) return refused;
   if (svc.rateLimits.length) {
     const who = source ? `${source.namespace}/${source.workload}` : 'unknown';
     if (!admit(svc.rateLimits, routeName, who, Date.now())) return { kind: 'local', status: 429, body: 'rate limited\n', flags: 'RL' };
@@ -113,12 +121,16 @@ export function route(table: RoutingTable, origDst: { address: string; port: num
   const dest = rule?.split ? pickDestination(rule) : { service: svc.key, weight: 1 };
   const destSvc = dest.service === svc.key ? svc : table.services.get(dest.service);
   if (!destSvc) return { kind: 'local', status: 503, body: `service ${dest.service} is not known\n`, flags: 'NR', service: svc };
-  if (destSvc !== svc) {
-    // A split to another service lands on that service's workloads: its own authorization and
-    // service-wide rate limits apply too, as its sidecar would apply them in Istio, whichever
-    // service the client addressed. (Its route-scoped limits name its own rules, not this one.)
+  const rewrittenPath = rule?.rewrite?.prefix !== undefined ? rewritePrefix(rule, head.target, rule.rewrite.prefix) : undefined;
+  if (destSvc !== svc || rewrittenPath !== undefined) {
+    // Where the request lands is checked as it will arrive there, as that service's own sidecar
+    // would check it in Istio: a split to another service meets that service's authorization and
+    // service-wide rate limits (its route-scoped ones name its own rules, not this one), and a
+    // rewritten path meets the destination's authorization as rewritten, so neither a split nor a
+    // rewrite walks around a DENY.
     const port = dest.port ?? (origDst && destSvc.ports.some((p) => p.port === origDst.port) ? origDst.port : destSvc.ports[0]?.port) ?? 0;
-    const refusedThere = policyRefuses(destSvc, undefined, source, head, port);
+    const landing: Head = rewrittenPath === undefined ? head : Object.create(head, { target: { value: rewrittenPath } });
+    const refusedThere = destSvc !== svc ? policyRefuses(destSvc, undefined, source, landing, port) : authzRefuses(destSvc, source, landing, port);
     if (refusedThere) return { ...refusedThere, service: destSvc, ...(routeName ? { route: routeName } : {}) };
   }
   const eps = endpointsOf(destSvc, dest.subset);
@@ -128,7 +140,7 @@ export function route(table: RoutingTable, origDst: { address: string; port: num
   // Every field set, in one order: the sessions read targets in their hot paths, and one object
   // shape keeps those reads monomorphic (optional fields spread in made a shape per combination).
   const target: Target = { kind: 'upstream', address: ep.address, port, host: undefined, path: undefined, service: destSvc, endpoint: ep, route: routeName, rule, delayMs, subset: dest.subset, inbound: undefined };
-  if (rule?.rewrite?.prefix !== undefined) target.path = rewritePrefix(rule, head.target, rule.rewrite.prefix);
+  if (rewrittenPath !== undefined) target.path = rewrittenPath;
   if (rule?.rewrite?.host) target.host = rule.rewrite.host;
   return target;
 }

@@ -56,6 +56,30 @@ test("a split to another service applies that service's authorization and rate l
   t.regex(await m.p.server.core.metrics.render(), /destination_service_name="admin"[^}]*response_code="403"[^}]*response_flags="RBAC"|response_code="403"[^}]*destination_service_name="admin"[^}]*response_flags="RBAC"/);
 });
 
+test('a rewritten path meets the destination\'s authorization as rewritten, through a split or on the same service', async (t) => {
+  const admin = await backend(t, 'admin');
+  const m = await mesh(t, [
+    service('admin', 'shop'),
+    endpoints('admin', 'shop', [{ port: admin.port }]),
+    obj('Route', 'web', 'shop', {
+      service: 'web',
+      rules: [
+        { match: [{ path: { prefix: '/console/' } }], action: { split: [{ service: 'admin' }] }, rewrite: { prefix: '/internal/' } },
+        { match: [{ path: { prefix: '/p/' } }], action: { split: [{}] }, rewrite: { prefix: '/secret/' } },
+        { action: { split: [{}] } },
+      ],
+    }),
+    obj('AuthorizationPolicy', 'admin-no-internal', 'shop', { service: 'admin', action: 'DENY', rules: [{ to: { paths: [{ prefix: '/internal' }] } }] }),
+    obj('AuthorizationPolicy', 'web-no-secret', 'shop', { service: 'web', action: 'DENY', rules: [{ to: { paths: [{ prefix: '/secret' }] } }] }),
+  ]);
+  t.is(await ask(m.fromFrontend, '/console/x'), 403, "admin's DENY on /internal, reached as /console through web's rewrite");
+  t.is(await ask(m.fromFrontend, '/p/x'), 403, "web's DENY on /secret, reached as /p through its own rewrite");
+  t.is(await ask(m.fromFrontend, '/secret/x'), 403);
+  t.is(await ask(m.fromFrontend, '/public'), 200);
+  t.deepEqual(admin.seen, []);
+  t.is(m.b.seen.length, 1, 'only the allowed request reached web');
+});
+
 test('a namespace-wide DENY by source namespace', async (t) => {
   const m = await mesh(t, [obj('AuthorizationPolicy', 'no-outsiders', 'shop', { action: 'DENY', rules: [{ from: { namespaces: ['outside'] }, to: { paths: [{ prefix: '/admin' }] } }] })]);
   t.is(await ask(m.fromIntruder, '/admin/users'), 403);
