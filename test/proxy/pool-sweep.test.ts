@@ -58,3 +58,26 @@ test('the sweep stops when nothing is pooled, and a later release is timed from 
   await sleep(300);
   t.true(second.socket.destroyed, 'closed once idle past its 200 ms');
 });
+
+test('a short timeout released while the sweep is slow is timed from its release, not from the last slow sweep', async (t) => {
+  const port = await backend(t);
+  const pool = new UpstreamPool();
+  t.teardown(() => pool.close());
+  const long = await connect(pool, port);
+  const first = await connect(pool, port);
+  pool.release(long, 60_000);
+  pool.release(first, 100);
+  // The short one goes; the sweep that closes it is the last before the period slows to 5 s.
+  await sleep(300);
+  t.true(first.socket.destroyed);
+  t.is(pool.sweepPeriodMs, 5000);
+  await sleep(300);
+  // 300 ms after that sweep: its clock, if used as this release's stamp, would make this one look 300 ms idle.
+  const second = await connect(pool, port);
+  pool.release(second, 200);
+  t.is(pool.sweepPeriodMs, 50);
+  await sleep(120);
+  t.false(second.socket.destroyed, 'not closed before its 200 ms');
+  await sleep(300);
+  t.true(second.socket.destroyed, 'closed once idle past its 200 ms');
+});

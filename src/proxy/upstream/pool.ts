@@ -108,11 +108,15 @@ export class UpstreamPool {
       conn.socket.destroy();
       return;
     }
+    const every = sweepPeriod(idleTimeoutMs);
+    const faster = this.sweeper === undefined || every < this.sweepEveryMs;
+    // The clock is as old as the slower period: stamped with it, this connection could look idle
+    // for up to that long already at the first faster sweep (a stopped sweep's clock is NaN).
+    if (faster && this.sweeper !== undefined) this.clock = Date.now();
     conn.idleSince = this.clock;
     conn.idleTimeoutMs = idleTimeoutMs;
     list.push(conn);
-    const every = sweepPeriod(idleTimeoutMs);
-    if (this.sweeper === undefined || every < this.sweepEveryMs) this.sweepEvery(every);
+    if (faster) this.sweepEvery(every);
   }
 
   private sweepEvery(ms: number): void {
