@@ -29,9 +29,10 @@
 // about 0.17 ms on the same machine.
 //
 // Output, one JSON line on stdout: {"requests", "warmup_requests", "errors", "latency_us": [...],
-// "late_us": [...]} where latency_us holds each answered request's latency
-// and late_us how late each request was sent after its due time (the
-// generator's own floor). Percentiles are computed by the caller
+// "late_us": [...]} where latency_us holds each answered measured request's
+// latency and late_us how late each measured request was sent after its due
+// time (the generator's own floor); errors counts every request that failed
+// or went unanswered, warm-up included. Percentiles are computed by the caller
 // (src/bench/workloads/latency.ts), with the rest of the bench's statistics.
 // On failure: {"problem": "..."} and exit status 1; bad arguments: exit 2.
 #define _GNU_SOURCE

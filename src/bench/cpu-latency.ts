@@ -11,10 +11,11 @@
  * things up. A request through the mesh wakes the proxy twice and the server
  * and the generator once each, and on the reference machine's 2 vCPUs (a
  * Firecracker guest whose haltpoll idle halts at once) a wake from a halted
- * CPU costs tens of microseconds, in every mode alike. On loopback at 2 000
- * req/s, with the CPUs polling instead of halting: no mesh p50 0.072 ->
- * 0.044 ms and p99 0.17 -> 0.08; HAProxy as the proxy p99 0.25 -> 0.16; ours
- * 0.29 -> 0.20.
+ * CPU costs tens of microseconds, in every mode alike. On loopback (no
+ * namespaces, no interception) at 2 000 req/s, with the CPUs polling instead
+ * of halting: no proxy p50 0.072 -> 0.044 ms and p99 0.17 -> 0.08; HAProxy
+ * as the proxy p99 0.25 -> 0.16; ours 0.29 -> 0.20. docs/bench.md has the
+ * bench's own figures both ways.
  *
  * Not the default: idle CPUs spin for the length of every latency run (on a
  * shared host, that is CPU taken from its other tenants), and a node does
@@ -39,13 +40,14 @@ function int32(n: number): Buffer {
 
 /** Holds the CPU latency target at targetUs until release(). Throws what to do when it cannot. */
 export function holdCpuLatency(targetUs = 0, device = CPU_LATENCY_DEVICE): CpuLatencyHold {
-  let fd: number;
+  let fd = -1;
   try {
     // Write-only, never O_CREAT: a missing device must not become a file in /dev.
     fd = openSync(device, constants.O_WRONLY);
     writeSync(fd, int32(targetUs));
   } catch (err) {
-    throw new Error(`cannot keep the CPUs out of idle for the latency workloads (${device}: ${(err as Error).message}): run as root, or pass --no-idle-poll`);
+    if (fd >= 0) closeSync(fd);
+    throw new Error(`cannot keep the CPUs out of idle for the latency workloads (${device}: ${(err as Error).message}): run as root, or run without --idle-poll`);
   }
   let held = true;
   return {

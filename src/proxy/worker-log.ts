@@ -19,7 +19,8 @@ export interface LogLines {
 const BATCH_CHARS = 64 * 1024;
 
 /**
- * Log text a worker holds at most: pending here plus sent but not yet taken
+ * Log text a worker holds at most, in characters (JSON lines: about as many
+ * bytes): pending here plus sent but not yet taken
  * by the IPC channel. process.send never refuses a message; when the primary
  * reads slower than the worker logs (its stdout blocked, a slow log
  * collector) the channel's queue would grow until the worker ran out of

@@ -40,6 +40,7 @@ kernelTest('bench --quick: every mode carries traffic, eBPF counters move only i
   try {
     // The CPU latency target, sampled while the bench runs: with --idle-poll, held at 0 µs during the latency workloads, and released.
     const idleTarget = cpuLatencyTargetUs();
+    t.not(idleTarget, 0, 'something else on this machine holds the CPUs out of idle: the test could not tell the bench did');
     const targets = new Set<number>();
     const sampler = setInterval(() => targets.add(cpuLatencyTargetUs()), 100);
     const r = await run(['bench', '--quick', '--json', '--seconds', '1', '--workloads', 'rps,latency,latency-loaded,cps', '--idle-poll', '--out', out], 200_000);

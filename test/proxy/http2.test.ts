@@ -153,7 +153,7 @@ test('gRPC with @grpc/grpc-js: unary, server streaming, status codes and a deadl
   t.regex(metrics, /request_protocol="grpc",response_code="200",grpc_response_status="5"/);
 });
 
-test("gRPC local replies carry the gRPC status of their HTTP status: a fault abort's, a denial's, a breaker's", async (t) => {
+test("gRPC local replies carry the gRPC status of their HTTP status: fault aborts' and a denial's", async (t) => {
   const port = await grpcBackend(t);
   const grpcPort = { ports: [{ port: 80, targetPort: port, protocol: 'grpc' }] };
   const abort = (status: number) => ({ match: [{ path: { prefix: `/abort${status}` } }], action: { split: [{}] }, fault: { abort: { percent: 100, status } } });

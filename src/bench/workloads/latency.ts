@@ -26,6 +26,7 @@ interface GeneratorOutput {
   requests: number;
   /** Answered during the warm-up (--warmup), not recorded. */
   warmup_requests: number;
+  /** Failed or unanswered, warm-up included: a failure there is as much a failure. */
   errors: number;
   /** Each answered request's latency from its intended send time. */
   latency_us: number[];

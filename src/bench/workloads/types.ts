@@ -26,7 +26,7 @@ export interface WorkloadContext {
 export interface WorkloadResult {
   /** Named figures, e.g. rps, p99_ms, gbps. */
   metrics: Record<string, number>;
-  /** Requests completed in the measured window (for CPU per 1 000 requests). */
+  /** Requests completed while the CPU was measured, around run() (for CPU per 1 000 requests): a warm-up inside run() included. */
   requests?: number;
   /** Bytes moved in the measured window (for CPU per GB). */
   bytes?: number;
