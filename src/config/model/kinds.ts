@@ -52,7 +52,8 @@ export const KINDS: Record<Kind, KindInfo> = {
   Endpoints: {
     spec: EndpointsSpec,
     namespaced: true,
-    description: 'The endpoints of the Service with the same namespace and name: address, port, node, zone, labels, weight, readiness.',
+    description:
+      "The endpoints of the Service with the same namespace and name: address, port, node, zone, labels, weight, readiness. An endpoint's port, when given, is where every port of the service reaches it; leave it out for a service with several ports, and each port's targetPort is used (as the Kubernetes sync does).",
     example: {
       metadata: { name: 'reviews', namespace: 'shop' },
       spec: { endpoints: [{ address: '10.244.1.7', port: 9080, node: 'node-a', zone: 'z1', labels: { version: 'v1' }, ready: true }] },
