@@ -30,10 +30,12 @@ export interface CpuLatencyHold {
   release(): void;
 }
 
+/** The device reads and writes a native-endian s32. */
+const LITTLE_ENDIAN = endianness() === 'LE';
+
 function int32(n: number): Buffer {
   const b = Buffer.alloc(4);
-  // The device takes a native-endian s32.
-  if (endianness() === 'LE') b.writeInt32LE(n);
+  if (LITTLE_ENDIAN) b.writeInt32LE(n);
   else b.writeInt32BE(n);
   return b;
 }
@@ -65,7 +67,7 @@ export function cpuLatencyTargetUs(device = CPU_LATENCY_DEVICE): number {
   try {
     const b = Buffer.alloc(4);
     readSync(fd, b, 0, 4, null);
-    return endianness() === 'LE' ? b.readInt32LE() : b.readInt32BE();
+    return LITTLE_ENDIAN ? b.readInt32LE() : b.readInt32BE();
   } finally {
     closeSync(fd);
   }

@@ -13,6 +13,7 @@ import type { BenchOptions } from './options.ts';
 import type { RunRecord } from './run-one.ts';
 import { round } from './stats.ts';
 import type { Medians, Summary, goals } from './summary.ts';
+import { measuresLatency } from './workloads/index.ts';
 
 export interface BenchReport {
   meta: {
@@ -50,12 +51,11 @@ export function markdown(r: BenchReport): string {
   const failed = r.runs.filter((x) => !x.ok);
   const floor = r.medians.direct?.latency?.send_late_p50_ms;
   const floorTail = r.medians.direct?.latency?.send_late_p99_ms;
-  const latencyRuns = o.workloads.some((w) => w.startsWith('latency'));
   const lines = [
     `# kernmesh bench, ${r.meta.date.slice(0, 10)}`,
     '',
     `Linux ${r.meta.kernel}, ${r.meta.cpus} CPUs (${r.meta.cpu_model}), Node ${r.meta.node}, ${r.meta.haproxy}. ` +
-      `${o.rounds} round(s), ${o.seconds} s per run after ${o.warmupSeconds} s of warm-up, modes interleaved; ${o.connections} connections for the fixed-concurrency workloads, ${o.rate} req/s for the latency one (a light load) and ${o.loadedRate} req/s for latency-loaded${latencyRuns && o.idlePoll ? ', with the CPUs kept out of idle states while the latency workloads measure (--idle-poll)' : ''}. ` +
+      `${o.rounds} round(s), ${o.seconds} s per run after ${o.warmupSeconds} s of warm-up, modes interleaved; ${o.connections} connections for the fixed-concurrency workloads, ${o.rate} req/s for the latency one (a light load) and ${o.loadedRate} req/s for latency-loaded${measuresLatency(o.workloads) && o.idlePoll ? ', with the CPUs kept out of idle states while the latency workloads measure (--idle-poll)' : ''}. ` +
       'Load generator, proxy and server share the same cores: compare the ratios, which were measured in one run, rather than the absolute figures.',
     '',
     `Command: \`${r.meta.command}\``,

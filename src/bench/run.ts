@@ -15,7 +15,7 @@ import { type BenchReport, writeReport } from './report.ts';
 import { type RunRecord, runOne } from './run-one.ts';
 import { round } from './stats.ts';
 import { goals, medians, summarize } from './summary.ts';
-import { WORKLOADS } from './workloads/index.ts';
+import { WORKLOADS, measuresLatency } from './workloads/index.ts';
 import { checkLoadgen } from './workloads/latency.ts';
 
 /** The Debian package of each tool the bench runs. */
@@ -58,7 +58,7 @@ function describe(r: RunRecord): string {
 export async function runBench(opts: BenchOptions, say: (line: string) => void): Promise<BenchReport> {
   const missing = Object.keys(TOOLS).filter((t) => !has(t));
   if (missing.length) throw new Error(`the bench needs ${missing.join(', ')}: apt-get install ${[...new Set(missing.map((t) => TOOLS[t]))].join(' ')} (or run scripts/bootstrap.sh)`);
-  if (opts.workloads.some((w) => w.startsWith('latency'))) {
+  if (measuresLatency(opts.workloads)) {
     checkLoadgen();
     // Before the first run, not in the middle of the bench: a machine where it cannot work says so at once.
     if (opts.idlePoll) holdCpuLatency().release();

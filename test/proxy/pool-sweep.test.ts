@@ -3,7 +3,7 @@
 // timeout among the connections still pooled, back up as well as down, and it
 // stops when nothing is pooled (real loopback connections).
 import { type AddressInfo, type Server, type Socket, createServer } from 'node:net';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import type { UpstreamConn } from '../../src/proxy/upstream/conn.ts';
 import { UpstreamPool } from '../../src/proxy/upstream/pool.ts';
 
@@ -21,6 +21,17 @@ async function backend(t: { teardown(fn: () => void): void }): Promise<number> {
 const connect = (pool: UpstreamPool, port: number) =>
   new Promise<UpstreamConn>((resolve, reject) => pool.connect('127.0.0.1', port, (err, conn) => (err ? reject(err) : resolve(conn!))));
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Releases a new connection with a 200 ms idle timeout: swept every 50 ms, still open 120 ms later, closed 300 ms after that. */
+async function timedFromRelease(t: ExecutionContext, pool: UpstreamPool, port: number): Promise<void> {
+  const conn = await connect(pool, port);
+  pool.release(conn, 200);
+  t.is(pool.sweepPeriodMs, 50);
+  await sleep(120);
+  t.false(conn.socket.destroyed, 'not closed before its 200 ms');
+  await sleep(300);
+  t.true(conn.socket.destroyed, 'closed once idle past its 200 ms');
+}
 
 test('the sweep speeds up for a short idle timeout and slows down again once those connections are gone', async (t) => {
   const port = await backend(t);
@@ -50,13 +61,7 @@ test('the sweep stops when nothing is pooled, and a later release is timed from 
   t.is(pool.sweepPeriodMs, 0, 'no sweep while the pool is empty');
   // Idle 400 ms after the last sweep: a stale clock would make this one look idle for that long already.
   await sleep(400);
-  const second = await connect(pool, port);
-  pool.release(second, 200);
-  t.is(pool.sweepPeriodMs, 50);
-  await sleep(100);
-  t.false(second.socket.destroyed, 'not closed before its 200 ms');
-  await sleep(300);
-  t.true(second.socket.destroyed, 'closed once idle past its 200 ms');
+  await timedFromRelease(t, pool, port);
 });
 
 test('a short timeout released while the sweep is slow is timed from its release, not from the last slow sweep', async (t) => {
@@ -73,11 +78,5 @@ test('a short timeout released while the sweep is slow is timed from its release
   t.is(pool.sweepPeriodMs, 5000);
   await sleep(300);
   // 300 ms after that sweep: its clock, if used as this release's stamp, would make this one look 300 ms idle.
-  const second = await connect(pool, port);
-  pool.release(second, 200);
-  t.is(pool.sweepPeriodMs, 50);
-  await sleep(120);
-  t.false(second.socket.destroyed, 'not closed before its 200 ms');
-  await sleep(300);
-  t.true(second.socket.destroyed, 'closed once idle past its 200 ms');
+  await timedFromRelease(t, pool, port);
 });

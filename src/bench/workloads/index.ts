@@ -11,3 +11,6 @@ export type { Workload, WorkloadContext, WorkloadName, WorkloadResult } from './
 
 export const WORKLOADS: readonly Workload[] = [rps, latency, latencyLoaded, cps, bulk, grpc];
 export const WORKLOAD_NAMES = WORKLOADS.map((w) => w.name);
+
+/** Whether these workloads include a latency one (the generator, --idle-poll). */
+export const measuresLatency = (names: readonly string[]) => names.some((w) => w.startsWith('latency'));
