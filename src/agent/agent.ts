@@ -90,7 +90,8 @@ export class Agent {
 
     const n = this.config.proxyWorkers === 'auto' ? availableParallelism() : this.config.proxyWorkers;
     if (n > 0) {
-      this.workers = await ProxyWorkers.start(n);
+      // This process's table holds the node's rate-limit buckets: the workers admit from credit it grants.
+      this.workers = await ProxyWorkers.start(n, () => this.core.table);
       this.workers.onRestart = (info) => (info.error ? this.log.error(info, 'a proxy worker died and could not be replaced') : this.log.warn(info, 'a proxy worker died and was replaced'));
       // The zone and the access log before the table and any listener: no worker serves a connection without them.
       await this.workers.configure(this.workerSettings());

@@ -6,6 +6,7 @@ import { ProxyMetrics } from './telemetry/metrics.ts';
 import { UpstreamPool } from './upstream/pool.ts';
 import { Balancer } from './upstream/balancer.ts';
 import { H2Upstreams } from './http2/upstream.ts';
+import { type Admitter, localAdmitter } from './policy/node-limits.ts';
 
 export class ProxyCore {
   /** Swapped whole on each config change; a request uses the table it started with. */
@@ -17,6 +18,9 @@ export class ProxyCore {
   constructor() {
     this.balancer.onEject = (service) => this.metrics.ejections.labels(service).inc();
   }
+
+  /** Rate limits: this process's own buckets, or (in a proxy worker) credit from the node's (node-limits.ts). */
+  admitter: Admitter = localAdmitter;
 
   /** Null: no access log (benchmarks); else sampled per MeshSettings. */
   accessLog: AccessLog | null = null;

@@ -9,12 +9,35 @@ import type { RoutingTable, ServiceInfo } from './routing/table.ts';
 import type { CompiledRule, EndpointInfo } from './routing/table.ts';
 import { denied, deniedAtDestination } from './policy/authz.ts';
 import { roll } from './policy/fault.ts';
-import { admit } from './policy/rate-limit.ts';
 import type { Peer } from './telemetry/metrics.ts';
 
 export type Target =
   | { kind: 'upstream'; address: string; port: number; host?: string; path?: string; service?: ServiceInfo; endpoint?: EndpointInfo; route?: string; rule?: CompiledRule; delayMs?: number; subset?: string | undefined; inbound?: InboundTarget }
   | { kind: 'local'; status: number; body: string; headers?: string; flags: string; service?: ServiceInfo; route?: string; inbound?: InboundTarget };
+
+/**
+ * A request waiting for the node's rate-limit tokens (a proxy worker asked
+ * the agent for some, see node-limits.ts): route it again once `wait`
+ * settles, passing `admitted` back, the services whose limits already
+ * admitted it, so it is not counted twice.
+ */
+export type Pending = { kind: 'pending'; wait: Promise<void>; admitted: ReadonlySet<string> };
+
+/** Routed again this many times, a request still waiting is refused as rate limited (a safety net: every wait admits someone). */
+export const MAX_ADMISSION_ROUNDS = 16;
+
+/**
+ * What a retry passes as `admitted`: every service. A retry is the same
+ * request, and (as in Envoy, whose rate limit filter runs once per request,
+ * before the router retries) no rate limit counts it again.
+ */
+export const RETRY_ADMITTED: ReadonlySet<string> = new (class extends Set<string> {
+  override has(): boolean {
+    return true;
+  }
+})();
+
+export const RATE_LIMITED: Target = { kind: 'local', status: 429, body: 'rate limited\n', flags: 'RL' };
 
 /**
  * A socket made inside the pod's network namespace, connecting to the pod's
@@ -85,18 +108,27 @@ function authzRefuses(svc: ServiceInfo, source: Peer | null, head: Head, port: n
   return why ? { kind: 'local', status: 403, body: `RBAC: access denied (${why})\n`, flags: 'RBAC' } : null;
 }
 
-/** A service's authorization, then its rate limits, for one request: the refusal to answer with, or null. */
-function policyRefuses(svc: ServiceInfo, routeName: string | undefined, source: Peer | null, head: Head, port: number): Refusal | null {
-  const refused = authzRefuses(svc, source, head, port);
-  if (refused) return refused;
-  if (svc.rateLimits.length) {
-    const who = source ? `${source.namespace}/${source.workload}` : 'unknown';
-    if (!admit(svc.rateLimits, routeName, who, Date.now())) return { kind: 'local', status: 429, body: 'rate limited\n', flags: 'RL' };
-  }
-  return null;
+/**
+ * A service's rate limits for one request: null when they admit it (or
+ * already did, in an earlier round), the refusal, or a wait for the node's
+ * tokens.
+ */
+function limitRefuses(core: ProxyCore, svc: ServiceInfo, routeName: string | undefined, source: Peer | null, admitted: ReadonlySet<string> | undefined): Refusal | Promise<void> | null {
+  if (!svc.rateLimits.length || admitted?.has(svc.key)) return null;
+  const who = source ? `${source.namespace}/${source.workload}` : 'unknown';
+  const a = core.admitter.admit(svc.rateLimits, routeName, who, Date.now());
+  return a === true ? null : a === false ? { kind: 'local', status: 429, body: 'rate limited\n', flags: 'RL' } : a;
 }
 
-export function route(table: RoutingTable, origDst: { address: string; port: number } | null, bound: string | null, head: Head, core: ProxyCore, source: Peer | null = null, peerIp = ''): Target {
+/** The services a waiting request has been admitted by: those before, and svc if its limits admitted it. */
+function withAdmitted(admitted: ReadonlySet<string> | undefined, svc?: ServiceInfo): ReadonlySet<string> {
+  const next = new Set(admitted);
+  if (svc?.rateLimits.length) next.add(svc.key);
+  return next;
+}
+
+/** admitted: a waiting request's (see Pending), when it is routed again. */
+export function route(table: RoutingTable, origDst: { address: string; port: number } | null, bound: string | null, head: Head, core: ProxyCore, source: Peer | null = null, peerIp = '', admitted?: ReadonlySet<string>): Target | Pending {
   const svc = bound ? table.services.get(bound) : serviceFor(table, origDst, head.host);
   if (!svc) {
     // Not a mesh service: where the application was going, untouched (a passthrough).
@@ -106,7 +138,8 @@ export function route(table: RoutingTable, origDst: { address: string; port: num
   const rule = matchRule(svc, head, requestPort(svc, origDst, head));
   const routeName = rule?.name;
   // Policy, in Envoy's filter order: authorization, then rate limits, then faults.
-  const refused = policyRefuses(svc, routeName, source, head, origDst?.port ?? svc.ports[0]?.port ?? 0);
+  const refused = authzRefuses(svc, source, head, origDst?.port ?? svc.ports[0]?.port ?? 0) ?? limitRefuses(core, svc, routeName, source, admitted);
+  if (refused instanceof Promise) return { kind: 'pending', wait: refused, admitted: withAdmitted(admitted) };
   if (refused) return { ...refused, service: svc, ...(routeName ? { route: routeName } : {}) };
   let delayMs: number | undefined;
   if (rule?.fault) {
@@ -127,10 +160,12 @@ export function route(table: RoutingTable, origDst: { address: string; port: num
     // would check it in Istio: a split to another service meets that service's authorization and
     // service-wide rate limits (its route-scoped ones name its own rules, not this one), and a
     // rewritten path meets the destination's authorization as rewritten, so neither a split nor a
-    // rewrite walks around a DENY.
+    // rewrite walks around a DENY. (A request that waits here for the destination's tokens rolls its
+    // fault and its split again when routed again: a second chance at either, rare and harmless.)
     const port = dest.port ?? (origDst && destSvc.ports.some((p) => p.port === origDst.port) ? origDst.port : destSvc.ports[0]?.port) ?? 0;
     const landing: Head = rewrittenPath === undefined ? head : Object.create(head, { target: { value: rewrittenPath } });
-    const refusedThere = destSvc !== svc ? policyRefuses(destSvc, undefined, source, landing, port) : authzRefuses(destSvc, source, landing, port);
+    const refusedThere = authzRefuses(destSvc, source, landing, port) ?? (destSvc !== svc ? limitRefuses(core, destSvc, undefined, source, admitted) : null);
+    if (refusedThere instanceof Promise) return { kind: 'pending', wait: refusedThere, admitted: withAdmitted(admitted, svc) };
     if (refusedThere) return { ...refusedThere, service: destSvc, ...(routeName ? { route: routeName } : {}) };
   }
   const eps = endpointsOf(destSvc, dest.subset);

@@ -15,7 +15,9 @@ import { buildTable } from './routing/table.ts';
 import { ProxyServer } from './server.ts';
 import { AccessLog } from './telemetry/access-log.ts';
 import { ForwardedLog } from './worker-log.ts';
-import type { WorkerListen, WorkerMessage } from './workers.ts';
+import type { TokenAskMessage, WorkerListen, WorkerMessage } from './workers.ts';
+import { RateLimitLeases, type TokenAsk } from './policy/node-limits.ts';
+import type { Grant } from './policy/rate-limit.ts';
 
 const core = new ProxyCore();
 const server = new ProxyServer(core);
@@ -26,6 +28,34 @@ const forwarded = new ForwardedLog((m, done) => process.send!(m, undefined, {}, 
 const workerLogger = loggerTo(forwarded).child({ worker: process.pid });
 const accessLogger = workerLogger.child({ component: 'access' });
 
+/** Asks for the node's rate-limit tokens waiting for the primary's answer, by id. */
+const asks = new Map<number, (g: Grant) => void>();
+let nextAsk = 1;
+/** The primary answers at once unless its event loop is stuck; past this a request is not held back longer. */
+const ASK_TIMEOUT_MS = 1000;
+
+function askPrimary(ask: TokenAsk): Promise<Grant> {
+  return new Promise((resolve, reject) => {
+    const id = nextAsk++;
+    const timer = setTimeout(() => {
+      asks.delete(id);
+      reject(new Error(`the agent did not answer a rate-limit ask within ${ASK_TIMEOUT_MS} ms`));
+    }, ASK_TIMEOUT_MS);
+    asks.set(id, (g) => {
+      clearTimeout(timer);
+      asks.delete(id);
+      resolve(g);
+    });
+    const m: TokenAskMessage = { type: 'tokens', id, ...ask };
+    process.send!(m);
+  });
+}
+
+// The node's rate limits are the primary's: requests here are admitted from credit it grants.
+const leases = new RateLimitLeases(askPrimary);
+leases.onUnanswered = (err) => workerLogger.warn({ err: err.message }, 'rate limits admitted requests unasked for a second: the agent did not answer');
+core.admitter = leases;
+
 /** Listeners adopted from the primary, by the key it released them under. */
 const adopted = new Map<string, Server[]>();
 
@@ -33,6 +63,9 @@ process.on('message', async (m: WorkerMessage, handle?: Server) => {
   // The lines of requests served so far go first: an answer never overtakes them.
   forwarded.flush();
   switch (m.type) {
+    case 'tokens':
+      asks.get(m.id!)?.(m);
+      break;
     case 'settings':
       core.balancer.zone = m.zone;
       // As the primary does: an access log once sampling is above 0, kept (at the new rate) after.

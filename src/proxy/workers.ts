@@ -13,6 +13,9 @@ import type { Peer, SummaryCounts } from './telemetry/metrics.ts';
 import { packageScript } from '../paths.ts';
 import { writeLines } from '../log.ts';
 import type { LogLines } from './worker-log.ts';
+import { type TokenAsk, TokenBank } from './policy/node-limits.ts';
+import type { Grant } from './policy/rate-limit.ts';
+import { type RoutingTable, buildTable, emptyTable } from './routing/table.ts';
 
 export interface WorkerListen {
   port: number;
@@ -37,12 +40,16 @@ export type WorkerMessage = (
   | { type: 'stats' }
   | { type: 'metrics' }
   | { type: 'summary' }
+  | ({ type: 'tokens' } & Grant)
 ) & {
   /** Echoed in the answer, so overlapping requests each get their own. */
   id?: number;
 };
 
 let nextId = 1;
+
+/** A worker's ask for the node's rate-limit tokens (answered with a 'tokens' message of the same id). */
+export type TokenAskMessage = { type: 'tokens'; id: number } & TokenAsk;
 
 export interface WorkerStats {
   pid: number;
@@ -96,6 +103,10 @@ function spawnWorker(): ChildProcess {
 export class ProxyWorkers {
   private readonly workers: ChildProcess[];
   private stopping = false;
+  /** The node's rate-limit buckets, dealt out to the workers (see node-limits.ts). */
+  private readonly bank: TokenBank;
+  /** With no table of the primary's given to start(), the bank's: built from what setObjects hands the workers. */
+  private ownTable: RoutingTable | null;
   /** What a replacement worker needs: the last settings and table, its own listeners, and every listener adopted. */
   private settings: WorkerSettings | null = null;
   private table: { version: number; objects: StoredObject[] } | null = null;
@@ -107,13 +118,21 @@ export class ProxyWorkers {
   onLog: (lines: string, pid: number | undefined) => void = writeLines;
   restarts = 0;
 
-  private constructor(workers: ChildProcess[]) {
+  private constructor(workers: ChildProcess[], table: (() => RoutingTable) | undefined) {
     this.workers = workers;
+    // The primary serves connections too (the agent's listeners are shared, not handed over): one more process.
+    this.ownTable = table ? null : emptyTable();
+    this.bank = new TokenBank(table ?? (() => this.ownTable!), () => this.workers.length + 1);
     for (const w of workers) this.watch(w);
   }
 
-  /** Starts count workers (default: one per core) and waits until each can take messages. */
-  static async start(count = availableParallelism()): Promise<ProxyWorkers> {
+  /**
+   * Starts count workers (default: one per core) and waits until each can
+   * take messages. table: the primary's own routing table, whose rate-limit
+   * buckets are the node's (the agent's); without it the buckets are kept
+   * here, in a table built from what setObjects sends.
+   */
+  static async start(count = availableParallelism(), table?: () => RoutingTable): Promise<ProxyWorkers> {
     const workers = Array.from({ length: count }, () => spawnWorker());
     try {
       await Promise.all(workers.map((w) => reply(w, 'ready')));
@@ -121,13 +140,15 @@ export class ProxyWorkers {
       for (const w of workers) w.kill('SIGKILL');
       throw err;
     }
-    return new ProxyWorkers(workers);
+    return new ProxyWorkers(workers, table);
   }
 
   /** A worker that dies unasked is replaced: it gets the table and every listener, then takes its share again. */
   private watch(w: ChildProcess): void {
-    w.on('message', (m: LogLines) => {
+    w.on('message', (m: LogLines | TokenAskMessage) => {
       if (m.type === 'log') this.onLog(m.lines, w.pid);
+      // A worker that died meanwhile took its waiting requests with it: a failed send needs nothing more.
+      else if (m.type === 'tokens') w.send({ type: 'tokens', id: m.id, ...this.bank.answer(m) }, () => {});
     });
     w.once('exit', (code) => {
       if (this.stopping) return;
@@ -169,6 +190,7 @@ export class ProxyWorkers {
 
   async setObjects(version: number, objects: StoredObject[]): Promise<void> {
     this.table = { version, objects };
+    if (this.ownTable) this.ownTable = buildTable(version, objects, this.ownTable);
     await Promise.all(this.workers.map((w) => reply(w, 'table-applied', { type: 'table', version, objects })));
   }
 

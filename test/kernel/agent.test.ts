@@ -67,9 +67,14 @@ kernelTest('the agent routes a pod’s VIP traffic from the mesh in Redis, follo
   });
 });
 
-kernelTest('with proxy workers, a pod’s connections are served by the workers on its listener, and /metrics and the report add them up', async (t) => {
+kernelTest('with proxy workers, a pod’s connections are served by the workers on its listener, /metrics and the report add them up, and a rate limit holds for the node', async (t) => {
   await withAgentScratch(t, 'agentw', async ({ redis, scratch, app, store, use }) => {
     const adminPort = await freePort();
+    // Requests to /limited have 10 tokens in the agent's buckets, whichever process serves them.
+    await store.write([
+      { op: 'put', object: obj('Route', 'reviews', 'shop', { service: 'reviews', rules: [{ name: 'limited', match: [{ path: { prefix: '/limited' } }], action: { split: [{}] } }, { action: { split: [{}] } }] }) },
+      { op: 'put', object: obj('RateLimit', 'reviews', 'shop', { service: 'reviews', route: 'limited', maxTokens: 10, fillInterval: '1h' }) },
+    ]);
     const agent = new Agent(
       scratchAgentConfig(scratch, redis, {
         node: 'node-w',
@@ -114,6 +119,9 @@ kernelTest('with proxy workers, a pod’s connections are served by the workers 
     const fresh = (await agent.workers!.stats()).find((x) => !stats.some((y) => y.pid === x.pid));
     t.truthy(fresh, 'a new worker');
     t.true(fresh!.connectionsTotal > 0, 'the replacement was handed the pod’s listener and accepts on it');
+    // Three processes serve the pod; buckets of their own would have admitted up to three times 10.
+    const limited = await scratch.run('app', 'sh', ['-c', `for i in $(seq 16); do curl -sS -o /dev/null -w '%{http_code}\n' --max-time 5 http://${VIP4}/limited/$i; done`]);
+    t.deepEqual(limited.stdout.trim().split('\n'), [...Array(10).fill('200'), ...Array(6).fill('429')], limited.stderr);
     const pids = agent.workers!.pids;
     await agent.sync.report();
     t.deepEqual((await readAgents(redis.client(), store.keys)).map((a) => a.node), ['node-w']);

@@ -152,6 +152,16 @@ test('each RateLimit keeps its own bucket across routing-table swaps; a route li
   t.deepEqual(codes, [200, 200, 200, 429]);
 });
 
+test('a retry is the same request: rate limits count it once', async (t) => {
+  const m = await mesh(t, [
+    obj('Route', 'web', 'shop', { service: 'web', rules: [{ action: { split: [{}] }, retries: { attempts: 3, retryOn: ['5xx'], backoff: { base: '1ms', max: '2ms' } } }] }),
+    obj('RateLimit', 'web', 'shop', { service: 'web', maxTokens: 2, fillInterval: '1h' }),
+  ]);
+  t.is(await ask(m.fromFrontend, '/flaky/a/2'), 200, 'two failures, then success on the third try, all on one token');
+  t.is(await ask(m.fromFrontend, '/flaky/b/1'), 200);
+  t.is(await ask(m.fromFrontend, '/c'), 429);
+});
+
 test('a quota limits one caller per interval regardless of the bucket', async (t) => {
   const m = await mesh(t, [obj('RateLimit', 'web', 'shop', { service: 'web', maxTokens: 1000, fillInterval: '1h', quotas: { 'shop/frontend': 2 } })]);
   t.deepEqual([await ask(m.fromFrontend), await ask(m.fromFrontend), await ask(m.fromFrontend)], [200, 200, 429]);

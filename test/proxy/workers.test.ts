@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Every core: worker processes share one port (SO_REUSEPORT), each swaps its table on change, and each
-// takes the primary's zone and access-log settings (its access-log lines written by the primary).
+// takes the primary's zone and access-log settings (its access-log lines written by the primary), and
+// admits rate-limited requests from the primary's buckets, so a limit holds for the whole node.
 import test, { type ExecutionContext } from 'ava';
 import { fork } from 'node:child_process';
 import type { AddressInfo } from 'node:net';
@@ -10,7 +11,8 @@ import { buildTable } from '../../src/proxy/routing/table.ts';
 import { ProxyServer } from '../../src/proxy/server.ts';
 import { ProxyWorkers } from '../../src/proxy/workers.ts';
 import { backend, endpoints, obj, service } from './helpers/fixtures.ts';
-import { rawExchange } from './helpers/raw.ts';
+import { rawExchange, statuses } from './helpers/raw.ts';
+import { connect as connectH2, createServer as createH2 } from 'node:http2';
 import { freePort } from '../../src/ports.ts';
 
 const stored = (objs: MeshObject[]) => objs.map((object, i) => ({ version: i + 1, object }));
@@ -177,4 +179,49 @@ test("workers' access-log lines come out of the primary's stdout", async (t) => 
   const access = out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as AccessLine & { app: string }).filter((l) => l.msg === 'access');
   t.deepEqual(access.map((l) => l.request.path).sort(), Array.from({ length: want }, (_, i) => `/out/${i}`).sort());
   t.true(access.every((l) => l.app === 'kernmesh' && l.method === 'GET' && l.status === 200 && pids.includes(l.worker)));
+});
+
+/** shop/web with a RateLimit of `tokens` for the whole node, served by two workers on one port. */
+async function limitedWorkers(t: ExecutionContext, backendPort: number, tokens: number): Promise<{ workers: ProxyWorkers; port: number }> {
+  const workers = await startWorkers(t);
+  const limit = obj('RateLimit', 'web', 'shop', { service: 'web', maxTokens: tokens, fillInterval: '1h' });
+  await workers.setObjects(1, stored([service('web', 'shop'), endpoints('web', 'shop', [{ port: backendPort }]), limit]));
+  const port = await freePort();
+  await workers.listen([{ port, host: '127.0.0.1', service: 'shop/web' }]);
+  return { workers, port };
+}
+
+const tally = (codes: number[]) => codes.reduce<Record<number, number>>((n, c) => ((n[c] = (n[c] ?? 0) + 1), n), {});
+
+test("a rate limit is the node's, not each worker's: together the workers admit what it allows", async (t) => {
+  const a = await backend(t, 'a');
+  const { workers, port } = await limitedWorkers(t, a.port, 10);
+  const answers = await untilEachServed(workers, 5, () => burst(port, 30));
+  // Each worker with a bucket of its own would have let up to twice as many through.
+  t.like(tally(answers.map((r) => statuses(r.text)[0] ?? 0)), { 200: 10, 429: answers.length - 10 });
+  t.is(a.seen.length, 10);
+});
+
+test('HTTP/2 streams through workers wait for the node\'s tokens the same way', async (t) => {
+  const h2 = createH2();
+  h2.on('stream', (s) => s.respond({ ':status': 200 }, { endStream: true }));
+  await new Promise<void>((r) => h2.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => h2.close(() => r())));
+  const { workers, port } = await limitedWorkers(t, (h2.address() as AddressInfo).port, 6);
+  // One session per request, all at once: the kernel spreads them over both workers.
+  const once = () =>
+    Promise.all(
+      Array.from({ length: 16 }, () => {
+        const session = connectH2(`http://127.0.0.1:${port}`);
+        session.on('error', () => {});
+        return new Promise<number>((resolve) => {
+          const req = session.request({ ':path': '/h2' }).end();
+          req.on('response', (h) => resolve(Number(h[':status'])));
+          req.on('error', () => resolve(0));
+          req.resume();
+        }).finally(() => session.close());
+      }),
+    );
+  const codes = await untilEachServed(workers, 3, once);
+  t.like(tally(codes), { 200: 6, 429: codes.length - 6 });
 });

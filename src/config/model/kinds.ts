@@ -118,7 +118,7 @@ export const KINDS: Record<Kind, KindInfo> = {
   RateLimit: {
     spec: RateLimitSpec,
     namespaced: true,
-    description: "A local token-bucket rate limit on a service (or one of its routes), optionally per source; excess answered 429. A service-wide limit also counts requests that reach the service through another service's route (a split).",
+    description: "A local token-bucket rate limit on a service (or one of its routes), optionally per source; excess answered 429. A service-wide limit also counts requests that reach the service through another service's route (a split). Local means per node: each node's proxy enforces the limit for the traffic it carries, however many worker processes it runs, and a retry is not counted again.",
     example: { metadata: { name: 'reviews', namespace: 'shop' }, spec: { service: 'reviews', maxTokens: 100, tokensPerFill: 100, fillInterval: '1s' } },
     references: (spec: { service: string }, ns) => [svc(spec.service, ns)],
   },

@@ -17,7 +17,7 @@ import type { ResponseSink, UpstreamConn } from '../upstream/conn.ts';
 import type { ProxyCore } from '../core.ts';
 import type { Peer } from '../telemetry/metrics.ts';
 import type { ServiceInfo } from '../routing/table.ts';
-import { type InboundDial, type Target, inboundRoute, route } from '../route.ts';
+import { type InboundDial, MAX_ADMISSION_ROUNDS, type Pending, RATE_LIMITED, RETRY_ADMITTED, type Target, inboundRoute, route } from '../route.ts';
 import { peerOf } from '../routing/select.ts';
 import { type RetryPolicy, backoffMs, retriableStatus, retryBudgetAllows } from '../routing/policy.ts';
 import { MAX_TIMER_MS, timerMs } from '../timer.ts';
@@ -187,13 +187,35 @@ export class Http1Session implements ResponseSink {
     this.resBytes = 0;
     this.status = 0;
     this.flags = '-';
-    this.dispatch(head, this.routeOf(head));
+    this.routeAndDispatch(head);
   }
 
-  private routeOf(head: Head): Target {
+  private routeOf(head: Head, admitted?: ReadonlySet<string>): Target | Pending {
     const c = this.ctx;
     if (c.inbound && c.origDst) return inboundRoute(c.core.table, c.origDst, head, c.inbound);
-    return route(c.core.table, c.origDst, c.service, head, c.core, c.source, this.peer);
+    return route(c.core.table, c.origDst, c.service, head, c.core, c.source, this.peer, admitted);
+  }
+
+  /**
+   * Routes the request and sends it on; one that waits for the node's
+   * rate-limit tokens is routed again when they come (its body bytes wait
+   * in `pending` meanwhile, as during a fault delay).
+   */
+  private routeAndDispatch(head: Head, admitted?: ReadonlySet<string>, round = 0): void {
+    const target = this.routeOf(head, admitted);
+    if (target.kind !== 'pending') return this.dispatch(head, target);
+    this.state = S_WAIT;
+    this.target = null;
+    const exchange = this.exchangeId;
+    void target.wait.then(() => {
+      if (exchange !== this.exchangeId || this.state === S_CLOSED) return;
+      try {
+        if (round + 1 >= MAX_ADMISSION_ROUNDS) this.dispatch(head, RATE_LIMITED);
+        else this.routeAndDispatch(head, target.admitted, round + 1);
+      } catch (err) {
+        this.protocolError(err);
+      }
+    });
   }
 
   private dispatch(head: Head, target: Target): void {
@@ -317,9 +339,9 @@ export class Http1Session implements ResponseSink {
     const exchange = this.exchangeId;
     setTimeout(() => {
       if (this.state === S_CLOSED || exchange !== this.exchangeId) return;
-      const target = this.routeOf(head);
+      const target = this.routeOf(head, RETRY_ADMITTED);
       if (target.kind === 'local') return this.localReply(target.status, target.flags, target.body);
-      this.tryUpstream(head, target);
+      if (target.kind === 'upstream') this.tryUpstream(head, target);
     }, backoffMs(p, attempt));
     return true;
   }

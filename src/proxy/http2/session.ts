@@ -17,7 +17,7 @@ import type { ProxyCore } from '../core.ts';
 import { type Head, normalizeTarget } from '../http1/parse.ts';
 import { headerFields } from '../http1/local-reply.ts';
 import { newRequestId } from '../http1/request-id.ts';
-import { type InboundDial, inboundRoute, route } from '../route.ts';
+import { type InboundDial, MAX_ADMISSION_ROUNDS, RATE_LIMITED, RETRY_ADMITTED, inboundRoute, route } from '../route.ts';
 import { peerOf } from '../routing/select.ts';
 import { backoffMs, retriableStatus, retryBudgetAllows } from '../routing/policy.ts';
 import { timerMs } from '../timer.ts';
@@ -111,8 +111,13 @@ function upstreamHeaders(head: Head, headers: IncomingHttpHeaders, tgt: { addres
   return out;
 }
 
-function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2Context, peerIp: string): void {
-  const start = performance.now();
+/**
+ * One stream, routed and sent on. A stream waiting for the node's rate-limit
+ * tokens (see node-limits.ts) comes back here when they come, with when it
+ * started, the services that admitted it, and how many times it waited; its
+ * body waits in the stream meanwhile (flow control holds the client back).
+ */
+function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2Context, peerIp: string, start = performance.now(), admitted?: ReadonlySet<string>, round = 0): void {
   const head = headOf(headers);
   const grpc = String(headers['content-type'] ?? '').startsWith('application/grpc');
   const core = ctx.core;
@@ -122,8 +127,16 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
     down.respond({ [HTTP2_HEADER_STATUS]: 400 }, { endStream: true });
     return;
   }
-  const routeOf = () => (ctx.inbound && ctx.origDst ? inboundRoute(core.table, ctx.origDst, head, ctx.inbound) : route(core.table, ctx.origDst, ctx.service, head, core, ctx.source, peerIp));
-  const target = routeOf();
+  const routeOf = (already?: ReadonlySet<string>) => (ctx.inbound && ctx.origDst ? inboundRoute(core.table, ctx.origDst, head, ctx.inbound) : route(core.table, ctx.origDst, ctx.service, head, core, ctx.source, peerIp, already));
+  const routed = round >= MAX_ADMISSION_ROUNDS ? RATE_LIMITED : routeOf(admitted);
+  if (routed.kind === 'pending') {
+    if (round === 0) down.on('error', () => {});
+    void routed.wait.then(() => {
+      if (!down.destroyed && !down.closed) forward(down, headers, ctx, peerIp, start, routed.admitted, round + 1);
+    });
+    return;
+  }
+  const target = routed;
   let status = 0;
   let grpcStatus: string | undefined;
   let flags = '-';
@@ -224,9 +237,9 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
     up = null;
     setTimeout(() => {
       if (down.destroyed || down.closed) return;
-      const again = routeOf();
+      const again = routeOf(RETRY_ADMITTED);
       if (again.kind === 'local') return local(again.status, again.body, again.flags, grpcStatusOfHttp(again.status));
-      send(again);
+      if (again.kind === 'upstream') send(again);
     }, backoffMs(retry, n));
     return true;
   };
