@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { backend, endpoints, proxy, service } from './helpers/fixtures.ts';
+import { backend, endpoints, obj, proxy, service } from './helpers/fixtures.ts';
 import { rawExchange, statuses } from './helpers/raw.ts';
 
 const run = promisify(execFile);
@@ -131,6 +131,17 @@ test('an Upgrade (WebSocket handshake) becomes a tunnel', async (t) => {
   t.regex(got, /ping-through-tunnel$/, 'bytes after the 101 were echoed through the tunnel');
 });
 
+test('a 101 the request did not ask for is a bad gateway, never a tunnel past routing and authorization', async (t) => {
+  const b = await backend(t, 'b1');
+  const deny = obj('AuthorizationPolicy', 'no-admin', 'shop', { service: 'web', action: 'DENY', rules: [{ to: { paths: [{ prefix: '/admin' }] } }] });
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: b.port }]), deny], 'shop/web');
+  // The backend answers /status/101 with a 101: then the next request on the connection would have gone straight through.
+  const { text, closed } = await rawExchange(p.port, 'GET /status/101 HTTP/1.1\r\nHost: x\r\n\r\nGET /admin/secret HTTP/1.1\r\nHost: x\r\n\r\n');
+  t.deepEqual(statuses(text), [502]);
+  t.true(closed);
+  t.deepEqual(b.seen.map((s) => s.url), ['/status/101'], '/admin never reached the backend');
+});
+
 // Each is answered with an error and a closed connection; none reaches the backend as two requests.
 const corpus: Array<[string, string, number]> = [
   ['Content-Length and Transfer-Encoding together', 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n', 400],
@@ -156,6 +167,27 @@ for (const [what, request, status] of corpus) {
     t.deepEqual(statuses(text), [status]);
     t.true(closed, 'the connection was closed');
     t.deepEqual(b.seen, [], 'nothing reached the backend');
+  });
+}
+
+// A lenient upstream (one that takes a bare LF for a line end, as several do) would read what follows
+// a bad trailer line as a second request: the proxy must refuse it, not forward it.
+for (const [what, trailer] of [
+  ['a bare LF', '\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n'],
+  ['a line that is not a header field', 'no colon here\r\n\r\n'],
+  ['a control byte in a value', 'x-a: 1\u0001\r\n\r\n'],
+]) {
+  test(`malformed: ${what} in a chunked body's trailer section -> 400, and not forwarded`, async (t) => {
+    const got: Buffer[] = [];
+    const upstream = createServer((s) => s.on('data', (c: Buffer) => got.push(c)));
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    t.teardown(() => new Promise<void>((r) => upstream.close(() => r())));
+    const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: (upstream.address() as AddressInfo).port }])], 'shop/web');
+    const { text, closed } = await rawExchange(p.port, `POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n${trailer}`);
+    t.deepEqual(statuses(text), [400]);
+    t.regex(text, /trailer/);
+    t.true(closed);
+    t.false(Buffer.concat(got).toString('latin1').includes(trailer.trim()), 'the trailer never went upstream');
   });
 }
 

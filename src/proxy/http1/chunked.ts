@@ -4,7 +4,7 @@
  * forwards the bytes as they are and only needs to know where the body ends
  * (and that every chunk size is well formed).
  */
-import { HttpParseError } from './parse.ts';
+import { HttpParseError, TOKEN } from './parse.ts';
 
 // Scanner states (plain numbers: the hot loop switches on them).
 const State = {
@@ -16,9 +16,10 @@ const State = {
   DataLf: 5,
   Trailer: 6,
   TrailerLf: 7,
-  TrailerLine: 8,
-  TrailerLineLf: 9,
-  Done: 10,
+  TrailerName: 8,
+  TrailerValue: 9,
+  TrailerLineLf: 10,
+  Done: 11,
 } as const;
 type StateValue = (typeof State)[keyof typeof State];
 
@@ -29,6 +30,11 @@ export class ChunkedScanner {
   private remaining = 0;
   private digits = 0;
   private trailerBytes = 0;
+
+  /** Counts trailer bytes, refusing past 16 KiB. */
+  private trailer(n: number): void {
+    if ((this.trailerBytes += n) > 16384) throw new HttpParseError(431, 'trailers too large');
+  }
 
   get done(): boolean {
     return this.state === State.Done;
@@ -90,9 +96,12 @@ export class ChunkedScanner {
           i++;
           break;
         case State.Trailer:
-          // Either the final CRLF, or a trailer field line.
+          // Either the final CRLF, or a trailer field line: name ":" value CRLF, as strict as a head's
+          // (RFC 9112 7.1.2). Anything else (a bare LF above all) could let the next request hide in the body.
           if (c === 13) this.state = State.TrailerLf;
-          else this.state = State.TrailerLine;
+          else if (TOKEN[c] === 1) this.state = State.TrailerName;
+          else throw new HttpParseError(400, 'a trailer line must be a header field');
+          this.trailer(1);
           i++;
           break;
         case State.TrailerLf:
@@ -100,10 +109,16 @@ export class ChunkedScanner {
           this.state = State.Done;
           i++;
           break;
-        case State.TrailerLine:
-          if (++this.trailerBytes > 16384) throw new HttpParseError(431, 'trailers too large');
+        case State.TrailerName:
+          if (c === 58 /* : */) this.state = State.TrailerValue;
+          else if (TOKEN[c] !== 1) throw new HttpParseError(400, 'a trailer name must be a token followed directly by ":"');
+          this.trailer(1);
+          i++;
+          break;
+        case State.TrailerValue:
           if (c === 13) this.state = State.TrailerLineLf;
-          else if (c < 32 && c !== 9) throw new HttpParseError(400, 'bad trailer');
+          else if ((c < 32 && c !== 9) || c === 127) throw new HttpParseError(400, 'bad trailer value');
+          this.trailer(1);
           i++;
           break;
         case State.TrailerLineLf:

@@ -66,7 +66,8 @@ export interface Head {
 
 const CR = 13;
 const LF = 10;
-const TOKEN = new Uint8Array(256);
+/** RFC 9110 tchar: 1 for the bytes a header name (a token) may hold. */
+export const TOKEN = new Uint8Array(256);
 for (const c of "!#$%&'*+-.^_`|~") TOKEN[c.charCodeAt(0)] = 1;
 for (let c = 48; c <= 57; c++) TOKEN[c] = 1;
 for (let c = 65; c <= 90; c++) TOKEN[c] = 1;

@@ -433,7 +433,7 @@ export class Http1Session implements ResponseSink {
       this.ctx.core.balancer.begin(target.service, target.endpoint);
       this.attemptOn = target;
     }
-    conn.begin(this, head.method === 'HEAD');
+    conn.begin(this, head.method === 'HEAD', head.upgrade);
     const reqHead = this.requestHead(head, target);
     if (!head.chunked && head.contentLength <= 0) {
       conn.socket.write(reqHead, 'latin1');

@@ -6,7 +6,7 @@
  */
 import type { Socket } from 'node:net';
 import { ChunkedScanner } from '../http1/chunked.ts';
-import { type Head, HttpParseError, headEnd, parseHead } from '../http1/parse.ts';
+import { type Head, HttpParseError, header, headEnd, parseHead } from '../http1/parse.ts';
 
 const MAX_RESPONSE_HEAD = 64 * 1024;
 
@@ -45,6 +45,8 @@ export class UpstreamConn {
   private remaining = 0;
   private scanner: ChunkedScanner | null = null;
   private noBody = false;
+  /** The protocols the request asked to upgrade to (lower case, comma-separated), or null: a 101 is only taken for one of them. */
+  private upgrade: string | null = null;
   private headSent = false;
   dead = false;
   /** Requests served, for pool statistics. */
@@ -75,8 +77,9 @@ export class UpstreamConn {
     socket.on('error', (err) => this.onClose(err));
   }
 
-  /** Starts an exchange: the caller writes the request; responses go to sink. */
-  begin(sink: ResponseSink, noBody: boolean): void {
+  /** Starts an exchange: the caller writes the request; responses go to sink. upgrade: the request's Upgrade (head.upgrade). */
+  begin(sink: ResponseSink, noBody: boolean, upgrade: string | null = null): void {
+    this.upgrade = upgrade;
     // A previous response may have left it paused for backpressure.
     this.socket.resume();
     this.sink = sink;
@@ -132,6 +135,11 @@ export class UpstreamConn {
           if (head.status >= 100 && head.status < 200 && head.status !== 101) {
             this.sink.onInformational(head);
             continue;
+          }
+          if (head.status === 101 && !this.upgradeAskedFor(head)) {
+            // RFC 9110 7.8: a 101 answers an Upgrade request. One the request did not ask for would make
+            // the connection a tunnel whose later requests nothing routes or authorizes.
+            throw new HttpParseError(502, `upstream switched protocols (to "${header(head, 'upgrade') ?? ''}") without being asked to`);
           }
           this.headSent = true;
           if (head.status === 101) {
@@ -199,6 +207,12 @@ export class UpstreamConn {
     const ok = reusable && !this.reuseBlocked && !this.dead;
     this.reuseBlocked = false;
     sink.onEnd(ok);
+  }
+
+  /** The 101's Upgrade names one of the protocols the request asked for. */
+  private upgradeAskedFor(res: Head): boolean {
+    const to = (header(res, 'upgrade') ?? '').trim().toLowerCase();
+    return !!to && !!this.upgrade && this.upgrade.split(',').some((p) => p.trim() === to);
   }
 
   private fail(err: Error): void {
