@@ -63,6 +63,21 @@ test('a response head written out again (the client asked to close) keeps its re
   }
 });
 
+test('headers named in any Connection line are hop-by-hop, in requests and in responses', async (t) => {
+  const got: string[] = [];
+  const server = createServer((s) => s.on('data', (d) => {
+    got.push(d.toString('latin1'));
+    s.write('HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nConnection: x-internal\r\nx-internal: leaked\r\ncontent-length: 2\r\n\r\nok');
+  }));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: (server.address() as AddressInfo).port }])], 'shop/web');
+  const { text } = await rawExchange(p.port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nConnection: x-secret-hop\r\nx-secret-hop: leaked\r\n\r\n', 500);
+  t.regex(text, /^HTTP\/1\.1 200 /);
+  t.notRegex(text, /x-internal/i);
+  t.notRegex(got.join(''), /x-secret-hop/i);
+});
+
 test('an existing x-request-id is kept; x-forwarded-for is appended to', async (t) => {
   const { b, url } = await setup(t);
   await run('curl', ['-sS', '-H', 'x-request-id: abc', '-H', 'x-forwarded-for: 192.0.2.1', `${url}/`]);
@@ -172,11 +187,12 @@ for (const [what, request, status] of corpus) {
 
 // A lenient upstream (one that takes a bare LF for a line end, as several do) would read what follows
 // a bad trailer line as a second request: the proxy must refuse it, not forward it.
-for (const [what, trailer] of [
+const badTrailers: Array<[string, string]> = [
   ['a bare LF', '\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n'],
   ['a line that is not a header field', 'no colon here\r\n\r\n'],
   ['a control byte in a value', 'x-a: 1\u0001\r\n\r\n'],
-]) {
+];
+for (const [what, trailer] of badTrailers) {
   test(`malformed: ${what} in a chunked body's trailer section -> 400, and not forwarded`, async (t) => {
     const got: Buffer[] = [];
     const upstream = createServer((s) => s.on('data', (c: Buffer) => got.push(c)));

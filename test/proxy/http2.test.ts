@@ -193,6 +193,29 @@ test('an HTTP/2 request the policy refuses gets its answer over HTTP/2', async (
   t.deepEqual(b.seen, []);
 });
 
+test('HTTP/2: x-forwarded-for is appended to; a request with Host instead of :authority is routed by its Host', async (t) => {
+  const web = await h2Backend(t, 'web');
+  const api = await h2Backend(t, 'api');
+  const objects = [service('web', 'shop'), endpoints('web', 'shop', [{ port: web.port }]), service('api', 'shop'), endpoints('api', 'shop', [{ port: api.port }])];
+  // Routed by Host: an intercepted connection to an address that is no service's.
+  const p = await proxy(t, objects, null, { originalDst: () => ({ address: '10.0.0.9', port: 80 }) });
+  const client = connectH2(`http://127.0.0.1:${p.port}`);
+  t.teardown(() => client.close());
+  const ask = (headers: Record<string, string>) =>
+    new Promise<{ status: number; body: string }>((resolve) => {
+      const req = client.request({ ':path': '/who', ...headers }).end();
+      let status = 0;
+      let body = '';
+      req.on('response', (h) => (status = Number(h[':status'])));
+      req.on('data', (c: Buffer) => (body += c));
+      req.on('close', () => resolve({ status, body }));
+    });
+  const viaHost = await ask({ host: 'api.shop.svc.cluster.local', 'x-forwarded-for': '192.0.2.1' });
+  t.is(viaHost.status, 200);
+  t.like(JSON.parse(viaHost.body), { backend: 'api', xff: '192.0.2.1, 127.0.0.1' });
+  t.like(JSON.parse((await ask({ ':authority': 'web.shop.svc.cluster.local' })).body), { backend: 'web', xff: '127.0.0.1' });
+});
+
 test('HTTP/2 streams count against the circuit breaker like HTTP/1.1 requests', async (t) => {
   const server = createH2();
   server.on('stream', (stream) => {

@@ -372,9 +372,11 @@ const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'tran
  */
 export function forwardHeaders(head: Head): string {
   const h = head.headers;
+  // Every Connection line counts: several make one list (RFC 9110 5.3), and each header it names is hop-by-hop.
   let named: string[] | null = null;
-  const conn = header(head, 'connection');
-  if (conn) named = conn.toLowerCase().split(',').map((t) => t.trim());
+  for (let i = 0; i < h.length; i += 2) {
+    if (h[i]!.length === 10 && h[i]!.toLowerCase() === 'connection') (named ??= []).push(...h[i + 1]!.toLowerCase().split(',').map((t) => t.trim()));
+  }
   let out = '';
   for (let i = 0; i < h.length; i += 2) {
     const lower = h[i]!.toLowerCase();

@@ -59,7 +59,8 @@ function headOf(h: IncomingHttpHeaders): Head {
     close: false,
     upgrade: null,
     expectContinue: false,
-    host: h[HTTP2_HEADER_AUTHORITY] ? String(h[HTTP2_HEADER_AUTHORITY]) : null,
+    // RFC 9113 8.3.1: a request may carry Host instead of :authority; then Host is the authority.
+    host: h[HTTP2_HEADER_AUTHORITY] ? String(h[HTTP2_HEADER_AUTHORITY]) : h.host ? String(h.host) : null,
     size: 0,
     requestId: id || newRequestId(),
     idGenerated: !id,
@@ -107,7 +108,9 @@ function upstreamHeaders(head: Head, headers: IncomingHttpHeaders, tgt: { addres
   for (const [k, v] of Object.entries(headers)) if (!k.startsWith(':') && !HOP.has(k) && v !== undefined) out[k] = v as string | string[];
   if (headers.te === 'trailers') out.te = 'trailers';
   if (head.idGenerated) out['x-request-id'] = head.requestId!;
-  if (!headers['x-forwarded-for']) out['x-forwarded-for'] = peerIp;
+  // Appended to, as on HTTP/1.1 (and in Envoy): the client does not get to say alone where it came from.
+  const xff = headers['x-forwarded-for'];
+  out['x-forwarded-for'] = xff ? `${Array.isArray(xff) ? xff.join(', ') : xff}, ${peerIp}` : peerIp;
   return out;
 }
 
