@@ -236,8 +236,11 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
     }
     const n = attempt++;
     core.metrics.retries.inc();
-    // Until the next attempt starts, body bytes are only kept (the abandoned stream takes no more).
+    // Until the next attempt starts, body bytes wait in the stream (flow control holds the client
+    // back; send() resumes it): kept here, they could outgrow what a retry keeps, and the retry would
+    // go with part of the body.
     up = null;
+    down.pause();
     setTimeout(() => {
       if (down.destroyed || down.closed) return;
       const again = routeOf(RETRY_ADMITTED);
@@ -411,6 +414,9 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
       if (!current() || upEnded) return;
       upEnded = true;
       disarm();
+      // A session that died mid-response ends its streams too, destroyed with an error code: the client
+      // is told with a reset (as on HTTP/1.1), not an END_STREAM that makes a cut response look whole.
+      if (mine.destroyed && mine.rstCode !== constants.NGHTTP2_NO_ERROR) return void down.close(constants.NGHTTP2_INTERNAL_ERROR);
       if (!down.destroyed) down.end();
     });
   };
