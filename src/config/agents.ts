@@ -20,30 +20,71 @@ export interface AgentStatus {
   report: Record<string, unknown>;
 }
 
+/** A node whose report could not be read, and why. */
+export interface UnreadableReport {
+  node: string;
+  error: string;
+}
+
+type Report = { mode: string; appliedVersion: number; reportedAt: number; startedAt: number; lastError: string | null; counters: Record<string, number> } & Record<string, unknown>;
+
+/** Every readable agent report (see readAgentReports for the unreadable ones too). */
 export async function readAgents(redis: Redis, keys: Keys): Promise<AgentStatus[]> {
+  return (await readAgentReports(redis, keys)).agents;
+}
+
+/**
+ * Every agent's report, each parsed on its own: one agent's unreadable report
+ * (truncated, or from a different version) must not hide the others, nor be
+ * taken for Redis being unreachable.
+ */
+export async function readAgentReports(redis: Redis, keys: Keys): Promise<{ agents: AgentStatus[]; unreadable: UnreadableReport[] }> {
+  let version: string | null;
+  let reports: Record<string, string>;
+  let alive: number[];
+  const nodes: string[] = [];
   try {
-    const [version, reports] = await Promise.all([redis.get(keys.version), redis.hgetall(keys.agents)]);
-    const nodes = Object.keys(reports).sort();
-    const alive = nodes.length ? await Promise.all(nodes.map((n) => redis.exists(keys.alive(n)))) : [];
-    const meshVersion = Number(version ?? 0);
-    const now = Date.now();
-    return nodes.map((node, i) => {
-      const r = JSON.parse(reports[node]!) as { mode: string; appliedVersion: number; reportedAt: number; startedAt: number; lastError: string | null; counters: Record<string, number> } & Record<string, unknown>;
-      const health: AgentHealth = alive[i] !== 1 ? 'NOT CONNECTED' : r.appliedVersion === meshVersion ? 'SYNCED' : 'STALE';
-      return {
-        node,
-        mode: r.mode,
-        health,
-        appliedVersion: r.appliedVersion,
-        meshVersion,
-        heartbeatAgeMs: now - r.reportedAt,
-        uptimeMs: now - r.startedAt,
-        lastError: r.lastError,
-        counters: r.counters,
-        report: r,
-      };
-    });
+    [version, reports] = await Promise.all([redis.get(keys.version), redis.hgetall(keys.agents)]);
+    nodes.push(...Object.keys(reports).sort());
+    alive = nodes.length ? await Promise.all(nodes.map((n) => redis.exists(keys.alive(n)))) : [];
   } catch (err) {
     throw redisError(err, 'reading agent reports');
   }
+  const meshVersion = Number(version ?? 0);
+  const now = Date.now();
+  const agents: AgentStatus[] = [];
+  const unreadable: UnreadableReport[] = [];
+  nodes.forEach((node, i) => {
+    const r = parseReport(reports[node]!);
+    if (typeof r === 'string') {
+      unreadable.push({ node, error: r });
+      return;
+    }
+    const health: AgentHealth = alive[i] !== 1 ? 'NOT CONNECTED' : r.appliedVersion === meshVersion ? 'SYNCED' : 'STALE';
+    agents.push({
+      node,
+      mode: r.mode,
+      health,
+      appliedVersion: r.appliedVersion,
+      meshVersion,
+      heartbeatAgeMs: now - r.reportedAt,
+      uptimeMs: now - r.startedAt,
+      lastError: r.lastError,
+      counters: r.counters,
+      report: r,
+    });
+  });
+  return { agents, unreadable };
+}
+
+/** The report, or why it cannot be used. */
+function parseReport(text: string): Report | string {
+  let r: unknown;
+  try {
+    r = JSON.parse(text);
+  } catch (err) {
+    return `not valid JSON: ${(err as Error).message}`;
+  }
+  if (typeof r !== 'object' || r === null || Array.isArray(r)) return 'not a JSON object';
+  return r as Report;
 }

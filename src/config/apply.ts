@@ -8,9 +8,10 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createTwoFilesPatch } from 'diff';
 import { stringify } from 'yaml';
+import { KmError, errnoCode } from '../errors.ts';
 import { keyOf, refString } from './objects.ts';
 import { type MeshStore, storedJson } from './store.ts';
-import { InvalidConfigError, type Issue, type SourcedObject, checkReferences, parseSource } from './validate.ts';
+import { InvalidConfigError, type Issue, type SourcedObject, checkReferences, parseSource, withoutDuplicates } from './validate.ts';
 
 export interface Source {
   name: string;
@@ -30,24 +31,40 @@ const CONFIG_FILE = /\.(ya?ml|json)$/;
 export function readSources(paths: string[], stdin: () => string = () => readFileSync(0, 'utf8')): Source[] {
   return paths.flatMap((p) => {
     if (p === '-') return [{ name: '<stdin>', text: stdin() }];
-    if (statSync(p).isDirectory()) {
-      return readdirSync(p)
-        .filter((f) => CONFIG_FILE.test(f))
-        .sort()
-        .map((f) => ({ name: join(p, f), text: readFileSync(join(p, f), 'utf8') }));
-    }
-    return [{ name: p, text: readFileSync(p, 'utf8') }];
+    if (!readable(p, () => statSync(p)).isDirectory()) return [{ name: p, text: readable(p, () => readFileSync(p, 'utf8')) }];
+    const files = readable(p, () => readdirSync(p))
+      .filter((f) => CONFIG_FILE.test(f))
+      .sort();
+    // An empty directory is most likely the wrong one: saying so beats a silent success.
+    if (files.length === 0) throw new KmError('KM_ERR_INVALID_CONFIG', `no objects found in ${p}: it holds no .yaml, .yml or .json files; check the path; nothing was written`);
+    return files.map((f) => ({ name: join(p, f), text: readable(join(p, f), () => readFileSync(join(p, f), 'utf8')) }));
   });
+}
+
+/** Runs a file system read, turning its failure into an error that names the path. */
+function readable<T>(path: string, read: () => T): T {
+  try {
+    return read();
+  } catch (err) {
+    const why = errnoCode(err) === 'ENOENT' ? 'no such file or directory' : errnoCode(err) === 'EACCES' ? 'permission denied' : (err as Error).message;
+    throw new KmError('KM_ERR_INVALID_CONFIG', `cannot read ${path}: ${why}; check the path (a file, a directory of .yaml/.yml/.json files, or - for stdin) and its permissions; nothing was written`, { cause: err });
+  }
 }
 
 /** Parses and checks every source; throws InvalidConfigError naming every problem. */
 export async function validateSources(store: MeshStore, sources: Source[]): Promise<SourcedObject[]> {
-  const objects: SourcedObject[] = [];
+  const parsed: SourcedObject[] = [];
   const issues: Issue[] = [];
   for (const s of sources) {
     const r = parseSource(s.text, s.name);
-    objects.push(...r.objects);
+    parsed.push(...r.objects);
     issues.push(...r.issues);
+  }
+  // Sources are checked together: the same object in two files must not be settled by file order.
+  const { objects, issues: duplicates } = withoutDuplicates(parsed);
+  issues.push(...duplicates);
+  if (objects.length === 0 && issues.length === 0) {
+    throw new KmError('KM_ERR_INVALID_CONFIG', `no objects found in ${sources.map((s) => s.name).join(', ')}: only comments or empty documents; check the path; nothing was written`);
   }
   issues.push(...(await checkReferences(objects, (ref) => store.exists(ref))));
   if (issues.length) throw new InvalidConfigError(issues);

@@ -4,7 +4,7 @@
  * problem named by source, document and path, and cross-references checked
  * against what the mesh (plus this batch) will hold.
  */
-import { parseAllDocuments } from 'yaml';
+import { type Document, parseAllDocuments } from 'yaml';
 import type { z } from 'zod';
 import { KmError } from '../errors.ts';
 import { KINDS, type Ref, isKind } from './model/kinds.ts';
@@ -52,13 +52,17 @@ export function parseSource(text: string, source: string): { objects: SourcedObj
       for (const e of doc.errors) issues.push({ source, document, path: '', message: `not valid YAML/JSON: ${e.message.split('\n')[0]}` });
       return;
     }
-    const raw: unknown = doc.toJS();
-    if (raw === null || raw === undefined) return; // an empty document (a trailing ---)
-    const env = Envelope.safeParse(raw);
+    const raw = documentValue(doc);
+    if ('message' in raw) {
+      issues.push({ source, document, path: '', message: raw.message });
+      return;
+    }
+    if (raw.value === null || raw.value === undefined) return; // an empty document (a trailing ---)
+    const env = Envelope.safeParse(raw.value);
     // The spec is checked whenever the kind is known, so one pass names every problem.
-    const kindName = (raw as { kind?: unknown }).kind;
+    const kindName = (raw.value as { kind?: unknown }).kind;
     const info = typeof kindName === 'string' && isKind(kindName) ? KINDS[kindName] : undefined;
-    const spec = info?.spec.safeParse((raw as { spec?: unknown }).spec ?? {});
+    const spec = info?.spec.safeParse((raw.value as { spec?: unknown }).spec ?? {});
     if (!env.success) issues.push(...zodIssues(env.error, source, document, ''));
     if (spec && !spec.success) issues.push(...zodIssues(spec.error, source, document, 'spec'));
     if (!env.success || !info || !spec?.success) return;
@@ -74,6 +78,33 @@ export function parseSource(text: string, source: string): { objects: SourcedObj
     };
     objects.push({ object, source, document });
   });
+  const unique = withoutDuplicates(objects);
+  return { objects: unique.objects, issues: [...issues, ...unique.issues] };
+}
+
+/**
+ * A document's value, or why it has none. The yaml library refuses to expand
+ * alias-heavy documents (a "billion laughs" guard) by throwing, which would
+ * otherwise end the whole apply without naming the document.
+ */
+function documentValue(doc: Document.Parsed): { value: unknown } | { message: string } {
+  try {
+    return { value: doc.toJS() };
+  } catch (err) {
+    const message = (err as Error).message;
+    if (/alias/i.test(message)) return { message: 'too many aliases to expand safely; expand them (write the repeated values out in full)' };
+    return { message: `cannot be read: ${message}` };
+  }
+}
+
+/**
+ * The same object defined twice, in one source or across the sources of one
+ * apply, is an issue: which one should win is not for kernmesh to guess.
+ * Only the first of each is kept, so that a later check over several sources
+ * names each duplicate once.
+ */
+export function withoutDuplicates(objects: SourcedObject[]): { objects: SourcedObject[]; issues: Issue[] } {
+  const issues: Issue[] = [];
   const seen = new Map<string, SourcedObject>();
   for (const o of objects) {
     const id = `${o.object.kind}/${keyOf(o.object)}`;
@@ -81,7 +112,7 @@ export function parseSource(text: string, source: string): { objects: SourcedObj
     if (first) issues.push({ source: o.source, document: o.document, path: 'metadata.name', message: `${id} is also defined in ${first.source} document ${first.document}` });
     else seen.set(id, o);
   }
-  return { objects, issues };
+  return { objects: [...seen.values()], issues };
 }
 
 /**

@@ -6,7 +6,7 @@
  */
 import type { ExpectedPod } from './kube.ts';
 import { type CaptureSettings, DEFAULT_CAPTURE, captureSettings } from '../kube/pods.ts';
-import { type AgentStatus, readAgents } from '../config/agents.ts';
+import { type AgentStatus, readAgentReports } from '../config/agents.ts';
 import type { RedisConfig } from '../config/redis.ts';
 import { describeRedis } from '../config/redis.ts';
 import type { MeshStore } from '../config/store.ts';
@@ -54,13 +54,18 @@ export async function collectStatus(cfg: RedisConfig, withStore: (fn: (store: Me
     ok: false,
   };
   let capture = DEFAULT_CAPTURE;
+  const unreadableNodes = new Set<string>();
   try {
     await withStore(async (store) => {
       report.controlPlane.redis.reachable = true;
       report.controlPlane.meshVersion = await store.version();
       report.controlPlane.controller.leader = await store.redis.get(store.keys.controllerLeader);
       capture = captureSettings((await store.get('MeshSettings', 'mesh'))?.object.spec as Parameters<typeof captureSettings>[0]);
-      const agents = await readAgents(store.redis, store.keys);
+      const { agents, unreadable } = await readAgentReports(store.redis, store.keys);
+      for (const u of unreadable) {
+        unreadableNodes.add(u.node);
+        report.problems.push({ level: 'error', text: `agent ${u.node}: its report is unreadable (${u.error})`, fix: `check the agent on ${u.node} (kubectl -n kernmesh-system logs, or its process); its next report replaces this one` });
+      }
       for (const a of agents) {
         const r = a.report as { proxy?: Record<string, unknown>; datapath?: Record<string, unknown>; workloads?: Array<{ name: string; namespace: string; ok?: boolean; reason?: string }>; traffic?: Traffic[] };
         report.agents.push({ node: a.node, mode: a.mode, health: a.health, appliedVersion: a.appliedVersion, meshVersion: a.meshVersion, heartbeatAgeMs: a.heartbeatAgeMs, uptimeMs: a.uptimeMs, lastError: a.lastError, proxy: r.proxy ?? {}, datapath: r.datapath ?? {} });
@@ -81,7 +86,7 @@ export async function collectStatus(cfg: RedisConfig, withStore: (fn: (store: Me
       const nodes = new Set(report.agents.map((a) => a.node));
       for (const p of expected.pods) {
         if (reported.has(`${p.namespace}/${p.name}`)) continue;
-        report.workloads.push({ node: p.node, namespace: p.namespace, name: p.name, captured: false, reason: nodes.has(p.node) ? `the agent on ${p.node} does not report it (yet)` : `no agent runs on node ${p.node}` });
+        report.workloads.push({ node: p.node, namespace: p.namespace, name: p.name, captured: false, reason: missingReason(p.node, nodes, unreadableNodes) });
       }
     } catch (err) {
       report.problems.push({ level: 'warn', text: `could not read the Kubernetes API: ${(err as Error).message}`, fix: 'check --kubeconfig / KUBECONFIG, or leave them out to see the agents\' reports only' });
@@ -96,10 +101,17 @@ export async function collectStatus(cfg: RedisConfig, withStore: (fn: (store: Me
   report.namespaces = [...ns].map(([namespace, n]) => ({ namespace, ...n })).sort((a, b) => a.namespace.localeCompare(b.namespace));
   report.traffic.sort((a, b) => a.service.localeCompare(b.service));
   // Problems met while collecting come first; "healthy" only when there is nothing else.
-  const found = problemsOf(report);
+  const found = problemsOf(report, unreadableNodes.size);
   report.problems = report.problems.length ? [...report.problems, ...found.filter((p) => p.level !== 'ok')] : found;
   report.ok = !report.problems.some((p) => p.level === 'error');
   return report;
+}
+
+/** Why a pod that should be captured is not in any agent's report. */
+function missingReason(node: string, reporting: Set<string>, unreadable: Set<string>): string {
+  if (reporting.has(node)) return `the agent on ${node} does not report it (yet)`;
+  if (unreadable.has(node)) return `the report of the agent on ${node} is unreadable`;
+  return `no agent runs on node ${node}`;
 }
 
 function mergeTraffic(into: Traffic[], t: Traffic): void {
@@ -118,13 +130,14 @@ function mergeTraffic(into: Traffic[], t: Traffic): void {
   have.requests = requests;
 }
 
-function problemsOf(r: StatusReport): Problem[] {
+/** unreadable: how many agents' reports could not be read (each already a problem). */
+function problemsOf(r: StatusReport, unreadable: number): Problem[] {
   const out: Problem[] = [];
   if (!r.controlPlane.redis.reachable) {
     out.push({ level: 'error', text: `Redis at ${r.controlPlane.redis.target} is unreachable: ${r.controlPlane.redis.error ?? ''}`, fix: 'check REDIS_URL (or --redis) and that Redis runs' });
     return out;
   }
-  if (r.agents.length === 0) out.push({ level: 'warn', text: 'no agent has reported to this mesh yet', fix: 'start the agents (kubectl apply -k deploy/, or kernmesh agent)' });
+  if (r.agents.length === 0 && unreadable === 0) out.push({ level: 'warn', text: 'no agent has reported to this mesh yet', fix: 'start the agents (kubectl apply -k deploy/, or kernmesh agent)' });
   for (const a of r.agents) {
     if (a.health === 'NOT CONNECTED') out.push({ level: 'error', text: `agent ${a.node} is not connected (last heard ${Math.round(a.heartbeatAgeMs / 1000)} s ago)`, fix: `check the agent on ${a.node} (kubectl -n kernmesh-system logs, or its process)` });
     else if (a.health === 'STALE') out.push({ level: 'warn', text: `agent ${a.node} is at version ${a.appliedVersion} of ${a.meshVersion}`, fix: 'it catches up by itself; if it stays behind, look at its lastError' });

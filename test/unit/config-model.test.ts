@@ -47,6 +47,15 @@ test('the same object twice in one apply is an error', (t) => {
   t.regex(issues[0]!.message, /also defined in x.yaml document 1/);
 });
 
+test('a document with too many aliases is an issue naming it, and the other documents are still checked', (t) => {
+  const bomb = 'a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]';
+  const ok = 'kind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 80}]}';
+  const { objects, issues } = parseSource([ok, bomb, 'kind: Frobnicator\nmetadata: {name: x}'].join('\n---\n'), 'x.yaml');
+  t.is(objects.length, 1);
+  t.deepEqual(issues.map((i) => `${i.source} ${i.document} ${i.path}`), ['x.yaml 2 ', 'x.yaml 3 kind']);
+  t.regex(issues[0]!.message, /too many aliases.*expand them/);
+});
+
 test('references resolve within the batch or the mesh, across namespaces', async (t) => {
   const { objects } = parseSource(
     [

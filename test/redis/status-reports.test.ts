@@ -1,0 +1,32 @@
+// SPDX-License-Identifier: Apache-2.0
+// `kernmesh status` when one agent's report in Redis cannot be read: the
+// other agents are still listed, and the bad one is named as a problem of
+// its own, not blamed on Redis.
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { MeshStore } from '../../src/config/store.ts';
+import type { StatusReport } from '../../src/status/collect.ts';
+import { RedisServer } from './helpers/redis-server.ts';
+
+test('one unreadable agent report hides no other agent and is named by its node', async (t) => {
+  const redis = await new RedisServer().start();
+  t.teardown(() => redis.stop());
+  const store = new MeshStore(redis.client());
+  const c = redis.client();
+  const now = Date.now();
+  const good = (node: string) => JSON.stringify({ node, mode: 'ebpf', appliedVersion: 0, reportedAt: now, startedAt: now, lastError: null, counters: {} });
+  await c.hset(store.keys.agents, 'node-a', good('node-a'), 'node-b', good('node-b'), 'node-c', good('node-c').slice(0, 40));
+  for (const n of ['node-a', 'node-b', 'node-c']) await c.set(store.keys.alive(n), '1', 'PX', 60_000);
+
+  const cli = new URL('../../src/cli/main.ts', import.meta.url).pathname;
+  const r = await promisify(execFile)(process.execPath, [cli, 'status', '--redis', redis.url, '-o', 'json']).catch((e: { stdout: string; stderr: string; code: number }) => e);
+  t.is((r as { code?: number }).code, 1, 'an unreadable report is an error');
+  const report = JSON.parse(r.stdout) as StatusReport;
+  t.deepEqual(report.agents.map((a) => `${a.node} ${a.health}`), ['node-a SYNCED', 'node-b SYNCED']);
+  t.true(report.controlPlane.redis.reachable);
+  const texts = report.problems.map((p) => `${p.level} ${p.text}`);
+  t.is(texts.filter((p) => p.includes('node-c')).length, 1, texts.join('\n'));
+  t.regex(texts.find((p) => p.includes('node-c'))!, /^error agent node-c: its report is unreadable \(not valid JSON/);
+  t.false(texts.some((p) => /Redis|reading the mesh state|no agent has reported/.test(p)), texts.join('\n'));
+});
