@@ -121,6 +121,21 @@ test('pipelined requests are answered in order', async (t) => {
   t.deepEqual(b.seen.map((s) => s.url), ['/1', '/2', '/3', '/4']);
 });
 
+test("pipelined requests followed by the client's FIN are all answered, then the connection closes", async (t) => {
+  const { b, p } = await setup(t);
+  const { text, closed } = await new Promise<{ text: string; closed: boolean }>((resolve) => {
+    const s = connect({ port: p.port, host: '127.0.0.1', allowHalfOpen: true });
+    let text = '';
+    const timer = setTimeout(() => (s.destroy(), resolve({ text, closed: false })), 3000);
+    s.on('data', (c) => (text += c.toString('latin1')));
+    s.on('end', () => (clearTimeout(timer), s.destroy(), resolve({ text, closed: true })));
+    s.end('GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n');
+  });
+  t.deepEqual(statuses(text), [200, 200]);
+  t.true(closed);
+  t.deepEqual(b.seen.map((x) => x.url), ['/a', '/b']);
+});
+
 test('HEAD and 204/304 responses carry no body and keep the connection usable', async (t) => {
   const { p } = await setup(t);
   const { text } = await rawExchange(p.port, 'HEAD /h HTTP/1.1\r\nHost: x\r\n\r\nGET /status/204 HTTP/1.1\r\nHost: x\r\n\r\nGET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');

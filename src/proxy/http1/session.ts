@@ -64,6 +64,8 @@ export class Http1Session implements ResponseSink {
   private bodyScanner: ChunkedScanner | null = null;
   private responseStarted = false;
   private closeAfter = false;
+  /** The client sent its FIN: once the requests already here are answered, the connection closes. */
+  private clientEnded = false;
   /** The request's body has been read to its end (or it had none). */
   private bodyDone = true;
   private readonly peer: string;
@@ -140,14 +142,17 @@ export class Http1Session implements ResponseSink {
 
   /**
    * The client finished sending. A tunnel passes the half-close on; otherwise
-   * the request under way still gets its answer, and then the connection closes.
+   * the requests already received still get their answers, and then the
+   * connection closes.
    */
   private onClientEnd(): void {
     if (this.state === S_TUNNEL) {
       this.upstream?.socket.end();
       return;
     }
-    this.closeAfter = true;
+    // Requests already here are still answered, in order (a pipeline the client sent before its FIN).
+    this.clientEnded = true;
+    // With no request under way, what is buffered is at most part of a head that can never complete.
     if (this.state === S_HEAD && !this.req) {
       this.state = S_CLOSED;
       this.socket.end();
@@ -700,8 +705,13 @@ export class Http1Session implements ResponseSink {
       } catch (err) {
         this.protocolError(err);
       }
-    } else {
+    } else if (!this.clientEnded) {
       this.socket.resume();
+    }
+    if (this.clientEnded && this.state === S_HEAD && !this.req) {
+      // The client is done sending and no whole request is left: nothing more can come.
+      this.state = S_CLOSED;
+      this.socket.end();
     }
   }
 
