@@ -7,12 +7,19 @@
  */
 import type { Redis } from 'ioredis';
 
-/** Acquire if free, extend if ours, in one step: 1 when we hold it afterwards. */
+/**
+ * Acquire if free, extend if ours, in one step: 1 when renewed, 2 when acquired
+ * anew, 0 when another holds it. A holder that finds its key gone (Redis
+ * flushed, or restarted empty) acquires it anew: a new term, since whatever it
+ * wrote in the last one may be gone with the key.
+ */
 const CLAIM = `
 local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-if not holder then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+if not holder then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2 end
 return 0`;
+const RENEWED = 1;
+const ACQUIRED = 2;
 
 export class RedisLeader {
   private readonly redis: Redis;
@@ -24,6 +31,7 @@ export class RedisLeader {
   private stopped = false;
   /** One claim at a time: an overlapping one must not see its own key as someone else's. */
   private inFlight: Promise<boolean> | undefined;
+  /** Called when leadership is lost, and whenever it is acquired: true again (without a false between) starts a new term. */
   onChange: (leading: boolean) => void = () => {};
 
   constructor(redis: Redis, key: string, identity: string, ttlMs = 5000) {
@@ -41,14 +49,15 @@ export class RedisLeader {
 
   private async claim(): Promise<boolean> {
     if (this.stopped) return false;
-    let now = false;
+    let result: unknown = 0;
     try {
-      now = (await this.redis.eval(CLAIM, 1, this.key, this.identity, String(this.ttlMs))) === 1;
+      result = await this.redis.eval(CLAIM, 1, this.key, this.identity, String(this.ttlMs));
     } catch {
-      now = false;
+      result = 0;
     }
     if (this.stopped) return false;
-    if (now !== this.leading) {
+    const now = result === RENEWED || result === ACQUIRED;
+    if (now !== this.leading || result === ACQUIRED) {
       this.leading = now;
       this.onChange(now);
     }

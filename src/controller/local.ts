@@ -11,8 +11,10 @@ import type { FSWatcher } from 'node:fs';
 import { parse } from 'yaml';
 import { z } from 'zod';
 import { KmError } from '../errors.ts';
+import { dnsLabel } from '../config/model/common.ts';
 import type { MeshObject } from '../config/objects.ts';
 import type { MeshStore } from '../config/store.ts';
+import { type Issue, parseSource } from '../config/validate.ts';
 import { RedisLeader } from './leader.ts';
 import { OwnedSync } from './owned.ts';
 
@@ -22,7 +24,8 @@ const Registry = z
       .array(
         z
           .object({
-            name: z.string().min(1),
+            // A label, not any object name: it is the first label of the service's host name.
+            name: dnsLabel,
             namespace: z.string().min(1).default('default'),
             addresses: z.array(z.string()).default([]),
             ports: z.array(z.object({ port: z.number().int(), targetPort: z.number().int().optional(), protocol: z.enum(['http', 'http2', 'grpc', 'tcp', 'tls']).default('http') }).strict()).min(1),
@@ -45,10 +48,37 @@ export function readRegistry(path: string): MeshObject[] {
   if (raw === null || raw === undefined) throw new KmError('KM_ERR_INVALID_CONFIG', `${path} is empty: write "services: []" to remove every service`);
   const r = Registry.safeParse(raw);
   if (!r.success) throw new KmError('KM_ERR_INVALID_CONFIG', `${path}: ${r.error.issues[0]?.path.join('.')}: ${r.error.issues[0]?.message}`, { cause: r.error });
-  return r.data.services.flatMap((s) => [
+  const objects = r.data.services.flatMap((s): MeshObject[] => [
     { apiVersion: 'kernmesh.io/v1', kind: 'Service', metadata: { name: s.name, namespace: s.namespace }, spec: { hosts: [`${s.name}.${s.namespace}.svc.cluster.local`], addresses: s.addresses, ports: s.ports } },
     { apiVersion: 'kernmesh.io/v1', kind: 'Endpoints', metadata: { name: s.name, namespace: s.namespace }, spec: { endpoints: s.endpoints } },
   ]);
+  checkAsApplyWould(objects, path);
+  return objects;
+}
+
+/**
+ * The registry writes to the mesh past `kernmesh apply`, so its objects get
+ * the same check apply gives (agents trust what the mesh holds: an endpoint
+ * of weight 0, say, is no endpoint at all). Each problem is named by where it
+ * is in the registry, not in the objects made from it.
+ */
+function checkAsApplyWould(objects: MeshObject[], path: string): void {
+  const { issues } = parseSource(objects.map((o) => JSON.stringify(o)).join('\n---\n'), path);
+  // The host is made from the name and namespace: it is wrong only when the namespace is, which is said already.
+  const lines = issues.filter((i) => !/^spec\.hosts\b/.test(i.path)).map((i) => `${registryPath(i)}: ${i.message.replace(/ in .* document (\d+)$/, (_m, d: string) => ` as ${serviceAt(Number(d))}`)}`);
+  if (lines.length === 0) return;
+  // A Service and its Endpoints share name and namespace: one problem there is said once.
+  throw new KmError('KM_ERR_INVALID_CONFIG', `${path}: ${[...new Set(lines)].join('; ')}; nothing was written`);
+}
+
+/** One document per object, in order: service N is documents 2N+1 (its Service) and 2N+2 (its Endpoints). */
+function serviceAt(document: number): string {
+  return `services.${Math.floor((document - 1) / 2)}`;
+}
+
+/** "services.N.<field>": the objects' metadata and spec fields are the registry's own. */
+function registryPath(i: Issue): string {
+  return [serviceAt(i.document), i.path.replace(/^(metadata|spec)\.?/, '')].filter(Boolean).join('.');
 }
 
 export class LocalController {
@@ -57,21 +87,26 @@ export class LocalController {
   readonly leader: RedisLeader;
   private watcher: FSWatcher | undefined;
   private pending: NodeJS.Timeout | undefined;
+  private resync: NodeJS.Timeout | undefined;
+  private readonly resyncMs: number;
+  private running: Promise<void> = Promise.resolve();
+  /** The next pass reads Redis first rather than trust what this replica last wrote. */
+  private reread = false;
   syncs = 0;
   lastError: string | undefined;
 
-  constructor(store: MeshStore, path: string, identity: string) {
+  constructor(store: MeshStore, path: string, identity: string, options: { resyncMs?: number } = {}) {
     this.owned = new OwnedSync(store, 'local-registry');
     this.path = path;
+    this.resyncMs = options.resyncMs ?? 10_000;
     this.leader = new RedisLeader(store.redis, store.keys.controllerLeader, identity);
-    // Writes only while leading; becoming leader means a full pass from what Redis holds.
+    // Writes only while leading; each new term (a first one, or the key taken back after Redis lost it)
+    // means a full pass from what Redis holds.
     this.leader.onChange = (leading) => {
       this.owned.reset();
-      if (leading) void this.syncNow();
+      if (leading) void this.syncNow({ reread: true });
     };
   }
-
-  private resync: NodeJS.Timeout | undefined;
 
   /** Checks the registry first: a controller that cannot read it does not take the lease. */
   start(): void {
@@ -83,15 +118,28 @@ export class LocalController {
       clearTimeout(this.pending);
       this.pending = setTimeout(() => void this.syncNow(), 50);
     });
-    // And a periodic pass, so a failed sync (Redis away) is retried without waiting for an edit.
-    this.resync = setInterval(() => void this.syncNow(), 10_000);
+    // And a periodic pass, reading Redis afresh: it retries a failed sync (Redis away) without waiting for an
+    // edit, and repairs what went behind this replica's back (a `kernmesh delete`, Redis flushed or restarted empty).
+    this.resync = setInterval(() => void this.syncNow({ reread: true }), this.resyncMs);
     this.resync.unref();
     this.leader.start();
   }
 
-  /** Makes the mesh's registry-owned Services and Endpoints equal to the file. */
-  async syncNow(): Promise<void> {
+  /** Makes the mesh's registry-owned Services and Endpoints equal to the file. Passes never overlap. */
+  syncNow(options: { reread?: boolean } = {}): Promise<void> {
+    if (options.reread) this.reread = true;
+    this.running = this.running.then(() => this.pass());
+    return this.running;
+  }
+
+  private async pass(): Promise<void> {
     if (!this.leader.leading) return;
+    // Reset here, not when asked: a pass already under way when the ask came would otherwise
+    // put back its own picture of Redis as it finished.
+    if (this.reread) {
+      this.reread = false;
+      this.owned.reset();
+    }
     try {
       // Leadership is checked again right before writing: a controller that lost it writes nothing.
       await this.owned.sync(readRegistry(this.path), () => this.leader.tick());

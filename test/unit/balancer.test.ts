@@ -3,6 +3,7 @@
 // detection over a fake clock: consecutive failures eject, each ejection of an endpoint lasts longer
 // than the last, and no more than maxEjectionPercent of a service is ever out at once.
 import test from 'ava';
+import { execFile } from 'node:child_process';
 import { endpointsOf } from '../../src/proxy/routing/select.ts';
 import { type EndpointInfo, buildTable } from '../../src/proxy/routing/table.ts';
 import { Balancer } from '../../src/proxy/upstream/balancer.ts';
@@ -121,4 +122,30 @@ test('the ejection count decays: one off for every interval without an ejection'
   now += 120_000;
   eject();
   t.is(outFor(), 10_000, 'two quiet intervals later: the count is back to nothing before this one');
+});
+
+test('maglev over endpoints of weight 0 places none of them and picks nothing, rather than spinning', async (t) => {
+  // In a child process with a deadline: the fault was an endless loop, which would hang this whole test run.
+  const table = new URL('../../src/proxy/routing/table.ts', import.meta.url).href;
+  const balancer = new URL('../../src/proxy/upstream/balancer.ts', import.meta.url).href;
+  const objects = (weights: number[]) => [
+    serviceObj,
+    meta('Endpoints', { endpoints: weights.map((weight, i) => ({ address: '10.0.0.1', port: i + 1, labels: {}, weight, ready: true })) }),
+    meta('ClusterPolicy', { service: 'web', loadBalancer: { type: 'maglev' } }),
+  ];
+  const script = `
+    const { buildTable } = await import(${JSON.stringify(table)});
+    const { Balancer } = await import(${JSON.stringify(balancer)});
+    const pick = (objects) => {
+      const svc = buildTable(1, objects.map((object, i) => ({ version: i + 1, object }))).services.get('shop/web');
+      const b = new Balancer();
+      return [...new Set(Array.from({ length: 50 }, (_, i) => b.pick(svc, svc.endpoints, null, '10.1.1.' + i)?.port ?? null))];
+    };
+    console.log(JSON.stringify({ none: pick(${JSON.stringify(objects([0, 0]))}), some: pick(${JSON.stringify(objects([0, 2, -1]))}) }));`;
+  const r = await new Promise<{ signal: string | null; stdout: string; stderr: string }>((resolve) => {
+    execFile(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 10_000 }, (err, stdout, stderr) => resolve({ signal: err?.signal ?? null, stdout, stderr }));
+  });
+  t.is(r.signal, null, 'building the table finished');
+  t.is(r.stderr, '');
+  t.deepEqual(JSON.parse(r.stdout), { none: [null], some: [2] }, 'no endpoint to pick (the proxy answers 503), or only the one of positive weight');
 });

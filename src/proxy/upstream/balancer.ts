@@ -63,7 +63,7 @@ export class Balancer {
   private readonly state = new Map<string, EndpointState>();
   private readonly rr = new RoundRobin();
   private readonly rings = new WeakMap<EndpointInfo[], { points: Uint32Array; owners: EndpointInfo[] }>();
-  private readonly maglevs = new WeakMap<EndpointInfo[], EndpointInfo[]>();
+  private readonly maglevs = new WeakMap<EndpointInfo[], Array<EndpointInfo | undefined>>();
   /** This node's zone, for locality-aware choice. */
   zone: string | undefined;
   ejectionsTotal = 0;
@@ -178,13 +178,14 @@ export class Balancer {
     return ring.owners[lo === ring.points.length ? 0 : lo]!;
   }
 
-  private maglevPick(eps: EndpointInfo[], h: number): EndpointInfo {
+  /** Undefined when no endpoint has a positive weight: the table is empty. */
+  private maglevPick(eps: EndpointInfo[], h: number): EndpointInfo | undefined {
     let table = this.maglevs.get(eps);
     if (!table) {
       table = buildMaglev(eps);
       this.maglevs.set(eps, table);
     }
-    return table[h % MAGLEV_SIZE]!;
+    return table[h % MAGLEV_SIZE];
   }
 
   begin(svc: ServiceInfo, ep: EndpointInfo): void {
@@ -252,9 +253,16 @@ function cookie(raw: string | undefined, name: string): string | undefined {
   return undefined;
 }
 
-/** Maglev's lookup table (Eisenbud et al., NSDI 2016), weights by repeated turns. */
-function buildMaglev(eps: EndpointInfo[]): EndpointInfo[] {
+/**
+ * Maglev's lookup table (Eisenbud et al., NSDI 2016), weights by repeated turns.
+ * An endpoint of weight 0 (or less) takes no turn, so it gets no slot; when no
+ * endpoint has a positive weight the table is empty (every lookup misses: no
+ * healthy upstream) instead of going round for ever placing nothing.
+ */
+function buildMaglev(all: EndpointInfo[]): Array<EndpointInfo | undefined> {
+  const eps = all.filter((e) => e.weight > 0);
   const n = eps.length;
+  if (n === 0) return [];
   const offset = eps.map((e) => fnv1a(`${e.address}:${e.port}`) % MAGLEV_SIZE);
   const skip = eps.map((e) => (fnv1a(`skip:${e.address}:${e.port}`) % (MAGLEV_SIZE - 1)) + 1);
   const next = new Array<number>(n).fill(0);
@@ -274,5 +282,5 @@ function buildMaglev(eps: EndpointInfo[]): EndpointInfo[] {
       }
     }
   }
-  return table as EndpointInfo[];
+  return table;
 }
