@@ -15,6 +15,10 @@ import { rawExchange, statuses } from './helpers/raw.ts';
 import { connect as connectH2, createServer as createH2 } from 'node:http2';
 import { freePort } from '../../src/ports.ts';
 
+// One test at a time: workers bind their port with SO_REUSEPORT, so two tests that were handed the same
+// free port would share each other's connections without an error (seen: one test's requests served,
+// and access-logged, by the other's workers).
+
 const stored = (objs: MeshObject[]) => objs.map((object, i) => ({ version: i + 1, object }));
 const get = (port: number, path = '/', host = 'x') => rawExchange(port, `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
 
@@ -27,7 +31,7 @@ async function startWorkers(t: ExecutionContext, count = 2): Promise<ProxyWorker
   return workers;
 }
 
-test('two workers on one port share the connections and follow config changes', async (t) => {
+test.serial('two workers on one port share the connections and follow config changes', async (t) => {
   const a = await backend(t, 'a');
   const b = await backend(t, 'b');
   const workers = await startWorkers(t);
@@ -48,7 +52,7 @@ test('two workers on one port share the connections and follow config changes', 
   t.true((await workers.stats()).every((s) => s.version === 2));
 });
 
-test('a replacement worker binds the shared port again and takes its share', async (t) => {
+test.serial('a replacement worker binds the shared port again and takes its share', async (t) => {
   const a = await backend(t, 'a');
   const workers = await startWorkers(t);
   await workers.setObjects(1, stored([service('web', 'shop'), endpoints('web', 'shop', [{ port: a.port }])]));
@@ -71,7 +75,7 @@ function zonedService(ports: number[], zones: string[]): MeshObject[] {
   return [service('web', 'shop'), eps, obj('ClusterPolicy', 'web', 'shop', { service: 'web', loadBalancer: { type: 'round_robin', locality: { enabled: true, failover: [] } } })];
 }
 
-test("workers balance by locality in the primary's zone, a replacement worker too", async (t) => {
+test.serial("workers balance by locality in the primary's zone, a replacement worker too", async (t) => {
   const near = await backend(t, 'near');
   const far = await backend(t, 'far');
   const objects = stored(zonedService([near.port, far.port], ['z1', 'z2']));
@@ -124,7 +128,7 @@ interface AccessLine {
   request: { path: string };
 }
 
-test('workers access-log the requests they serve, at the sampling the primary gives them', async (t) => {
+test.serial('workers access-log the requests they serve, at the sampling the primary gives them', async (t) => {
   const a = await backend(t, 'a');
   const workers = await startWorkers(t);
   const lines: AccessLine[] = [];
@@ -152,7 +156,7 @@ test('workers access-log the requests they serve, at the sampling the primary gi
   t.is(lines.filter((l) => l.request.path.startsWith('/loud/')).length, 20);
 });
 
-test("workers' access-log lines come out of the primary's stdout", async (t) => {
+test.serial("workers' access-log lines come out of the primary's stdout", async (t) => {
   const a = await backend(t, 'a');
   const primary = fork(new URL('./helpers/workers-primary.ts', import.meta.url).pathname, [], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
   t.teardown(() => primary.kill());
@@ -193,7 +197,7 @@ async function limitedWorkers(t: ExecutionContext, backendPort: number, tokens: 
 
 const tally = (codes: number[]) => codes.reduce<Record<number, number>>((n, c) => ((n[c] = (n[c] ?? 0) + 1), n), {});
 
-test("a rate limit is the node's, not each worker's: together the workers admit what it allows", async (t) => {
+test.serial("a rate limit is the node's, not each worker's: together the workers admit what it allows", async (t) => {
   const a = await backend(t, 'a');
   const { workers, port } = await limitedWorkers(t, a.port, 10);
   const answers = await untilEachServed(workers, 5, () => burst(port, 30));
@@ -202,7 +206,7 @@ test("a rate limit is the node's, not each worker's: together the workers admit 
   t.is(a.seen.length, 10);
 });
 
-test('HTTP/2 streams through workers wait for the node\'s tokens the same way', async (t) => {
+test.serial('HTTP/2 streams through workers wait for the node\'s tokens the same way', async (t) => {
   const h2 = createH2();
   h2.on('stream', (s) => s.respond({ ':status': 200 }, { endStream: true }));
   await new Promise<void>((r) => h2.listen(0, '127.0.0.1', r));
