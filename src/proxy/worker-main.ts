@@ -47,7 +47,8 @@ function askPrimary(ask: TokenAsk): Promise<Grant> {
       resolve(g);
     });
     const m: TokenAskMessage = { type: 'tokens', id, ...ask };
-    process.send!(m);
+    // A send that fails (the agent gone: this worker exits on disconnect) fails the ask, never the process.
+    process.send!(m, undefined, {}, (err) => err && asks.get(id) && (clearTimeout(timer), asks.delete(id), reject(err)));
   });
 }
 
