@@ -37,7 +37,8 @@ export const RETRY_ADMITTED: ReadonlySet<string> = new (class extends Set<string
   }
 })();
 
-export const RATE_LIMITED: Target = { kind: 'local', status: 429, body: 'rate limited\n', flags: 'RL' };
+/** The answer to a request a rate limit refuses (shared: route() copies it into each target it makes). */
+export const RATE_LIMITED: Refusal = { kind: 'local', status: 429, body: 'rate limited\n', flags: 'RL' };
 
 /**
  * A socket made inside the pod's network namespace, connecting to the pod's
@@ -117,7 +118,7 @@ function limitRefuses(core: ProxyCore, svc: ServiceInfo, routeName: string | und
   if (!svc.rateLimits.length || admitted?.has(svc.key)) return null;
   const who = source ? `${source.namespace}/${source.workload}` : 'unknown';
   const a = core.admitter.admit(svc.rateLimits, routeName, who, Date.now());
-  return a === true ? null : a === false ? { kind: 'local', status: 429, body: 'rate limited\n', flags: 'RL' } : a;
+  return a === true ? null : a === false ? RATE_LIMITED : a;
 }
 
 /** The services a waiting request has been admitted by: those before, and svc if its limits admitted it. */

@@ -17,7 +17,7 @@ import type { ProxyCore } from '../core.ts';
 import { type Head, normalizeTarget } from '../http1/parse.ts';
 import { headerFields } from '../http1/local-reply.ts';
 import { newRequestId } from '../http1/request-id.ts';
-import { type InboundDial, MAX_ADMISSION_ROUNDS, RATE_LIMITED, RETRY_ADMITTED, inboundRoute, route } from '../route.ts';
+import { type InboundDial, MAX_ADMISSION_ROUNDS, type Pending, RATE_LIMITED, RETRY_ADMITTED, type Target, inboundRoute, route } from '../route.ts';
 import { peerOf } from '../routing/select.ts';
 import { backoffMs, retriableStatus, retryBudgetAllows } from '../routing/policy.ts';
 import { timerMs } from '../timer.ts';
@@ -131,7 +131,7 @@ function forward(down: ServerHttp2Stream, headers: IncomingHttpHeaders, ctx: H2C
     return;
   }
   const routeOf = (already?: ReadonlySet<string>) => (ctx.inbound && ctx.origDst ? inboundRoute(core.table, ctx.origDst, head, ctx.inbound) : route(core.table, ctx.origDst, ctx.service, head, core, ctx.source, peerIp, already));
-  const routed = round >= MAX_ADMISSION_ROUNDS ? RATE_LIMITED : routeOf(admitted);
+  const routed: Target | Pending = round >= MAX_ADMISSION_ROUNDS ? RATE_LIMITED : routeOf(admitted);
   if (routed.kind === 'pending') {
     if (round === 0) down.on('error', () => {});
     void routed.wait.then(() => {
