@@ -59,6 +59,8 @@ export class Agent {
   private drained = false;
   private statusTimer: NodeJS.Timeout | undefined;
   private lastTraffic = new Map<string, { requests: number; at: number; rps: number }>();
+  /** The routing table's claim conflicts already logged (each is logged once, when it appears). */
+  private loggedConflicts = new Set<string>();
   private readonly log: Logger;
 
   constructor(config: AgentConfig, logger: Logger = childLogger('agent', { node: config.node })) {
@@ -432,6 +434,8 @@ export class Agent {
         activeConnections: this.proxy.activeConnections + this.workerStats.reduce((a, w) => a + w.active, 0),
         connectionsTotal: this.proxy.connectionsTotal + this.workerStats.reduce((a, w) => a + w.connectionsTotal, 0),
         tableVersion: this.core.table.version,
+        // Kept short: a report is one Redis value per node, rewritten every few seconds.
+        conflicts: this.core.table.conflicts.slice(0, 20),
         workers: this.workers?.pids.length ?? 0,
       },
       workloads: [
@@ -493,6 +497,7 @@ export class Agent {
 
   private onChange(view: { version: number; objects: ReadonlyMap<string, { version: number; object: { kind: string; spec: Spec } }> }): void {
     this.core.setTable(buildTable(view.version, view.objects.values() as never, this.core.table));
+    this.logConflicts();
     this.workers?.setObjects(view.version, [...view.objects.values()] as never).catch((err) => this.log.error({ err }, 'a proxy worker did not take the new table'));
     const sampling = (this.meshSettings().accessLog as Spec | undefined)?.sampling as number | undefined;
     if (sampling !== undefined && sampling > 0) this.core.accessLog ??= new AccessLog(childLogger('access'), sampling);
@@ -509,6 +514,17 @@ export class Agent {
   }
 
   private meshApplied = -1;
+
+  /** Two services claiming one VIP:port or host: said once, when it appears (the table is rebuilt often). */
+  private logConflicts(): void {
+    const now = new Set<string>();
+    for (const c of this.core.table.conflicts) {
+      const id = `${c.claim} ${c.kept} ${c.ignored}`;
+      now.add(id);
+      if (!this.loggedConflicts.has(id)) this.log.warn(c, `two services claim ${c.claim}: routed to ${c.kept} (the older), not ${c.ignored}; give one of them another address, port or host`);
+    }
+    this.loggedConflicts = now;
+  }
 
   /** What the workers' ProxyCores need beside the table, as this process's own core has it. */
   private workerSettings(): WorkerSettings {

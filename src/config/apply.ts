@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { createTwoFilesPatch } from 'diff';
 import { stringify } from 'yaml';
 import { KmError, errnoCode } from '../errors.ts';
-import { keyOf, refString } from './objects.ts';
-import { type MeshStore, storedJson } from './store.ts';
-import { InvalidConfigError, type Issue, type SourcedObject, checkReferences, parseSource, withoutDuplicates } from './validate.ts';
+import { canonicalJson, keyOf, refString } from './objects.ts';
+import type { MeshStore } from './store.ts';
+import { InvalidConfigError, type Issue, type SourcedObject, checkClaims, checkReferences, parseSource, withoutDuplicates } from './validate.ts';
 
 export interface Source {
   name: string;
@@ -67,6 +67,7 @@ export async function validateSources(store: MeshStore, sources: Source[]): Prom
     throw new KmError('KM_ERR_INVALID_CONFIG', `no objects found in ${sources.map((s) => s.name).join(', ')}: only comments or empty documents; check the path; nothing was written`);
   }
   issues.push(...(await checkReferences(objects, (ref) => store.exists(ref))));
+  if (objects.some((o) => o.object.kind === 'Service')) issues.push(...checkClaims(objects, (await store.list('Service')).map((s) => s.object)));
   if (issues.length) throw new InvalidConfigError(issues);
   return objects;
 }
@@ -79,12 +80,14 @@ export async function applySources(store: MeshStore, sources: Source[], options:
     const key = keyOf(o.object);
     const ref = refString({ kind: o.object.kind, key });
     const existing = await store.get(o.object.kind, key);
-    if (existing && storedJson(existing.object) === storedJson(o.object)) {
+    // Compared by meaning: key order and a spelled-out default namespace are no change (no new version, no agent rebuild).
+    if (existing && canonicalJson(existing.object) === canonicalJson(o.object)) {
       results.push({ ref, action: 'unchanged', version: existing.version });
       continue;
     }
-    const before = existing ? stringify(JSON.parse(storedJson(existing.object))) : '';
-    const after = stringify(JSON.parse(storedJson(o.object)));
+    // Both sides in the same key order, so the diff shows what changed and not how it was written.
+    const before = existing ? stringify(JSON.parse(canonicalJson(existing.object))) : '';
+    const after = stringify(JSON.parse(canonicalJson(o.object)));
     results.push({ ref, action: existing ? 'configured' : 'created', diff: createTwoFilesPatch(`${ref} (mesh)`, `${ref} (${o.source})`, before, after, '', '', { context: 3 }) });
     changed.push(o);
   }

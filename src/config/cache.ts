@@ -4,8 +4,9 @@
  * while Redis is unreachable. Written atomically: a reader (the next start)
  * sees the old file or the new one, never half of one.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { errnoCode } from '../errors.ts';
 import type { StoredObject } from './store.ts';
 
 const FORMAT = 1;
@@ -38,19 +39,48 @@ export function writeCache(path: string, snap: CachedSnapshot): void {
   }
 }
 
-/** The cached snapshot, or undefined when there is none (or it is unreadable, or another mesh's). */
-export function readCache(path: string, mesh: string): CachedSnapshot | undefined {
+export type CacheRead = { snapshot: CachedSnapshot } | { missing: true } | { damaged: string };
+
+/**
+ * The cached snapshot; missing when there is no file; damaged (and why) when
+ * there is one that cannot be used: unreadable, not JSON, another format, or
+ * another mesh's. A damaged file is not for the caller to drop silently: it
+ * is the only copy of what the agent last served (see setAside).
+ */
+export function readCache(path: string, mesh: string): CacheRead {
   let raw: string;
   try {
     raw = readFileSync(path, 'utf8');
-  } catch {
-    return undefined;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return { missing: true };
+    return { damaged: `cannot be read: ${(err as Error).message}` };
   }
+  let parsed: unknown;
   try {
-    const parsed = JSON.parse(raw) as { format: number; mesh: string; version: number; lastId: string; objects: Array<[string, StoredObject]> };
-    if (parsed.format !== FORMAT || parsed.mesh !== mesh) return undefined;
-    return { mesh, version: parsed.version, lastId: parsed.lastId, objects: new Map(parsed.objects) };
-  } catch {
-    return undefined;
+    parsed = JSON.parse(raw);
+  } catch (err) {
+    return { damaged: `not valid JSON (${raw.length} bytes; a truncated write?): ${(err as Error).message}` };
   }
+  const p = parsed as { format?: unknown; mesh?: unknown; version?: unknown; lastId?: unknown; objects?: unknown };
+  if (typeof p !== 'object' || p === null || p.format !== FORMAT) return { damaged: `not a format-${FORMAT} mesh snapshot (format: ${JSON.stringify(p?.format)})` };
+  if (p.mesh !== mesh) return { damaged: `the snapshot of mesh ${JSON.stringify(p.mesh)}, not of ${JSON.stringify(mesh)}` };
+  if (!Number.isSafeInteger(p.version) || (p.version as number) < 0 || typeof p.lastId !== 'string' || !/^\d+-\d+$/.test(p.lastId)) return { damaged: 'its version or stream position is missing or malformed' };
+  if (!Array.isArray(p.objects) || !p.objects.every(isEntry)) return { damaged: 'its objects are missing or malformed' };
+  return { snapshot: { mesh, version: p.version as number, lastId: p.lastId, objects: new Map(p.objects as Array<[string, StoredObject]>) } };
+}
+
+function isEntry(e: unknown): boolean {
+  if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string') return false;
+  const o = e[1] as { version?: unknown; object?: { kind?: unknown; metadata?: unknown } } | null;
+  return typeof o === 'object' && o !== null && Number.isSafeInteger(o.version) && typeof o.object?.kind === 'string' && typeof o.object.metadata === 'object' && o.object.metadata !== null;
+}
+
+/** Moves a damaged cache file to "<path>.damaged-<time>", where it is kept for a person to look at; returns that path. */
+export function setAside(path: string, now = new Date()): string {
+  const base = `${path}.damaged-${now.toISOString().replace(/[:.]/g, '-')}`;
+  // Never over an earlier one (two in one millisecond): each is somebody's only copy.
+  let aside = base;
+  for (let i = 1; existsSync(aside); i++) aside = `${base}-${i}`;
+  renameSync(path, aside);
+  return aside;
 }

@@ -50,3 +50,16 @@ export function refString(r: Ref): string {
 export function referencesOf(o: MeshObject): Ref[] {
   return KINDS[o.kind].references(o.spec as never, namespaceOf(o), o.metadata.name);
 }
+
+/**
+ * The object as JSON with every object's keys sorted and without the
+ * store-assigned version: two objects that mean the same (labels listed in
+ * another order, a default namespace spelled out or not) have the same text.
+ * Array order is kept: in rules and splits it means something.
+ */
+export function canonicalJson(o: MeshObject): string {
+  const { version: _v, ...rest } = o;
+  return JSON.stringify(rest, (_key, value: unknown) =>
+    value && typeof value === 'object' && !Array.isArray(value) ? Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : value,
+  );
+}

@@ -10,7 +10,7 @@
 import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
 import { type Logger, silentLogger } from '../log.ts';
-import { readCache, writeCache } from './cache.ts';
+import { type CachedSnapshot, readCache, setAside, writeCache } from './cache.ts';
 import { field } from './keys.ts';
 import type { Kind } from './model/kinds.ts';
 import { type RedisConfig, connectExplained, connectRedis } from './redis.ts';
@@ -75,6 +75,15 @@ export class AgentSync extends EventEmitter {
   /** Bumped by every full sync, so an answer fetched before one is recognised. */
   private generation = 0;
   private needFull = true;
+  /**
+   * Whether there is a view worth keeping on disk: one loaded from the cache or
+   * from Redis. Until then the view is only the empty start, and writing it
+   * would replace a cache (or its absence) with an empty version-0 mesh that
+   * the next start would serve as if it were the mesh.
+   */
+  private loaded = false;
+  /** False when a damaged cache could not be moved aside: it is not overwritten either. */
+  private cacheWritable = true;
   private stopped = false;
   private loop: Promise<void> | undefined;
   private coalesceTimer: NodeJS.Timeout | undefined;
@@ -143,8 +152,9 @@ export class AgentSync extends EventEmitter {
    * Redis, from disk, or (neither) empty but trying.
    */
   async start(): Promise<void> {
-    const cached = this.opts.cachePath ? readCache(this.opts.cachePath, this.mesh) : undefined;
+    const cached = this.loadCache();
     if (cached) {
+      this.loaded = true;
       this.view = cached.objects;
       this.appliedVersion = cached.version;
       this.lastId = cached.lastId;
@@ -181,8 +191,8 @@ export class AgentSync extends EventEmitter {
     this.stream.disconnect();
     await this.loop?.catch(() => {});
     // Whatever was applied is what the next start serves from, pending timers or not
-    // (but a sync that never started has nothing to say, and must not overwrite the cache).
-    if (this.loop) this.persistNow();
+    // (persistNow writes nothing when no mesh was ever loaded: an empty start must not replace the cache).
+    this.persistNow();
     this.cmd.disconnect();
   }
 
@@ -249,6 +259,7 @@ export class AgentSync extends EventEmitter {
     this.appliedVersion = snap.version;
     this.lastId = snap.lastId;
     this.needFull = false;
+    this.loaded = true;
     this.generation++;
     this.counters.fullSyncs++;
     this.log.info({ version: snap.version, objects: objects.size }, 'full sync');
@@ -346,8 +357,26 @@ export class AgentSync extends EventEmitter {
     this.persistTimer.unref();
   }
 
+  /** The disk snapshot, if there is a usable one; a damaged one is said and moved aside, never lost. */
+  private loadCache(): CachedSnapshot | undefined {
+    const path = this.opts.cachePath;
+    if (!path) return undefined;
+    const read = readCache(path, this.mesh);
+    // Version 0 is the empty mesh: nothing to serve (agents before this check wrote one when stopped before any sync).
+    if ('snapshot' in read) return read.snapshot.version > 0 ? read.snapshot : undefined;
+    if ('missing' in read) return undefined;
+    try {
+      const aside = setAside(path);
+      this.log.warn({ path, aside, problem: read.damaged }, `the mesh snapshot on disk at ${path} cannot be used (${read.damaged}): moved it to ${aside}; starting without it`);
+    } catch (err) {
+      this.cacheWritable = false;
+      this.log.error({ path, problem: read.damaged, err }, `the mesh snapshot on disk at ${path} cannot be used (${read.damaged}) nor moved aside: starting without it, and leaving it as it is (no snapshot is written this run)`);
+    }
+    return undefined;
+  }
+
   private persistNow(): void {
-    if (!this.opts.cachePath) return;
+    if (!this.opts.cachePath || !this.loaded || !this.cacheWritable) return;
     try {
       writeCache(this.opts.cachePath, { mesh: this.mesh, version: this.appliedVersion, lastId: this.lastId, objects: this.view });
     } catch (err) {

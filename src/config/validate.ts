@@ -8,7 +8,8 @@ import { type Document, parseAllDocuments } from 'yaml';
 import type { z } from 'zod';
 import { KmError } from '../errors.ts';
 import { KINDS, type Ref, isKind } from './model/kinds.ts';
-import { Envelope, type MeshObject, keyOf, referencesOf, refString } from './objects.ts';
+import { claimId, claimLabel, serviceClaims } from './claims.ts';
+import { Envelope, type MeshObject, canonicalJson, keyOf, referencesOf, refString } from './objects.ts';
 
 export interface Issue {
   source: string;
@@ -73,7 +74,10 @@ export function parseSource(text: string, source: string): { objects: SourcedObj
     const object: MeshObject = {
       apiVersion: env.data.apiVersion,
       kind: env.data.kind,
-      metadata: info.namespaced ? { ...env.data.metadata, namespace: env.data.metadata.namespace ?? 'default' } : { name: env.data.metadata.name },
+      // One shape whether the namespace was written or left to its default (a re-apply compares equal).
+      metadata: info.namespaced
+        ? { name: env.data.metadata.name, namespace: env.data.metadata.namespace ?? 'default', ...(env.data.metadata.labels ? { labels: env.data.metadata.labels } : {}) }
+        : { name: env.data.metadata.name },
       spec: spec.data as Record<string, unknown>,
     };
     objects.push({ object, source, document });
@@ -127,6 +131,47 @@ export async function checkReferences(batch: SourcedObject[], exists: (ref: Ref)
       if (inBatch.has(refString(ref)) || (await exists(ref))) continue;
       issues.push({ source: b.source, document: b.document, path: 'spec', message: `refers to ${refString(ref)}, which does not exist` });
     }
+  }
+  return issues;
+}
+
+/**
+ * No two Services may claim one VIP:port or host once the batch is applied:
+ * a connection or request there could reach only one of them. Each Service
+ * the batch creates or changes is checked against the mesh's other Services
+ * (stored: every stored Service) and the batch's earlier ones; one re-applied
+ * unchanged is not, so a clash written before this check does not block
+ * unrelated applies (its routing table settles it, and status shows it).
+ */
+export function checkClaims(batch: SourcedObject[], stored: MeshObject[]): Issue[] {
+  const services = batch.filter((b) => b.object.kind === 'Service');
+  const replaced = new Map(services.map((b) => [keyOf(b.object), b]));
+  const holders = new Map<string, { key: string; where: string }>();
+  const hold = (o: MeshObject, where: string) => {
+    for (const c of serviceClaims(o)) if (!holders.has(claimId(c))) holders.set(claimId(c), { key: keyOf(o), where });
+  };
+  const storedByKey = new Map(stored.map((o) => [keyOf(o), o]));
+  const changed: SourcedObject[] = [];
+  for (const o of stored) if (!replaced.has(keyOf(o))) hold(o, 'in the mesh');
+  for (const b of services) {
+    const before = storedByKey.get(keyOf(b.object));
+    if (before && canonicalJson(before) === canonicalJson(b.object)) hold(b.object, 'in the mesh');
+    else changed.push(b);
+  }
+  const issues: Issue[] = [];
+  for (const b of changed) {
+    for (const c of serviceClaims(b.object)) {
+      const other = holders.get(claimId(c));
+      if (!other || other.key === keyOf(b.object)) continue;
+      const them = refString({ kind: 'Service', key: other.key });
+      issues.push({
+        source: b.source,
+        document: b.document,
+        path: c.path,
+        message: `${refString({ kind: 'Service', key: keyOf(b.object) })} claims ${claimLabel(c)}, which ${them} (${other.where}) already has: one of them would never be reached; give one of them another address, port or host, or delete ${them} first`,
+      });
+    }
+    hold(b.object, `${b.source} document ${b.document}`);
   }
   return issues;
 }

@@ -149,6 +149,16 @@ function problemsOf(r: StatusReport, unreadable: number): Problem[] {
       if (m.entries >= 0.9 * m.capacity) out.push({ level: 'warn', text: `agent ${a.node}: ${map} is ${m.entries}/${m.capacity} full`, fix: 'raise the datapath capacities' });
     }
   }
+  // Every agent builds the same table, so a clash is listed once, not once per node.
+  const clashes = new Set<string>();
+  for (const a of r.agents) {
+    for (const c of (a.proxy.conflicts ?? []) as Array<{ claim: string; kept: string; ignored: string }>) {
+      const text = `Services ${c.kept} and ${c.ignored} both claim ${c.claim}: it is routed to ${c.kept} (the older) and ${c.ignored} is not reached there`;
+      if (clashes.has(text)) continue;
+      clashes.add(text);
+      out.push({ level: 'warn', text, fix: 'give one of them another address, port or host (kernmesh apply, or the Kubernetes Service it comes from), or delete the one not wanted (kernmesh delete service NAMESPACE/NAME)' });
+    }
+  }
   for (const w of r.workloads) {
     if (!w.captured) out.push({ level: 'error', text: `${w.namespace}/${w.name} on ${w.node} should be captured but is not: ${w.reason ?? 'unknown'}`, fix: 'check the pod still exists; the agent retries on its next sync' });
   }

@@ -85,3 +85,46 @@ test('a missing path, an empty directory or a file of only comments is an error 
 
   t.is(await store.version(), 0);
 });
+
+test('a Service on another one\'s VIP:port or host is refused, naming both and what to do, and nothing is written', async (t) => {
+  const { server, store, dir } = await setup(t);
+  // Both used to be accepted, and each node then routed the VIP to whichever it met last.
+  const svc = (name: string, spec: string) => `kind: Service\nmetadata: {name: ${name}, namespace: shop}\nspec: ${spec}\n`;
+  const a = join(dir, 'a.yaml');
+  writeFileSync(a, svc('a', '{ports: [{port: 80}], addresses: [10.96.1.1], hosts: [web.example]}'));
+  t.is((await kernmesh(server.url, ['apply', '-f', a])).code, 0);
+
+  const vip = join(dir, 'b.yaml');
+  writeFileSync(vip, svc('b', '{ports: [{port: 8080}, {port: 80}], addresses: [10.96.1.1]}'));
+  const r = await kernmesh(server.url, ['apply', '-f', vip]);
+  t.is(r.code, 3, r.stderr);
+  t.true(r.stderr.includes(`${vip}: document 1 at spec.addresses.0: Service/shop/b claims address 10.96.1.1:80, which Service/shop/a (in the mesh) already has`), r.stderr);
+  t.regex(r.stderr, /give one of them another address, port or host, or delete Service\/shop\/a first/);
+  t.notRegex(r.stderr, /10\.96\.1\.1:8080/, 'another port of the same address is no clash');
+
+  const host = join(dir, 'c.yaml');
+  writeFileSync(host, svc('c', '{ports: [{port: 80}], hosts: [web.example]}'));
+  const h = await kernmesh(server.url, ['apply', '-f', host]);
+  t.is(h.code, 3, h.stderr);
+  t.true(h.stderr.includes(`${host}: document 1 at spec.hosts.0: Service/shop/c claims host web.example, which Service/shop/a (in the mesh) already has`), h.stderr);
+
+  // Two new Services in one apply: the second is named, with where the first is.
+  const pair = join(dir, 'pair.yaml');
+  writeFileSync(pair, [svc('d', '{ports: [{port: 80}], addresses: [10.96.1.2]}'), svc('e', '{ports: [{port: 80}], addresses: [10.96.1.2]}')].join('---\n'));
+  const p = await kernmesh(server.url, ['apply', '-f', pair]);
+  t.is(p.code, 3, p.stderr);
+  t.true(p.stderr.includes(`${pair}: document 2 at spec.addresses.0: Service/shop/e claims address 10.96.1.2:80, which Service/shop/d (${pair} document 1) already has`), p.stderr);
+  t.is(await store.version(), 1, 'nothing was written');
+
+  // Moving the VIP from a to b in one apply is no clash.
+  const move = join(dir, 'move.yaml');
+  writeFileSync(move, [svc('a', '{ports: [{port: 80}], addresses: [10.96.1.9], hosts: [web.example]}'), svc('b', '{ports: [{port: 80}], addresses: [10.96.1.1]}')].join('---\n'));
+  const m = await kernmesh(server.url, ['apply', '-f', move]);
+  t.is(m.code, 0, m.stderr);
+
+  // A clash written before this check does not block re-applying the objects unchanged.
+  await store.write([{ op: 'put', object: { apiVersion: 'kernmesh.io/v1', kind: 'Service', metadata: { name: 'old', namespace: 'shop' }, spec: { hosts: [], addresses: ['10.96.1.1'], ports: [{ port: 80, protocol: 'http' }] } } }]);
+  const again = await kernmesh(server.url, ['apply', '-f', move]);
+  t.is(again.code, 0, again.stderr);
+  t.regex(again.stdout, /Service\/shop\/b unchanged/);
+});

@@ -88,3 +88,26 @@ test('kernmesh check includes Redis: reachable, or a clear failure and exit code
   t.is(bad.code, 1);
   t.like((JSON.parse(bad.stdout) as { checks: Array<{ name: string; ok: boolean }> }).checks.find((c) => c.name === 'redis'), { ok: false });
 });
+
+test('re-applying an object written another way (labels reordered, the default namespace spelled out) is unchanged: no new version', async (t) => {
+  const server = await new RedisServer().start();
+  t.teardown(() => server.stop());
+  const store = new MeshStore(server.client());
+  // Each used to be "configured": a new version with a diff of nothing but order, and every agent rebuilt its table.
+  const first = 'kind: Service\nmetadata: {name: web, labels: {team: a, tier: b}}\nspec: {ports: [{port: 80}], selector: {app: web, version: v1}}\n';
+  const spelled = 'kind: Service\nmetadata: {namespace: default, name: web, labels: {team: a, tier: b}}\nspec: {ports: [{port: 80}], selector: {app: web, version: v1}}\n';
+  const reordered = 'kind: Service\nmetadata: {name: web, namespace: default, labels: {tier: b, team: a}}\nspec: {selector: {version: v1, app: web}, ports: [{port: 80}]}\n';
+  t.is((await kernmesh(server.url, ['apply', '-f', '-'], first)).code, 0);
+  for (const text of [spelled, reordered]) {
+    const dry = await kernmesh(server.url, ['apply', '-f', '-', '--dry-run'], text);
+    t.is(dry.stdout.trim(), 'Service/default/web unchanged (dry run)', 'no diff to show');
+    const r = await kernmesh(server.url, ['apply', '-f', '-'], text);
+    t.is(r.code, 0, r.stderr);
+    t.regex(r.stdout, /^Service\/default\/web unchanged/);
+  }
+  t.is(await store.version(), 1, 'one write was needed');
+  // A real change is still one, and its diff shows only what changed.
+  const changed = await kernmesh(server.url, ['apply', '-f', '-', '--dry-run'], reordered.replace('tier: b', 'tier: c'));
+  t.regex(changed.stdout, /configured \(dry run\)/);
+  t.deepEqual(changed.stdout.split('\n').filter((l) => /^[-+] /.test(l)), ['-    tier: b', '+    tier: c']);
+});

@@ -30,3 +30,23 @@ test('one unreadable agent report hides no other agent and is named by its node'
   t.regex(texts.find((p) => p.includes('node-c'))!, /^error agent node-c: its report is unreadable \(not valid JSON/);
   t.false(texts.some((p) => /Redis|reading the mesh state|no agent has reported/.test(p)), texts.join('\n'));
 });
+
+test('two services on one VIP:port, as the agents report it, are one warning naming both', async (t) => {
+  const redis = await new RedisServer().start();
+  t.teardown(() => redis.stop());
+  const store = new MeshStore(redis.client());
+  const c = redis.client();
+  const now = Date.now();
+  const conflicts = [{ claim: 'address 10.96.1.1:80', kept: 'shop/a', ignored: 'shop/b' }];
+  const report = (node: string) => JSON.stringify({ node, mode: 'ebpf', appliedVersion: 0, reportedAt: now, startedAt: now, lastError: null, counters: {}, proxy: { conflicts } });
+  await c.hset(store.keys.agents, 'node-a', report('node-a'), 'node-b', report('node-b'));
+  for (const n of ['node-a', 'node-b']) await c.set(store.keys.alive(n), '1', 'PX', 60_000);
+
+  const cli = new URL('../../src/cli/main.ts', import.meta.url).pathname;
+  const r = await promisify(execFile)(process.execPath, [cli, 'status', '--redis', redis.url, '-o', 'json']).catch((e: { stdout: string; stderr: string; code: number }) => e);
+  const status = JSON.parse(r.stdout) as StatusReport;
+  const clashes = status.problems.filter((p) => p.text.includes('10.96.1.1:80'));
+  t.is(clashes.length, 1, 'said once, not once per node');
+  t.like(clashes[0], { level: 'warn', text: 'Services shop/a and shop/b both claim address 10.96.1.1:80: it is routed to shop/a (the older) and shop/b is not reached there' });
+  t.regex(clashes[0]!.fix!, /another address, port or host/);
+});

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // Agents against a real redis-server: convergence, order, restarts, outages, trimming.
 import test, { type ExecutionContext } from 'ava';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { loggerTo } from '../../src/log.ts';
 import { MeshStore } from '../../src/config/store.ts';
 import { AgentSync } from '../../src/config/sync.ts';
 import { readAgents } from '../../src/config/agents.ts';
@@ -199,4 +201,51 @@ test('lazy agents keep only what they use, and follow it', async (t) => {
   t.is((a.get('Service', 'shop/s3')?.object.spec as { ports: Array<{ port: number }> }).ports[0]!.port, 8080);
   t.is(a.current().objects.size, 1, 's4 was not fetched');
   t.is(a.counters.entriesSkipped, 1);
+});
+
+test('a damaged disk snapshot is said, moved aside as it was, and never replaced by an empty one', async (t) => {
+  // It used to be ignored without a word, then overwritten at stop by an empty version-0 snapshot
+  // that the next start served as the mesh.
+  const dir = mkdtempSync(join(tmpdir(), 'kernmesh-agent-'));
+  const agents: AgentSync[] = [];
+  t.teardown(async () => {
+    // A failed assertion must not leave an agent retrying Redis for ever.
+    for (const a of agents) if (a.state !== 'stopped') await a.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const path = join(dir, 'snapshot.json');
+  const redis = { url: `unix://${join(dir, 'no-redis.sock')}` };
+  const lines: Array<{ level: number; msg: string; path?: string; aside?: string }> = [];
+  const logger = loggerTo(new Writable({ write: (c, _e, cb) => (lines.push(...String(c).split('\n').filter(Boolean).map((l) => JSON.parse(l))), cb()) }));
+  const good = { format: 1, mesh: 'mesh', version: 42, lastId: '1-0', objects: [['Service/shop/web', { version: 42, object: service('web') }]] };
+  const cases: Array<[string, string, RegExp]> = [
+    ['truncated', JSON.stringify(good).slice(0, -3), /not valid JSON/],
+    ['another format', JSON.stringify({ ...good, format: 2 }), /not a format-1 mesh snapshot/],
+    ["another mesh's", JSON.stringify({ ...good, mesh: 'other' }), /the snapshot of mesh "other", not of "mesh"/],
+    ['malformed objects', JSON.stringify({ ...good, objects: [['Service/shop/web', null]] }), /objects are missing or malformed/],
+  ];
+  for (const [what, body, why] of cases) {
+    writeFileSync(path, body);
+    lines.length = 0;
+    const a = new AgentSync({ node: 'n', redis, cachePath: path, logger, persistIntervalMs: 5 });
+    agents.push(a);
+    await a.start();
+    t.is(a.current().objects.size, 0, what);
+    const warn = lines.find((l) => l.level === 40 && l.path === path);
+    t.truthy(warn, `${what}: a warning names the file`);
+    t.regex(warn!.msg, why, what);
+    t.regex(warn!.aside!, /snapshot\.json\.damaged-\d{4}-/);
+    t.is(readFileSync(warn!.aside!, 'utf8'), body, `${what}: kept as it was`);
+    await a.stop();
+    t.false(existsSync(path), `${what}: no empty snapshot written in its place`);
+  }
+  // The next start has no cache: it says nothing of one, and serves nothing.
+  lines.length = 0;
+  const next = new AgentSync({ node: 'n', redis, cachePath: path, logger });
+  agents.push(next);
+  await next.start();
+  t.is(next.appliedVersion, 0);
+  t.false(lines.some((l) => /snapshot/.test(l.msg)), lines.map((l) => l.msg).join('\n'));
+  await next.stop();
+  t.false(existsSync(path));
 });

@@ -4,9 +4,10 @@ import { readFileSync } from 'node:fs';
 import { stringify } from 'yaml';
 import { exampleObject, renderModelDocs, renderSchemaFiles } from '../../src/config/docs.ts';
 import { KIND_NAMES, kindFromUser } from '../../src/config/model/kinds.ts';
-import { durationMs } from '../../src/config/model/common.ts';
+import { MAX_DURATION_MS, durationMs } from '../../src/config/model/common.ts';
 import { referencesOf } from '../../src/config/objects.ts';
 import { checkReferences, parseSource } from '../../src/config/validate.ts';
+import { buildTable } from '../../src/proxy/routing/table.ts';
 
 const root = new URL('../../', import.meta.url).pathname;
 
@@ -83,4 +84,77 @@ test('durations', (t) => {
   t.is(durationMs('1.5s'), 1500);
   t.is(durationMs('2m'), 120_000);
   t.throws(() => durationMs('soon'));
+});
+
+test('every duration field refuses more than a timer keeps (2^31-1 ms), naming the maximum', (t) => {
+  // Longer ones used to pass and then fire at once: setTimeout takes anything past 2^31-1 ms as 1 ms.
+  const long = '600h';
+  const text = [
+    'kind: Service\nmetadata: {name: db, namespace: shop}\nspec: {ports: [{port: 5432}]}',
+    `kind: ClusterPolicy\nmetadata: {name: db, namespace: shop}\nspec: {service: db, timeouts: {connect: ${long}, request: ${long}, idle: ${long}}, connectionPool: {idleTimeout: ${long}}, outlierDetection: {interval: ${long}, baseEjectionTime: ${long}, maxEjectionTime: ${long}}, retries: {perTryTimeout: ${long}, backoff: {base: ${long}, max: ${long}}}}`,
+    `kind: Route\nmetadata: {name: db, namespace: shop}\nspec: {service: db, rules: [{action: {split: [{}]}, timeout: ${long}, fault: {delay: {percent: 1, fixed: ${long}}}}]}`,
+    `kind: RateLimit\nmetadata: {name: db, namespace: shop}\nspec: {service: db, maxTokens: 1, fillInterval: ${long}}`,
+    `kind: MeshSettings\nmetadata: {name: mesh}\nspec: {defaultTimeouts: {connect: ${long}, request: ${long}}}`,
+  ].join('\n---\n');
+  const { objects, issues } = parseSource(text, 'long.yaml');
+  t.deepEqual(objects.map((o) => o.object.kind), ['Service']);
+  t.deepEqual(
+    issues.map((i) => `${i.document} ${i.path}`),
+    [
+      '2 spec.connectionPool.idleTimeout',
+      '2 spec.outlierDetection.interval',
+      '2 spec.outlierDetection.baseEjectionTime',
+      '2 spec.outlierDetection.maxEjectionTime',
+      '2 spec.timeouts.connect',
+      '2 spec.timeouts.request',
+      '2 spec.timeouts.idle',
+      '2 spec.retries.perTryTimeout',
+      '2 spec.retries.backoff.base',
+      '2 spec.retries.backoff.max',
+      '3 spec.rules.0.timeout',
+      '3 spec.rules.0.fault.delay.fixed',
+      '4 spec.fillInterval',
+      '5 spec.defaultTimeouts.connect',
+      '5 spec.defaultTimeouts.request',
+    ],
+  );
+  for (const i of issues) t.regex(i.message, /must be at most 596h \(2147483647 ms, about 24\.8 days/);
+  t.deepEqual(parseSource('kind: RateLimit\nmetadata: {name: r}\nspec: {service: db, maxTokens: 1, fillInterval: 596h}', 'ok.yaml').issues, [], '596h is the longest whole number of hours allowed');
+});
+
+test('a duration stored before that check still never becomes a timer that fires at once', (t) => {
+  t.is(durationMs('600h'), MAX_DURATION_MS);
+  t.is(durationMs('596h'), 596 * 3_600_000);
+});
+
+test('two Services claiming one VIP:port or host: every table routes it to the older, whatever the order, and names the other', (t) => {
+  // apply refuses this; objects written before that check, or by the Kubernetes sync, may still hold it.
+  const svc = (name: string, spec: string) => parseSource(`kind: Service\nmetadata: {name: ${name}, namespace: shop}\nspec: ${spec}`, 'x.yaml').objects[0]!.object;
+  const a = { version: 7, object: svc('a', '{ports: [{port: 80}], addresses: [10.96.1.1], hosts: [web.example]}') };
+  const b = { version: 3, object: svc('b', '{ports: [{port: 80}, {port: 81}], addresses: [10.96.1.1]}') };
+  const c = { version: 5, object: svc('c', '{ports: [{port: 90}], hosts: [web.example, b.shop]}') };
+  const orders = [
+    [a, b, c],
+    [c, b, a],
+    [b, a, c],
+  ];
+  for (const order of orders) {
+    const table = buildTable(9, order);
+    t.is(table.byVip.get('10.96.1.1:80'), 'shop/b', 'the older write keeps the VIP');
+    t.is(table.byVip.get('10.96.1.1:81'), 'shop/b');
+    t.is(table.byHost.get('web.example'), 'shop/c');
+    t.is(table.byHost.get('b.shop'), 'shop/b', "b's own name.namespace over c's host");
+    t.deepEqual(
+      [...table.conflicts].sort((x, y) => x.claim.localeCompare(y.claim)),
+      [
+        { claim: 'address 10.96.1.1:80', kept: 'shop/b', ignored: 'shop/a' },
+        { claim: 'host b.shop', kept: 'shop/b', ignored: 'shop/c' },
+        { claim: 'host web.example', kept: 'shop/c', ignored: 'shop/a' },
+      ],
+    );
+  }
+  // Same version (objects handed over without one being older): the lower namespace/name.
+  const tie = buildTable(1, [{ ...a, version: 1 }, { ...b, version: 1 }]);
+  t.is(tie.byVip.get('10.96.1.1:80'), 'shop/a');
+  t.is(buildTable(1, [{ ...b, version: 1 }, { ...a, version: 1 }]).byVip.get('10.96.1.1:80'), 'shop/a');
 });

@@ -16,18 +16,35 @@ export const dnsName = z
   .max(253)
   .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be lowercase letters, digits, "-" and ".", starting and ending with a letter or digit');
 
+/**
+ * The longest duration the mesh accepts: 2^31-1 ms (about 24.8 days, 596h), the
+ * longest wait Node's timers keep. A longer one would fire after 1 ms instead.
+ */
+export const MAX_DURATION_MS = 2_147_483_647;
+
 /** "250ms", "5s", "1m", "1h". */
 export const duration = z
   .string()
   .regex(/^\d+(\.\d+)?(ms|s|m|h)$/, 'must be a duration like 250ms, 5s, 1m or 1h')
-  .describe('a duration: a number followed by ms, s, m or h');
+  .refine((d) => !DURATION.test(d) || rawMs(d) <= MAX_DURATION_MS, `must be at most 596h (${MAX_DURATION_MS} ms, about 24.8 days: the longest wait a timer keeps)`)
+  .describe('a duration: a number followed by ms, s, m or h; at most 596h');
 
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/;
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
-export function durationMs(d: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(d);
+function rawMs(d: string): number {
+  const m = DURATION.exec(d);
   if (!m) throw new Error(`not a duration: ${d}`);
   return Number(m[1]) * UNIT_MS[m[2]!]!;
+}
+
+/**
+ * A duration in ms, at most MAX_DURATION_MS: validation refuses longer ones,
+ * but objects stored before that check (or written past it) must still never
+ * become a timer that fires at once.
+ */
+export function durationMs(d: string): number {
+  return Math.min(rawMs(d), MAX_DURATION_MS);
 }
 
 export const port = z.number().int().min(1).max(65535);

@@ -4,6 +4,7 @@
  * swapped in atomically: services by VIP:port and by host name, their
  * endpoints (ready ones), subsets, and compiled routes.
  */
+import { claimId, claimLabel, compareClaimants, serviceClaims } from '../../config/claims.ts';
 import type { StoredObject } from '../../config/store.ts';
 import { durationMs, resolveServiceRef } from '../../config/model/common.ts';
 import { type RetryPolicy, type ServicePolicy, compilePolicy, compileRetry } from './policy.ts';
@@ -91,6 +92,16 @@ export interface RoutingTable {
   byHost: Map<string, string>;
   /** For traffic to no mesh service (passthrough): MeshSettings' default timeouts, no retries. */
   defaultPolicy: ServicePolicy;
+  /** VIP:ports and hosts two services claim: each routed to the older (see compareClaimants), the other one reported. */
+  conflicts: ClaimConflict[];
+}
+
+export interface ClaimConflict {
+  /** "address 10.96.0.1:80" or "host reviews.shop". */
+  claim: string;
+  /** The service it is routed to, and the one left out ("namespace/name"). */
+  kept: string;
+  ignored: string;
 }
 
 type Spec = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- validated by the config layer
@@ -170,24 +181,24 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
   const services = new Map<string, ServiceInfo>();
   const byVip = new Map<string, string>();
   const byHost = new Map<string, string>();
-  const all = [...objects].map((o) => o.object);
+  const stored = [...objects];
+  const all = stored.map((o) => o.object);
   const mesh = all.find((o) => o.kind === 'MeshSettings')?.spec as Spec | undefined;
   const meshPolicy = compilePolicy(undefined, mesh);
   const selectors = new Map<string, Record<string, string>>();
   const listed = new Set<string>();
-  for (const o of all) {
-    if (o.kind !== 'Service') continue;
+  // Services in key order: the table must not depend on the order objects arrived in (stream or snapshot).
+  const svcObjects = stored.filter((s) => s.object.kind === 'Service').map((s) => ({ key: `${s.object.metadata.namespace}/${s.object.metadata.name}`, version: s.version, object: s.object }));
+  svcObjects.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  for (const { key, object: o } of svcObjects) {
     const spec = o.spec as Spec;
-    const key = `${o.metadata.namespace}/${o.metadata.name}`;
     const ports: ServicePortInfo[] = (spec.ports as Spec[]).map((p) => ({ port: p.port as number, targetPort: (p.targetPort as number) ?? (p.port as number), protocol: (p.protocol as string) ?? 'http' }));
     const live = previous?.services.get(key)?.live ?? { active: 0, pending: 0, retries: 0, connections: 0 };
     services.set(key, { key, hosts: spec.hosts as string[], addresses: spec.addresses as string[], ports, endpoints: [], subsets: new Map(), routes: [], policy: meshPolicy, lb: { type: 'round_robin' }, rateLimits: [], live });
     // An empty selector selects nothing (as in Kubernetes), not every Workload.
     if (spec.selector && Object.keys(spec.selector as object).length > 0) selectors.set(key, spec.selector as Record<string, string>);
-    for (const a of spec.addresses as string[]) for (const p of ports) byVip.set(`${a}:${p.port}`, key);
-    for (const h of spec.hosts as string[]) byHost.set(h.toLowerCase(), key);
-    byHost.set(`${o.metadata.name}.${o.metadata.namespace}`, key);
   }
+  const conflicts = claimRoutes(svcObjects, byVip, byHost);
   for (const o of all) {
     const ns = o.metadata.namespace ?? 'default';
     const spec = o.spec as Spec;
@@ -249,7 +260,29 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
     }
   }
   addWorkloads(all, services, selectors, listed);
-  return { version, services, byVip, byHost, defaultPolicy: meshPolicy };
+  return { version, services, byVip, byHost, defaultPolicy: meshPolicy, conflicts };
+}
+
+/**
+ * Fills byVip and byHost. A VIP:port or host two services claim (apply
+ * refuses that, but older objects or the Kubernetes sync may hold one) goes
+ * to the one compareClaimants prefers, on every node alike; the others are returned.
+ */
+function claimRoutes(svcs: Array<{ key: string; version: number; object: StoredObject['object'] }>, byVip: Map<string, string>, byHost: Map<string, string>): ClaimConflict[] {
+  const owner = new Map<string, string>();
+  const conflicts: ClaimConflict[] = [];
+  for (const s of [...svcs].sort(compareClaimants)) {
+    for (const c of serviceClaims(s.object)) {
+      const kept = owner.get(claimId(c));
+      if (kept === undefined) {
+        owner.set(claimId(c), s.key);
+        (c.on === 'vip' ? byVip : byHost).set(c.value, s.key);
+      } else if (kept !== s.key && !conflicts.some((x) => x.claim === claimLabel(c) && x.ignored === s.key)) {
+        conflicts.push({ claim: claimLabel(c), kept, ignored: s.key });
+      }
+    }
+  }
+  return conflicts;
 }
 
 /**
@@ -276,5 +309,5 @@ function addWorkloads(all: Array<{ kind: string; metadata: { name: string; names
 }
 
 export function emptyTable(): RoutingTable {
-  return { version: 0, services: new Map(), byVip: new Map(), byHost: new Map(), defaultPolicy: compilePolicy(undefined, undefined) };
+  return { version: 0, services: new Map(), byVip: new Map(), byHost: new Map(), defaultPolicy: compilePolicy(undefined, undefined), conflicts: [] };
 }

@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * What a Service claims of the traffic: each of its VIP:port pairs and host
+ * names. Two services claiming the same one cannot both be routed to: apply
+ * refuses it, and a routing table that still meets it (objects written by an
+ * older version, or by the Kubernetes sync) settles it the same way on every
+ * node (see compareClaimants).
+ */
+import type { MeshObject } from './objects.ts';
+
+export interface Claim {
+  on: 'vip' | 'host';
+  /** "10.96.0.1:80", or a lower-case host name. */
+  value: string;
+  /** Where the object says it: spec.addresses.0, spec.hosts.1, metadata.name (its implicit "name.namespace" host). */
+  path: string;
+}
+
+/** What two services must not share. */
+export const claimId = (c: Claim): string => `${c.on} ${c.value}`;
+
+/** For people: "address 10.96.0.1:80", "host reviews.shop". */
+export const claimLabel = (c: Pick<Claim, 'on' | 'value'>): string => `${c.on === 'vip' ? 'address' : 'host'} ${c.value}`;
+
+type ServiceSpec = { hosts?: string[]; addresses?: string[]; ports?: Array<{ port: number }> };
+
+/** A Service's claims: every address at every port, every host (lower case), and "name.namespace". */
+export function serviceClaims(o: Pick<MeshObject, 'metadata' | 'spec'>): Claim[] {
+  const spec = o.spec as ServiceSpec;
+  const out: Claim[] = [];
+  (spec.addresses ?? []).forEach((a, i) => {
+    for (const p of spec.ports ?? []) out.push({ on: 'vip', value: `${a}:${p.port}`, path: `spec.addresses.${i}` });
+  });
+  (spec.hosts ?? []).forEach((h, i) => out.push({ on: 'host', value: h.toLowerCase(), path: `spec.hosts.${i}` }));
+  out.push({ on: 'host', value: `${o.metadata.name}.${o.metadata.namespace ?? 'default'}`, path: 'metadata.name' });
+  return out;
+}
+
+/**
+ * Which of two services keeps a claim both make (negative: a): the older
+ * write (lower version), then the lower "namespace/name". Deterministic, so
+ * an agent that followed the stream and one that loaded a snapshot agree.
+ */
+export function compareClaimants(a: { key: string; version: number }, b: { key: string; version: number }): number {
+  if (a.version !== b.version) return a.version - b.version;
+  return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
+}
