@@ -3,14 +3,17 @@
 import test, { type ExecutionContext } from 'ava';
 import { execFile } from 'node:child_process';
 import { type IncomingHttpHeaders, type ServerHttp2Stream, connect as connectH2, constants as h2constants, createServer as createH2 } from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer as createTcp } from 'node:net';
 import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
+import { ProxyCore } from '../../src/proxy/core.ts';
+import { IDLE_TIMEOUT_MS } from '../../src/proxy/http1/idle.ts';
+import { h2Server, serveH2 } from '../../src/proxy/http2/session.ts';
 import { AccessLog } from '../../src/proxy/telemetry/access-log.ts';
 import { blackhole } from './helpers/blackhole.ts';
-import { endpoints, obj, proxy, service } from './helpers/fixtures.ts';
+import { endpoints, obj, proxy, service, table } from './helpers/fixtures.ts';
 import { until } from './helpers/wait.ts';
 
 const run = promisify(execFile);
@@ -582,4 +585,45 @@ test('HTTP/2 mirroring: requests and their bodies are copied to the shadow (auth
   const r = await curl(`http://127.0.0.1:${q.port}/still`, ['-d', 'fine']);
   t.is(r.status, 200);
   t.regex(r.body, /"body":"fine"/);
+});
+
+test('an idle downstream h2c connection gets a GOAWAY and is closed, counted from its last stream\'s end', async (t) => {
+  t.is(h2Server().idleTimeoutMs, IDLE_TIMEOUT_MS, "by default, the HTTP/1.1 side's idle timeout");
+  const port = await h2Listen(t, (stream, headers) => {
+    stream.on('error', () => {});
+    const answer = () => (stream.respond({ ':status': 200 }), stream.end('done'));
+    if (headers[':path'] === '/slow') setTimeout(answer, 600);
+    else answer();
+  });
+  const core = new ProxyCore();
+  core.setTable(table([service('web', 'shop'), endpoints('web', 'shop', [{ port }])]));
+  t.teardown(() => (core.pool.close(), core.h2.close()));
+  // A listener serving h2c as the proxy's do, with a short idle timeout (the proxy's is minutes).
+  const h2 = h2Server(200);
+  const listener = createTcp((s) => serveH2(h2, s, null, { core, origDst: null, service: 'shop/web', source: null }));
+  await new Promise<void>((r) => listener.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => listener.close(() => r())));
+  const client = connectH2(`http://127.0.0.1:${(listener.address() as AddressInfo).port}`);
+  t.teardown(() => client.destroy());
+  client.on('error', () => {});
+  const goaways: Array<{ code: number; last: number }> = [];
+  let closedAt = 0;
+  client.on('goaway', (code, last) => goaways.push({ code, last }));
+  client.on('close', () => (closedAt = Date.now()));
+  const get = (path: string) =>
+    new Promise<string>((resolve, reject) => {
+      const req = client.request({ ':path': path, ':authority': 'web.shop' });
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c));
+      req.on('end', () => resolve(body));
+      req.on('error', reject);
+    });
+  // Longer than the idle timeout, but a stream is open all along: not idle.
+  t.is(await get('/slow'), 'done');
+  t.is(await get('/quick'), 'done');
+  const ended = Date.now();
+  t.deepEqual(goaways, [], 'no GOAWAY while streams were open');
+  t.true(await until(() => closedAt > 0, 2000), 'the idle connection was closed');
+  t.deepEqual(goaways[0], { code: h2constants.NGHTTP2_NO_ERROR, last: 3 }, 'a graceful GOAWAY naming the last stream taken');
+  t.true(closedAt - ended >= 150, `closed ${closedAt - ended} ms after its last stream ended`);
 });

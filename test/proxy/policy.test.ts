@@ -7,6 +7,7 @@ import type { Peer } from '../../src/proxy/telemetry/metrics.ts';
 import { buildTable } from '../../src/proxy/routing/table.ts';
 import { backend, endpoints, obj, proxy, service } from './helpers/fixtures.ts';
 import { rawExchange, statuses } from './helpers/raw.ts';
+import { until } from './helpers/wait.ts';
 
 const frontend: Peer = { workload: 'frontend', namespace: 'shop', app: 'frontend' };
 const intruder: Peer = { workload: 'scraper', namespace: 'outside', app: 'scraper' };
@@ -195,4 +196,58 @@ test('mirroring copies requests to a shadow service and drops its answers', asyn
   for (let i = 0; i < 200 && shadow.seen.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
   t.deepEqual(shadow.seen.map((s) => [s.url, s.headers.host]), [['/copied', 'x-shadow']]);
   t.deepEqual(m.b.seen.map((s) => s.url), ['/copied']);
+});
+
+/** A shadow that reads requests and never answers; the connections it holds open now, and the most at once. */
+async function silentShadow(t: ExecutionContext) {
+  const open = new Set<Socket>();
+  const s = { port: 0, open, accepted: 0, peak: 0 };
+  const server = createServer((c) => {
+    open.add(c);
+    s.accepted++;
+    s.peak = Math.max(s.peak, open.size);
+    c.on('close', () => open.delete(c));
+    c.on('error', () => {});
+    c.resume();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => (open.forEach((c) => c.destroy()), server.close(() => r()))));
+  s.port = (server.address() as AddressInfo).port;
+  return s;
+}
+
+const mirrorTo = (shadowPort: number, shadowPolicy: Record<string, unknown>) => [
+  service('shadow', 'shop'),
+  endpoints('shadow', 'shop', [{ port: shadowPort }]),
+  obj('ClusterPolicy', 'shadow', 'shop', { service: 'shadow', ...shadowPolicy }),
+  obj('Route', 'web', 'shop', { service: 'web', rules: [{ action: { split: [{}] }, mirror: { service: 'shadow', percent: 100 } }] }),
+];
+
+test("a mirror copy that the shadow never answers is given up after the shadow's request timeout: no connection kept", async (t) => {
+  const shadow = await silentShadow(t);
+  const m = await mesh(t, mirrorTo(shadow.port, { timeouts: { request: '200ms' } }));
+  const start = Date.now();
+  for (let i = 0; i < 3; i++) t.is(await ask(m.fromFrontend, `/copied/${i}`), 200);
+  t.true(Date.now() - start < 1000, 'the real requests did not wait for the shadow');
+  t.true(await until(() => shadow.accepted === 3, 2000), `the shadow got ${shadow.accepted} copies`);
+  t.true(await until(() => shadow.open.size === 0, 2000), `${shadow.open.size} shadow connections still open`);
+  const svc = m.p.server.core.table.services.get('shop/shadow')!;
+  t.is(svc.live.connections, 0);
+  t.falsy(m.p.server.core.pool.sizes()[`127.0.0.1:${shadow.port}`], 'none went back to the pool');
+});
+
+test("mirror copies open no more shadow connections than the shadow's maxConnections; the rest are dropped", async (t) => {
+  const shadow = await silentShadow(t);
+  const m = await mesh(t, mirrorTo(shadow.port, { timeouts: { request: '400ms' }, connectionPool: { maxConnections: 2 } }));
+  const codes = await Promise.all(Array.from({ length: 6 }, (_, i) => ask(m.fromFrontend, `/burst/${i}`)));
+  t.deepEqual(codes, [200, 200, 200, 200, 200, 200], 'the real requests are not limited by the shadow');
+  t.true(await until(() => shadow.accepted >= 2, 2000), `the shadow got ${shadow.accepted} copies`);
+  await new Promise((r) => setTimeout(r, 100));
+  t.is(shadow.accepted, 2, 'two copies went out, four were dropped');
+  t.is(shadow.peak, 2);
+  t.regex(await m.p.server.core.metrics.render(), /kernmesh_proxy_mirrored_requests_total 2\n/, 'only the copies sent are counted (as on HTTP/2)');
+  // Once the request timeout has closed those two, there is room again.
+  t.true(await until(() => shadow.open.size === 0, 2000));
+  t.is(await ask(m.fromFrontend, '/later'), 200);
+  t.true(await until(() => shadow.accepted === 3, 2000), 'a later copy gets a connection');
 });

@@ -10,12 +10,13 @@
  * Built on node:http2 (nghttp2): HTTP/2's framing, flow control and HPACK
  * are not worth writing again.
  */
-import { type ClientHttp2Stream, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream, constants, createServer } from 'node:http2';
+import { type ClientHttp2Stream, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream, constants, createServer } from 'node:http2';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { ProxyCore } from '../core.ts';
 import { type Head, normalizeTarget } from '../http1/parse.ts';
 import { headerFields } from '../http1/local-reply.ts';
+import { IDLE_TIMEOUT_MS } from '../http1/idle.ts';
 import { newRequestId } from '../http1/request-id.ts';
 import { type InboundDial, MAX_ADMISSION_ROUNDS, type Pending, RATE_LIMITED, RETRY_ADMITTED, type Target, inboundRoute, route } from '../route.ts';
 import { peerOf } from '../routing/select.ts';
@@ -78,17 +79,26 @@ export interface H2Context {
   inbound?: { workload: Peer; dial: InboundDial };
 }
 
-/** A server that owns the h2 side of connections handed to it after detection. */
-export function h2Server(): Http2Server {
+/** The h2 side of a listener's connections, and how long one of them may sit with no stream open. */
+export type H2Server = Http2Server & { readonly idleTimeoutMs: number };
+
+/**
+ * A server that owns the h2 side of connections handed to it after detection.
+ * idleTimeoutMs: a client connection with no stream open this long is closed
+ * (by default the HTTP/1.1 side's, so both protocols let clients idle alike).
+ */
+export function h2Server(idleTimeoutMs = IDLE_TIMEOUT_MS): H2Server {
   const server = createServer({ settings: { enablePush: false } });
   server.on('sessionError', () => {});
-  return server;
+  return Object.assign(server, { idleTimeoutMs });
 }
 
 /** Serves one detected h2c connection (initial holds the bytes detection read). */
-export function serveH2(server: Http2Server, socket: Socket, initial: Buffer | null, ctx: H2Context): void {
+export function serveH2(server: H2Server, socket: Socket, initial: Buffer | null, ctx: H2Context): void {
   const onStream = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => forward(stream, headers, ctx, socket.remoteAddress ?? '');
   server.once('session', (session) => {
+    // First: a stream must count as open before forward() can end it.
+    closeWhenIdle(session, server.idleTimeoutMs);
     session.on('stream', onStream);
     session.on('error', () => {});
   });
@@ -96,6 +106,31 @@ export function serveH2(server: Http2Server, socket: Socket, initial: Buffer | n
   // there before it consumes the socket's handle itself (so no resume() here).
   if (initial) socket.unshift(initial);
   server.emit('connection', socket);
+}
+
+/**
+ * A client connection with no stream open for ms is closed gracefully: GOAWAY
+ * (naming the last stream taken, so a client whose new stream crossed it
+ * knows to send that again elsewhere), then the socket. node:http2 servers
+ * have no timeout by default: without this an idle h2c client would keep its
+ * connection, and the proxy's memory for it, forever, where an idle HTTP/1.1
+ * client is let go (see http1/idle.ts). As there, time spent in a request
+ * does not count: a quiet stream still open (a long gRPC call) keeps the
+ * connection. One timer per connection, restarted when its last open stream
+ * ends, not on every frame as session.setTimeout would be.
+ */
+function closeWhenIdle(session: ServerHttp2Session, ms: number): void {
+  let open = 0;
+  // A stream opened since it was armed keeps the connection; that stream's end arms it again.
+  const timer = setTimeout(() => open === 0 && session.close(), timerMs(ms));
+  timer.unref();
+  session.on('stream', (stream: ServerHttp2Stream) => {
+    open++;
+    stream.once('close', () => {
+      if (--open === 0 && !session.closed && !session.destroyed) timer.refresh();
+    });
+  });
+  session.once('close', () => clearTimeout(timer));
 }
 
 /** What an upstream h2 request carries: the client's headers less hop-by-hop ones, and what the proxy adds. */
