@@ -236,3 +236,61 @@ test('an upstream that is down is answered 503; the proxy keeps serving', async 
   t.deepEqual(statuses(text), [503]);
   t.regex(text, /upstream connect error/);
 });
+
+test('HTTP/1.0 clients: a chunked response arrives unframed and ends at the close; a sized one keeps a keep-alive connection', async (t) => {
+  const { p } = await setup(t);
+  const chunked = await rawExchange(p.port, 'GET /chunked HTTP/1.0\r\nConnection: keep-alive\r\n\r\n');
+  const [head, body] = chunked.text.split('\r\n\r\n');
+  t.notRegex(head!, /transfer-encoding/i, 'HTTP/1.0 has no chunked coding');
+  t.regex(head!, /\r\nconnection: close$/i);
+  t.is(body, 'hello chunked world');
+  t.true(chunked.closed, 'the close ends the body');
+  // Sized responses: the connection stays, and each response says so (else a 1.0 client closes it).
+  const sized = await rawExchange(p.port, 'GET /1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /2 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n', 500);
+  t.deepEqual(statuses(sized.text), [200, 200]);
+  t.is(sized.text.match(/\r\nconnection: keep-alive\r\n/gi)?.length, 2);
+  t.false(sized.closed);
+});
+
+test('HTTP/1.0 requests: Expect is not passed on and no 1xx comes back; two Host headers are refused', async (t) => {
+  const { b, p } = await setup(t);
+  // Node's backend answers an Expect: 100-continue with a 100 first, which an HTTP/1.0 client would take for the response.
+  const { text } = await rawExchange(p.port, 'POST /up HTTP/1.0\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nhi');
+  t.deepEqual(statuses(text), [200]);
+  t.is(b.seen[0]!.headers.expect, undefined);
+  t.is(b.seen[0]!.bodyBytes, 2);
+  const twoHosts = await rawExchange(p.port, 'GET /h HTTP/1.0\r\nHost: a.example\r\nHost: b.example\r\n\r\n');
+  t.deepEqual(statuses(twoHosts.text), [400]);
+  t.is(b.seen.length, 1, 'the request with two Hosts went nowhere');
+});
+
+test('an empty line between pipelined requests (after a body) is ignored', async (t) => {
+  const { b, p } = await setup(t);
+  const { text } = await rawExchange(p.port, 'POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+  t.deepEqual(statuses(text), [200, 200]);
+  t.deepEqual(b.seen.map((s) => s.url), ['/a', '/b']);
+});
+
+test("the proxy's own answer before the request body was read says connection: close, and closes", async (t) => {
+  const b = await backend(t, 'b1');
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: b.port }]), obj('ClusterPolicy', 'web', 'shop', { service: 'web', connectionPool: { maxRequests: 1 } })], 'shop/web');
+  const busy = rawExchange(p.port, 'GET /slow/800 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 3000);
+  while (b.seen.length === 0 && p.server.core.table.services.get('shop/web')!.live.active === 0) await new Promise((r) => setTimeout(r, 10));
+  // The breaker answers at once, with half the body unread: the rest would be read as the next request,
+  // so the connection must end, and the client be told.
+  const { text, closed } = await rawExchange(p.port, 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345');
+  t.deepEqual(statuses(text), [503]);
+  t.regex(text, /\r\nconnection: close\r\n/);
+  t.true(closed);
+  t.deepEqual(statuses((await busy).text), [200]);
+});
+
+test('an upstream response head over 64 KiB is a bad gateway, even when it arrives whole', async (t) => {
+  const big = `HTTP/1.1 200 OK\r\nx-big: ${'a'.repeat(70_000)}\r\ncontent-length: 2\r\n\r\nok`;
+  const server = createServer((s) => s.once('data', () => s.write(big)));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: (server.address() as AddressInfo).port }])], 'shop/web');
+  const { text } = await rawExchange(p.port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+  t.deepEqual(statuses(text), [502]);
+});

@@ -42,9 +42,10 @@ export class ChunkedScanner {
 
   /**
    * Consumes bytes of buf from start; returns how many belong to the body
-   * (the rest, if any, is the next message).
+   * (the rest, if any, is the next message). With `data`, the chunks' data
+   * bytes are pushed onto it as [start, end) pairs (to take the framing off).
    */
-  scan(buf: Buffer, start = 0): number {
+  scan(buf: Buffer, start = 0, data?: number[]): number {
     let i = start;
     const n = buf.length;
     while (i < n && this.state !== State.Done) {
@@ -80,6 +81,7 @@ export class ChunkedScanner {
           break;
         case State.Data: {
           const take = Math.min(this.remaining, n - i);
+          if (data !== undefined && take > 0) data.push(i, i + take);
           i += take;
           this.remaining -= take;
           if (this.remaining === 0) this.state = State.DataCr;

@@ -263,7 +263,8 @@ export function parseHead(buf: Buffer, end: number, kind: 'request' | 'response'
     head.close = head.minor === 0;
     head.upgrade = null;
   }
-  if (kind === 'request' && head.minor === 1 && sawHost !== 1) throw new HttpParseError(400, sawHost === 0 ? 'HTTP/1.1 request without Host' : 'more than one Host header');
+  // Two Hosts are refused whatever the version (RFC 9112 3.2); only HTTP/1.0 may have none.
+  if (kind === 'request' && (sawHost > 1 || (sawHost === 0 && head.minor === 1))) throw new HttpParseError(400, sawHost === 0 ? 'HTTP/1.1 request without Host' : 'more than one Host header');
   head.plain = plain;
   // A plain response's head usually goes as received: its reason phrase is made when asked for (reasonPhrase).
   if (kind === 'response' && (!plain || head.status < 200)) head.target = reasonOf(raw);
@@ -368,9 +369,10 @@ const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'tran
 
 /**
  * The headers to forward, as "Name: value\r\n" lines: hop-by-hop ones dropped
- * (framing, Host and X-Forwarded-For are written by the caller).
+ * (framing, Host and X-Forwarded-For are written by the caller), and
+ * `alsoDrop` (lower case) when given.
  */
-export function forwardHeaders(head: Head): string {
+export function forwardHeaders(head: Head, alsoDrop?: string): string {
   const h = head.headers;
   // Every Connection line counts: several make one list (RFC 9110 5.3), and each header it names is hop-by-hop.
   let named: string[] | null = null;
@@ -380,7 +382,7 @@ export function forwardHeaders(head: Head): string {
   let out = '';
   for (let i = 0; i < h.length; i += 2) {
     const lower = h[i]!.toLowerCase();
-    if (HOP.has(lower) || (named !== null && named.includes(lower))) continue;
+    if (HOP.has(lower) || lower === alsoDrop || (named !== null && named.includes(lower))) continue;
     out += `${h[i]}: ${h[i + 1]}\r\n`;
   }
   return out;

@@ -62,6 +62,8 @@ export class Http1Session implements ResponseSink {
   /** Request body still to forward: bytes (length framing) or a chunk scanner. */
   private bodyLeft = 0;
   private bodyScanner: ChunkedScanner | null = null;
+  /** The response's chunked framing, taken off for an HTTP/1.0 client (null otherwise). */
+  private dechunk: ChunkedScanner | null = null;
   private responseStarted = false;
   private closeAfter = false;
   /** The client sent its FIN: once the requests already here are answered, the connection closes. */
@@ -161,8 +163,17 @@ export class Http1Session implements ResponseSink {
 
   /** Parses and dispatches the next request, if a whole head is buffered. */
   private nextRequest(): void {
-    const buf = this.pending;
+    let buf = this.pending;
     if (!buf || buf.length === 0) return;
+    // Empty lines before a request line are ignored (RFC 9112 2.2): some clients send a CRLF after a body.
+    if (this.scanFrom === 0 && buf[0] === 13) {
+      let skip = 0;
+      while (skip + 1 < buf.length && buf[skip] === 13 && buf[skip + 1] === 10) skip += 2;
+      if (skip > 0) {
+        buf = this.pending = skip === buf.length ? null : buf.subarray(skip);
+        if (!buf) return;
+      }
+    }
     const end = headEnd(buf, this.scanFrom);
     if (end < 0) {
       if (buf.length > MAX_HEAD) throw new HttpParseError(431, 'request head too large');
@@ -174,6 +185,8 @@ export class Http1Session implements ResponseSink {
       return;
     }
     this.scanFrom = 0;
+    // The limit holds for a head that came whole in one read (or with the end of a long wait) as well.
+    if (end > MAX_HEAD) throw new HttpParseError(431, 'request head too large');
     const head = parseHead(buf, end, 'request');
     normalizeTarget(head);
     if (head.requestId === null) {
@@ -495,7 +508,8 @@ export class Http1Session implements ResponseSink {
       return out;
     }
     let out = `${head.method} ${target.path ?? head.target} HTTP/1.1\r\nhost: ${target.host ?? head.host ?? `${target.address}:${target.port}`}\r\n`;
-    out += forwardHeaders(head);
+    // HTTP/1.0 has no 100-continue: the expectation is ignored (RFC 9110 10.1.1), so no 1xx comes back for it.
+    out += forwardHeaders(head, head.minor === 0 ? 'expect' : undefined);
     // Appended to, never trusted as the whole story (forwardHeaders dropped the original).
     const xff = header(head, 'x-forwarded-for');
     out += `x-forwarded-for: ${xff === undefined ? this.peer : `${xff}, ${this.peer}`}\r\n`;
@@ -558,6 +572,8 @@ export class Http1Session implements ResponseSink {
   // ---- ResponseSink: the upstream's answer ----
 
   onInformational(head: Head): void {
+    // An HTTP/1.0 client gets no 1xx (RFC 9110 15.2): it would take it for the response.
+    if (this.req?.minor === 0) return;
     this.socket.write(`HTTP/1.1 ${head.status} ${reasonPhrase(head)}\r\n${forwardHeaders(head)}\r\n`);
   }
 
@@ -591,8 +607,14 @@ export class Http1Session implements ResponseSink {
     }
     // A body that ends at close cannot be framed for a keep-alive client: close after it.
     if (hasBody && !res.chunked && res.contentLength < 0) this.closeAfter = true;
+    // HTTP/1.0 has no chunked coding (RFC 9112 6.1): the body goes with the framing taken off, ended by the close.
+    const http10 = this.req?.minor === 0;
+    if (http10 && hasBody && res.chunked) {
+      this.dechunk = new ChunkedScanner();
+      this.closeAfter = true;
+    }
     this.status = res.status;
-    if (res.plain && res.raw !== null && !this.closeAfter) {
+    if (res.plain && res.raw !== null && !this.closeAfter && !http10) {
       // Nothing in it is hop-by-hop and its framing stays valid: it goes as received.
       this.resBytes += res.size;
       this.headOut = res.raw;
@@ -600,9 +622,12 @@ export class Http1Session implements ResponseSink {
     }
     // Written out again (a close to announce, or hop-by-hop headers to drop): the reason goes too.
     let out = `HTTP/1.1 ${res.status} ${reasonPhrase(res)}\r\n${forwardHeaders(res)}`;
-    if (res.chunked) out += 'transfer-encoding: chunked\r\n';
-    else if (res.contentLength >= 0) out += `content-length: ${res.contentLength}\r\n`;
+    if (res.chunked) {
+      if (!this.dechunk) out += 'transfer-encoding: chunked\r\n';
+    } else if (res.contentLength >= 0) out += `content-length: ${res.contentLength}\r\n`;
+    // An HTTP/1.0 client's connection stays open only when the response says so (RFC 9112 9.3).
     if (this.closeAfter) out += 'connection: close\r\n';
+    else if (http10) out += 'connection: keep-alive\r\n';
     this.resBytes += out.length + 2;
     // Held until the first body bytes (usually in the same upstream read), so that
     // head and body leave in one write: no cork, no writev bookkeeping per response.
@@ -621,6 +646,7 @@ export class Http1Session implements ResponseSink {
   }
 
   onBody(chunk: Buffer): boolean {
+    if (this.dechunk) return this.dechunked(chunk);
     this.resBytes += chunk.length;
     const head = this.headOut;
     if (head === null) return this.socket.write(chunk);
@@ -640,6 +666,20 @@ export class Http1Session implements ResponseSink {
     else head.copy(out);
     chunk.copy(out, head.length);
     return this.socket.write(out);
+  }
+
+  /** A chunked response body for an HTTP/1.0 client: only the chunks' data is written. */
+  private dechunked(chunk: Buffer): boolean {
+    const spans: number[] = [];
+    // The upstream connection has checked this framing already (it finds the response's end with it).
+    this.dechunk!.scan(chunk, 0, spans);
+    this.flushHead();
+    let ok = true;
+    for (let i = 0; i < spans.length; i += 2) {
+      this.resBytes += spans[i + 1]! - spans[i]!;
+      ok = this.socket.write(chunk.subarray(spans[i]!, spans[i + 1]!));
+    }
+    return ok;
   }
 
   onTunnel(chunk: Buffer): void {
@@ -691,6 +731,7 @@ export class Http1Session implements ResponseSink {
     // Late timers and callbacks of this exchange must not act on the next one.
     this.exchangeId++;
     this.responseStarted = false;
+    this.dechunk = null;
     // A body we did not read to its end would be parsed as the next request: close instead.
     if (!this.bodyDone) this.closeAfter = true;
     if (this.closeAfter) {
@@ -716,6 +757,8 @@ export class Http1Session implements ResponseSink {
   }
 
   private writeLocal(status: number, body: string, headers = ''): void {
+    // Answered before the request's body was read: the connection closes after this (finishExchange), and says so.
+    if (!this.bodyDone) this.closeAfter = true;
     const out = localResponse(status, body, headers, this.closeAfter);
     this.status = status;
     this.resBytes += out.length;

@@ -130,6 +130,8 @@ export class UpstreamConn {
             return;
           }
           this.scanFrom = 0;
+          // The limit holds for a head that came whole in one read as well.
+          if (end > MAX_RESPONSE_HEAD) throw new HttpParseError(502, 'upstream response head too large');
           const head = parseHead(data, end, 'response');
           data = data.subarray(end);
           if (head.status >= 100 && head.status < 200 && head.status !== 101) {
