@@ -122,6 +122,32 @@ test('every duration field refuses more than a timer keeps (2^31-1 ms), naming t
   t.deepEqual(parseSource('kind: RateLimit\nmetadata: {name: r}\nspec: {service: db, maxTokens: 1, fillInterval: 596h}', 'ok.yaml').issues, [], '596h is the longest whole number of hours allowed');
 });
 
+test('timeouts, intervals and a token fill of 0 are refused (they would fire at once or spin); a delay or backoff of 0 is fine', (t) => {
+  const text = [
+    'kind: ClusterPolicy\nmetadata: {name: db, namespace: shop}\nspec: {service: db, timeouts: {connect: 0s, request: 0ms, idle: 0s}, connectionPool: {idleTimeout: 0s}, outlierDetection: {interval: 0s}, retries: {perTryTimeout: 0s, backoff: {base: 0ms, max: 0ms}}}',
+    'kind: Route\nmetadata: {name: db, namespace: shop}\nspec: {service: db, rules: [{action: {split: [{}]}, timeout: 0s, fault: {delay: {percent: 1, fixed: 0s}}}]}',
+    'kind: RateLimit\nmetadata: {name: db, namespace: shop}\nspec: {service: db, maxTokens: 1, fillInterval: 0s}',
+    'kind: MeshSettings\nmetadata: {name: mesh}\nspec: {defaultTimeouts: {connect: 0s, request: 0s}}',
+  ].join('\n---\n');
+  const { issues } = parseSource(text, 'zero.yaml');
+  t.deepEqual(
+    issues.map((i) => `${i.document} ${i.path}`),
+    [
+      '1 spec.connectionPool.idleTimeout',
+      '1 spec.outlierDetection.interval',
+      '1 spec.timeouts.connect',
+      '1 spec.timeouts.request',
+      '1 spec.timeouts.idle',
+      '1 spec.retries.perTryTimeout',
+      '2 spec.rules.0.timeout',
+      '3 spec.fillInterval',
+      '4 spec.defaultTimeouts.connect',
+      '4 spec.defaultTimeouts.request',
+    ],
+  );
+  for (const i of issues) t.regex(i.message, /must be more than 0/);
+});
+
 test('a duration stored before that check still never becomes a timer that fires at once', (t) => {
   t.is(durationMs('600h'), MAX_DURATION_MS);
   t.is(durationMs('596h'), 596 * 3_600_000);

@@ -47,6 +47,12 @@ export function durationMs(d: string): number {
   return Math.min(rawMs(d), MAX_DURATION_MS);
 }
 
+/**
+ * A duration that must be more than 0: a timeout or interval of 0 would
+ * fire at once (every request a 504) or spin (an interval, a token fill).
+ */
+export const positiveDuration = duration.refine((d) => !DURATION.test(d) || rawMs(d) > 0, 'must be more than 0 (for no practical limit, use a long one such as 596h)');
+
 export const port = z.number().int().min(1).max(65535);
 export const percent = z.number().min(0).max(100).describe('0 to 100');
 export const labels = z.record(z.string(), z.string());

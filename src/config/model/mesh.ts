@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /** Mesh-wide settings: one object, named "mesh". */
 import { z } from 'zod';
-import { cidr, duration, port } from './common.ts';
+import { cidr, port, positiveDuration } from './common.ts';
 
 export const MeshSettingsSpec = z
   .object({
@@ -25,6 +25,6 @@ export const MeshSettingsSpec = z
       .object({ sampling: z.number().min(0).max(1).default(1) })
       .strict()
       .default({ sampling: 1 }),
-    defaultTimeouts: z.object({ connect: duration.default('1s'), request: duration.default('15s') }).strict().default({ connect: '1s', request: '15s' }),
+    defaultTimeouts: z.object({ connect: positiveDuration.default('1s'), request: positiveDuration.default('15s') }).strict().default({ connect: '1s', request: '15s' }),
   })
   .strict();

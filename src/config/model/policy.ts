@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /** Who may call what, and how often. */
 import { z } from 'zod';
-import { duration, port, serviceRef, stringMatch } from './common.ts';
+import { port, positiveDuration, serviceRef, stringMatch } from './common.ts';
 
 export const AuthorizationRule = z
   .object({
@@ -38,7 +38,7 @@ export const RateLimitSpec = z
     route: z.string().optional().describe("the name of a Route rule (rules[].name, as in the access log's route field): limit only the requests it matched"),
     maxTokens: z.number().int().min(1),
     tokensPerFill: z.number().int().min(1).default(1),
-    fillInterval: duration,
+    fillInterval: positiveDuration,
     perSource: z.boolean().default(false).describe('one bucket per calling workload'),
     quotas: z.record(z.string(), z.number().int().min(0)).optional().describe('per-caller request quotas per fill interval, by workload'),
   })

@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 /** How traffic is routed, balanced and made resilient. */
 import { z } from 'zod';
-import { duration, labels, percent, port, serviceRef, stringMatch } from './common.ts';
+import { duration, labels, percent, positiveDuration, port, serviceRef, stringMatch } from './common.ts';
 
 export const RetryOn = z.enum(['connect-failure', 'reset', '5xx', 'gateway-error', 'retriable-status-codes']);
 
 export const RetryPolicy = z
   .object({
     attempts: z.number().int().min(0).max(10).default(2),
-    perTryTimeout: duration.optional(),
+    perTryTimeout: positiveDuration.optional(),
     retryOn: z
       .array(RetryOn)
       .default(['connect-failure', 'reset', 'gateway-error'])
@@ -64,7 +64,7 @@ export const RouteRule = z
       })
       .strict()
       .optional(),
-    timeout: duration.optional(),
+    timeout: positiveDuration.optional(),
     retries: RetryPolicy.optional(),
     fault: FaultInjection.optional(),
     mirror: Mirror.optional(),
@@ -97,7 +97,7 @@ export const ClusterPolicySpec = z
         maxPendingRequests: z.number().int().min(1).default(1024),
         maxRequests: z.number().int().min(1).default(1024),
         maxRetries: z.number().int().min(0).default(3),
-        idleTimeout: duration.default('60s').describe('an upstream HTTP connection (HTTP/1.1 keep-alive or h2c session) unused this long is closed'),
+        idleTimeout: positiveDuration.default('60s').describe('an upstream HTTP connection (HTTP/1.1 keep-alive or h2c session) unused this long is closed'),
       })
       .strict()
       .optional(),
@@ -105,7 +105,7 @@ export const ClusterPolicySpec = z
       .object({
         consecutive5xx: z.number().int().min(1).default(5),
         consecutiveGatewayErrors: z.number().int().min(1).default(5),
-        interval: duration.default('10s').describe("each interval an endpoint goes without being ejected takes one off the count that lengthens its next ejection (Envoy's)"),
+        interval: positiveDuration.default('10s').describe("each interval an endpoint goes without being ejected takes one off the count that lengthens its next ejection (Envoy's)"),
         baseEjectionTime: duration.default('30s').describe('an ejection lasts this times the number of ejections the endpoint has on record'),
         maxEjectionTime: duration.default('300s').describe('the longest one ejection lasts (at least baseEjectionTime)'),
         maxEjectionPercent: percent.default(10),
@@ -114,9 +114,9 @@ export const ClusterPolicySpec = z
       .optional(),
     timeouts: z
       .object({
-        connect: duration.optional().describe('to establish an upstream connection, HTTP or TCP (default: MeshSettings.defaultTimeouts.connect)'),
-        request: duration.optional().describe("a request's whole exchange, retries included (default: MeshSettings.defaultTimeouts.request)"),
-        idle: duration.optional().describe('a connection proxied as TCP with no bytes either way this long is closed (default 1h)'),
+        connect: positiveDuration.optional().describe('to establish an upstream connection, HTTP or TCP (default: MeshSettings.defaultTimeouts.connect)'),
+        request: positiveDuration.optional().describe("a request's whole exchange, retries included (default: MeshSettings.defaultTimeouts.request)"),
+        idle: positiveDuration.optional().describe('a connection proxied as TCP with no bytes either way this long is closed (default 1h)'),
       })
       .strict()
       .optional(),
