@@ -90,6 +90,17 @@ test('maxConnections caps the upstream connections: a request that needs one mor
   t.is((await get(p.port, '/slow/1')).status, 200, 'the pooled connection serves the next request');
 });
 
+test('maxConnections holds for a burst that arrives before any connection is up: connects count from their start', async (t) => {
+  const b = await backend(t, 'slow');
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: b.port }]), obj('ClusterPolicy', 'web', 'shop', { service: 'web', connectionPool: { maxConnections: 2 } })], 'shop/web');
+  // Eight requests at once: all reach the proxy while the first connects are still under way.
+  const answers = await Promise.all(Array.from({ length: 8 }, () => get(p.port, '/slow/200')));
+  const codes = answers.map((a) => a.status).sort();
+  t.deepEqual(codes.filter((c) => c === 200).length, 2, codes.join(','));
+  t.true(codes.every((c) => c === 200 || c === 503), codes.join(','));
+  t.is(p.server.core.pool.opened, 2, 'no more upstream connections than allowed');
+});
+
 test('a request body is sent again on a retry (Content-Length and chunked); one past the replay limit is not retried', async (t) => {
   const b = await backend(t, 'flaky');
   const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: b.port }]), obj('Route', 'web', 'shop', { service: 'web', rules: [{ action: { split: [{}] }, retries: { attempts: 3, retryOn: ['5xx'], backoff: { base: '1ms', max: '5ms' } } }] })], 'shop/web');
