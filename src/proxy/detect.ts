@@ -2,20 +2,42 @@
 /**
  * Protocol detection on a connection's first bytes: HTTP/1.x, HTTP/2 prior
  * knowledge, TLS (ClientHello), or opaque TCP. A server-first protocol sends
- * nothing: after a short wait the connection is treated as TCP.
+ * nothing: after a short wait the connection is treated as TCP, unless its
+ * port is declared HTTP (then only the client's bytes decide, however late).
  */
 import type { Socket } from 'node:net';
 
 export type Detected = 'http1' | 'http2' | 'tls' | 'tcp';
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
-const METHOD_CHARS = /^[A-Z]{3,10} /;
+/** A request line's start: a method (any RFC 9110 token in capitals, e.g. M-SEARCH, VERSION-CONTROL) and a space. */
+const METHOD = /^[A-Z][A-Z0-9_-]{1,23} /;
+const METHOD_PREFIX = /^[A-Z][A-Z0-9_-]{0,23}$/;
+/**
+ * Once a client has sent part of a request line it is not a server-first
+ * protocol: it gets this long to finish the method before it is taken for TCP.
+ */
+export const PARTIAL_WAIT_MS = 10_000;
 
-export function classify(first: Buffer): Detected | 'more' {
-  if (first.length === 0) return 'more';
+/**
+ * `declaredHttp`: the port is declared HTTP, so whatever is not TLS or
+ * HTTP/2 prior knowledge is served as HTTP/1.x (the parser answers 400 to
+ * what it cannot read), never passed on as opaque bytes.
+ */
+export function classify(first: Buffer, declaredHttp = false): Detected | 'more' {
+  // Empty lines before a request line are allowed (RFC 9112 2.2); the HTTP/1 session drops them.
+  let at = 0;
+  while (at < first.length && (first[at] === 13 || first[at] === 10)) at++;
+  if (at === first.length) return 'more';
+  if (at > 0) {
+    // Only HTTP/1 may start so: TLS and the HTTP/2 preface begin at the first byte.
+    if (declaredHttp) return 'http1';
+    const rest = classify(first.subarray(at));
+    return rest === 'http1' || rest === 'more' ? rest : 'tcp';
+  }
   if (first[0] === 0x16) {
     if (first.length < 3) return 'more';
-    if (first[1] !== 0x03) return 'tcp';
+    if (first[1] !== 0x03) return declaredHttp ? 'http1' : 'tcp';
     // The whole first record (the ClientHello) before deciding, so its SNI can be read even when it came in pieces.
     if (first.length < 5) return 'more';
     const record = first.readUInt16BE(3);
@@ -23,10 +45,18 @@ export function classify(first: Buffer): Detected | 'more' {
   }
   const n = Math.min(first.length, H2_PREFACE.length);
   if (first.subarray(0, n).equals(H2_PREFACE.subarray(0, n))) return first.length >= H2_PREFACE.length ? 'http2' : 'more';
-  const text = first.toString('latin1', 0, Math.min(first.length, 12));
-  if (METHOD_CHARS.test(text)) return 'http1';
-  if (/^[A-Z]{1,10}$/.test(text) && first.length < 12) return 'more';
+  if (declaredHttp) return 'http1';
+  const text = first.toString('latin1', 0, Math.min(first.length, 25));
+  if (METHOD.test(text)) return 'http1';
+  if (METHOD_PREFIX.test(text)) return 'more';
   return 'tcp';
+}
+
+export interface DetectOptions {
+  /** How long a silent client is waited for before the connection is taken for a server-first protocol. */
+  timeoutMs: number;
+  /** The port is declared HTTP: no server-first fallback, and a client silent this long is closed instead. */
+  declaredHttpIdleMs?: number;
 }
 
 /**
@@ -34,7 +64,8 @@ export function classify(first: Buffer): Detected | 'more' {
  * read. A client that leaves during detection is let go: nothing upstream is
  * opened for it.
  */
-export function detect(socket: Socket, timeoutMs: number, cb: (proto: Detected, initial: Buffer | null) => void): void {
+export function detect(socket: Socket, options: DetectOptions, cb: (proto: Detected, initial: Buffer | null) => void): void {
+  const declaredHttp = options.declaredHttpIdleMs !== undefined;
   let buf: Buffer | null = null;
   let decided = false;
   const gone = () => {
@@ -57,9 +88,28 @@ export function detect(socket: Socket, timeoutMs: number, cb: (proto: Detected, 
   socket.once('close', gone);
   const onData = (c: Buffer) => {
     buf = buf ? Buffer.concat([buf, c]) : c;
-    const r = classify(buf);
+    const r = classify(buf, declaredHttp);
     if (r !== 'more') decide(r);
   };
-  const timer = setTimeout(() => decide('tcp'), timeoutMs);
+  const silent = () => buf === null || buf.length === 0;
+  const onTimeout = () => {
+    if (declaredHttp) return gone();
+    // Part of a request line came (a slow client): a server-first protocol sends nothing, so this one gets longer.
+    if (!silent() && !partial) {
+      partial = true;
+      timer = setTimeout(onTimeout, PARTIAL_WAIT_MS);
+      return;
+    }
+    if (partial) return decide('tcp');
+    // Timers run before sockets are read in each turn of the event loop: after a stall (GC, a busy
+    // loop) bytes that came in time may still be unread. One more turn reads them before deciding.
+    setImmediate(() => {
+      if (decided) return;
+      if (silent()) decide('tcp');
+      else onTimeout();
+    });
+  };
+  let partial = false;
+  let timer = setTimeout(onTimeout, declaredHttp ? options.declaredHttpIdleMs : options.timeoutMs);
   socket.on('data', onData);
 }

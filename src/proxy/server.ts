@@ -5,7 +5,8 @@
  */
 import { type Server, type Socket, createServer } from 'node:net';
 import type { ProxyCore } from './core.ts';
-import { detect } from './detect.ts';
+import { type DetectOptions, detect } from './detect.ts';
+import { IDLE_TIMEOUT_MS } from './http1/idle.ts';
 import { Http1Session } from './http1/session.ts';
 import { h2Server, serveH2 } from './http2/session.ts';
 import { denied, deniedAtDestination } from './policy/authz.ts';
@@ -89,9 +90,9 @@ export class ProxyServer {
     // A declared protocol skips detection.
     const declared = svc?.ports.find((p) => p.port === origDst?.port)?.protocol ?? (bound ? svc?.ports[0]?.protocol : undefined);
     if (declared === 'tcp' || declared === 'tls') return this.tcp(socket, origDst, bound, null, options.source ?? null);
-    // Declared HTTP ports still tell HTTP/1.x from h2 prior knowledge by the first bytes
-    // (clients speak first, so this never waits for the timeout).
-    detect(socket, options.detectTimeoutMs ?? 100, (proto, initial) => {
+    // Declared HTTP ports still tell HTTP/1.x from h2 prior knowledge (and TLS) by the first bytes,
+    // however late they come: a pool that connects ahead of its first request is still served as HTTP.
+    detect(socket, detectOptions(declared, options.detectTimeoutMs), (proto, initial) => {
       if (proto === 'http1') new Http1Session(socket, { core: this.core, source: options.source ?? null, origDst, service: bound }, initial);
       else if (proto === 'http2') serveH2(this.h2, socket, initial, { core: this.core, origDst, service: bound, source: options.source ?? null });
       else {
@@ -141,7 +142,8 @@ export class ProxyServer {
    */
   private inbound(socket: Socket, inbound: NonNullable<ListenerOptions['inbound']>, detectTimeoutMs: number): void {
     const origDst = { address: socket.localAddress ?? '', port: socket.localPort ?? 0 };
-    detect(socket, detectTimeoutMs, (proto, initial) => {
+    const declared = serviceByEndpoint(this.core.table, origDst.address, origDst.port)?.ports.find((p) => p.targetPort === origDst.port)?.protocol;
+    detect(socket, detectOptions(declared, detectTimeoutMs), (proto, initial) => {
       if (proto === 'http1') new Http1Session(socket, { core: this.core, source: null, origDst, service: null, inbound }, initial);
       else if (proto === 'http2') serveH2(this.h2, socket, initial, { core: this.core, origDst, service: null, source: null, inbound });
       else this.inboundTcp(socket, inbound, initial);
@@ -182,4 +184,10 @@ export class ProxyServer {
     this.core.pool.close();
     this.core.h2.close();
   }
+}
+
+/** How a port's declared protocol (if any) shapes detection; ports not declared HTTP may be server-first. */
+function detectOptions(declared: string | undefined, timeoutMs = 100): DetectOptions {
+  const http = declared === 'http' || declared === 'http2' || declared === 'grpc';
+  return http ? { timeoutMs, declaredHttpIdleMs: IDLE_TIMEOUT_MS } : { timeoutMs };
 }

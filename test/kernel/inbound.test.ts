@@ -63,7 +63,8 @@ kernelTest('inbound: connections arriving at a pod’s port go through the proxy
 
     const store = new MeshStore(redis.client());
     await store.write([
-      { op: 'put', object: service('web', 'shop', { addresses: ['10.96.0.80'], ports: [{ port: 80, targetPort: 8080, protocol: 'http' }] }) },
+      // No protocol declared: detected per connection, so bytes that are not HTTP are TCP (declared http, they would get a 400).
+      { op: 'put', object: service('web', 'shop', { addresses: ['10.96.0.80'], ports: [{ port: 80, targetPort: 8080 }] }) },
       { op: 'put', object: obj('Endpoints', 'web', 'shop', { endpoints: [{ address: POD_IP, port: 8080, labels: { app: 'web', version: 'v1' } }] }) },
       { op: 'put', object: obj('AuthorizationPolicy', 'no-admin', 'shop', { service: 'web', action: 'DENY', rules: [{ to: { paths: [{ prefix: '/admin' }] } }] }) },
       // About the source: the calling pod's proxy enforces it; the destination cannot tell callers apart (they come from the node).

@@ -48,8 +48,7 @@ test('a server-first protocol is not stalled: after the detection timeout the gr
     s.on('end', () => s.end());
   });
   // No declared protocol: detection waits for the client, then gives up and pipes.
-  const p = await proxy(t, [service('mail', 'shop', { ports: [{ port: 25, targetPort: port, protocol: 'http' }] }), endpoints('mail', 'shop', [{ port }])], 'shop/mail');
-  p.server.core.table.services.get('shop/mail')!.ports[0]!.protocol = 'auto';
+  const p = await proxy(t, [service('mail', 'shop', { ports: [{ port: 25, targetPort: port }] }), endpoints('mail', 'shop', [{ port }])], 'shop/mail');
   const started = Date.now();
   const greeting = await new Promise<string>((resolve) => {
     const c = connect(p.port, '127.0.0.1');
@@ -65,8 +64,7 @@ test('a server-first protocol is not stalled: after the detection timeout the gr
 test('TLS is passed through untouched, and its SNI is recorded', async (t) => {
   let hello: Buffer | undefined;
   const port = await tcpBackend(t, (s) => s.once('data', (d) => ((hello = d), s.destroy())));
-  const p = await proxy(t, [service('secure', 'shop', { ports: [{ port: 443, targetPort: port, protocol: 'http' }] }), endpoints('secure', 'shop', [{ port }])], 'shop/secure');
-  p.server.core.table.services.get('shop/secure')!.ports[0]!.protocol = 'auto';
+  const p = await proxy(t, [service('secure', 'shop', { ports: [{ port: 443, targetPort: port }] }), endpoints('secure', 'shop', [{ port }])], 'shop/secure');
   await new Promise<void>((resolve) => {
     const c = tlsConnect({ port: p.port, host: '127.0.0.1', servername: 'pay.example.com', rejectUnauthorized: false });
     c.on('error', () => resolve());

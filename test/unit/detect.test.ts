@@ -17,3 +17,22 @@ test('HTTP/1.x, h2 prior knowledge, and anything else', (t) => {
   t.is(classify(Buffer.from('PRI * HT')), 'more');
   t.is(classify(Buffer.from([0x00, 0x01, 0x02])), 'tcp');
 });
+
+test('any method token starts HTTP/1.x; empty lines before it are allowed', (t) => {
+  t.is(classify(Buffer.from('M-SEARCH * HTTP/1.1\r\n')), 'http1');
+  t.is(classify(Buffer.from('VERSION-CONTROL /a HTTP/1.1\r\n')), 'http1');
+  t.is(classify(Buffer.from('\r\nGET / HTTP/1.1\r\n')), 'http1');
+  t.is(classify(Buffer.from('\r\n')), 'more');
+  t.is(classify(Buffer.from('M-SEA')), 'more', 'part of a method');
+  t.is(classify(Buffer.from('get / HTTP/1.1\r\n')), 'tcp', 'methods are case-sensitive');
+  t.is(classify(Buffer.from('\r\n\u0000\u0001')), 'tcp');
+});
+
+test('on a port declared HTTP, what is not TLS or HTTP/2 is HTTP/1.x (its parser answers what it cannot read)', (t) => {
+  t.is(classify(Buffer.from([0x00, 0x01, 0x02]), true), 'http1');
+  t.is(classify(Buffer.from('get / HTTP/1.1\r\n'), true), 'http1');
+  t.is(classify(Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), true), 'http2');
+  t.is(classify(Buffer.from('P'), true), 'more', 'POST or the HTTP/2 preface');
+  t.is(classify(Buffer.from('PO'), true), 'http1');
+  t.is(classify(Buffer.concat([Buffer.from([0x16, 0x03, 0x01, 0x00, 0x02]), Buffer.alloc(2)]), true), 'tls', 'TLS is still passed through');
+});

@@ -8,7 +8,11 @@ export const ServicePort = z
     name: z.string().optional().describe('for people and status output (the Kubernetes port name)'),
     port,
     targetPort: port.optional().describe('the port endpoints listen on; default: port'),
-    protocol: protocol.default('http').describe('overrides protocol detection on this port'),
+    protocol: protocol
+      .optional()
+      .describe(
+        'http, http2 and grpc: served as HTTP however late the client speaks; tcp and tls: passed through unread. Not set: detected from the first bytes, and a client silent for 100 ms is taken for a server-first protocol (TCP)',
+      ),
   })
   .strict();
 

@@ -192,7 +192,7 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
   svcObjects.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   for (const { key, object: o } of svcObjects) {
     const spec = o.spec as Spec;
-    const ports: ServicePortInfo[] = (spec.ports as Spec[]).map((p) => ({ port: p.port as number, targetPort: (p.targetPort as number) ?? (p.port as number), protocol: (p.protocol as string) ?? 'http' }));
+    const ports: ServicePortInfo[] = (spec.ports as Spec[]).map((p) => ({ port: p.port as number, targetPort: (p.targetPort as number) ?? (p.port as number), protocol: (p.protocol as string) ?? 'auto' }));
     const live = previous?.services.get(key)?.live ?? { active: 0, pending: 0, retries: 0, connections: 0 };
     services.set(key, { key, hosts: spec.hosts as string[], addresses: spec.addresses as string[], ports, endpoints: [], subsets: new Map(), routes: [], policy: meshPolicy, lb: { type: 'round_robin' }, rateLimits: [], live });
     // An empty selector selects nothing (as in Kubernetes), not every Workload.
