@@ -184,3 +184,17 @@ test('two Services claiming one VIP:port or host: every table routes it to the o
   t.is(tie.byVip.get('10.96.1.1:80'), 'shop/a');
   t.is(buildTable(1, [{ ...b, version: 1 }, { ...a, version: 1 }]).byVip.get('10.96.1.1:80'), 'shop/a');
 });
+
+test('several Routes for one service are tried in name order, and two ClusterPolicies settle by name, whatever order they arrived in', (t) => {
+  const doc = (kind: string, name: string, spec: string) => parseSource(`kind: ${kind}\nmetadata: {name: ${name}, namespace: shop}\nspec: ${spec}`, 'x.yaml').objects[0]!.object;
+  const web = { version: 1, object: doc('Service', 'web', '{ports: [{port: 80}]}') };
+  const r1 = { version: 9, object: doc('Route', 'a-first', '{service: web, rules: [{name: from-a, action: {split: [{}]}}]}') };
+  const r2 = { version: 2, object: doc('Route', 'b-second', '{service: web, rules: [{name: from-b, action: {split: [{}]}}]}') };
+  const p1 = { version: 3, object: doc('ClusterPolicy', 'p1', '{service: web, timeouts: {request: 1s}}') };
+  const p2 = { version: 8, object: doc('ClusterPolicy', 'p2', '{service: web, timeouts: {request: 2s}}') };
+  for (const order of [[web, r1, r2, p1, p2], [p2, r2, p1, web, r1]]) {
+    const svc = buildTable(9, order).services.get('shop/web')!;
+    t.deepEqual(svc.routes.map((r) => r.name), ['from-a', 'from-b']);
+    t.is(svc.policy.requestTimeoutMs, 2000);
+  }
+});

@@ -199,7 +199,9 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
     if (spec.selector && Object.keys(spec.selector as object).length > 0) selectors.set(key, spec.selector as Record<string, string>);
   }
   const conflicts = claimRoutes(svcObjects, byVip, byHost);
-  for (const o of all) {
+  // The rest in name order too: several Routes for one service are tried in their names' order, and of two
+  // ClusterPolicies for one the last by name holds, on every node alike (arrival order differs by node).
+  for (const o of inNameOrder(all)) {
     const ns = o.metadata.namespace ?? 'default';
     const spec = o.spec as Spec;
     if (o.kind === 'Endpoints') {
@@ -261,6 +263,13 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
   }
   addWorkloads(all, services, selectors, listed);
   return { version, services, byVip, byHost, defaultPolicy: meshPolicy, conflicts };
+}
+
+/** Objects sorted by namespace, then name, then kind. */
+function inNameOrder<T extends { kind: string; metadata: { name: string; namespace?: string | undefined } }>(objects: T[]): T[] {
+  const keyed = objects.map((o) => ({ key: `${o.metadata.namespace ?? ''}/${o.metadata.name}/${o.kind}`, o }));
+  keyed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  return keyed.map((k) => k.o);
 }
 
 /**
