@@ -18,7 +18,7 @@ export function summarize(o: MeshObject, wide = false): string {
   const s = o.spec as Record<string, unknown>;
   switch (o.kind) {
     case 'Service':
-      return `ports ${(s.ports as Array<{ port: number; protocol: string }>).map((p) => `${p.port}/${p.protocol}`).join(',')}${(s.addresses as string[]).length ? ` vip ${(s.addresses as string[]).join(',')}` : ''}`;
+      return `ports ${(s.ports as Array<{ port: number; protocol?: string }>).map((p) => (p.protocol ? `${p.port}/${p.protocol}` : String(p.port))).join(',')}${(s.addresses as string[]).length ? ` vip ${(s.addresses as string[]).join(',')}` : ''}`;
     case 'Endpoints': {
       const eps = s.endpoints as Array<{ ready: boolean }>;
       return `${eps.filter((e) => e.ready).length}/${eps.length} ready`;

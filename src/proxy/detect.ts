@@ -18,6 +18,8 @@ const METHOD_PREFIX = /^[A-Z][A-Z0-9_-]{0,23}$/;
  * protocol: it gets this long to finish the method before it is taken for TCP.
  */
 export const PARTIAL_WAIT_MS = 10_000;
+/** The most detection holds: a whole TLS record (16 KiB and its header) decides long before. */
+const MAX_HELD = 16_384 + 5;
 
 /**
  * `declaredHttp`: the port is declared HTTP, so whatever is not TLS or
@@ -88,8 +90,16 @@ export function detect(socket: Socket, options: DetectOptions, cb: (proto: Detec
   socket.once('close', gone);
   const onData = (c: Buffer) => {
     buf = buf ? Buffer.concat([buf, c]) : c;
+    // Empty lines before a request line are not kept (the HTTP/1 session would drop them): a stream of
+    // them must not grow this buffer.
+    let at = 0;
+    while (at < buf.length && (buf[at] === 13 || buf[at] === 10)) at++;
+    if (at > 0) buf = at === buf.length ? null : buf.subarray(at);
+    if (buf === null) return;
     const r = classify(buf, declaredHttp);
     if (r !== 'more') decide(r);
+    // Whatever it is, it is not what can still be told apart by more bytes.
+    else if (buf.length > MAX_HELD) decide(declaredHttp ? 'http1' : 'tcp');
   };
   const silent = () => buf === null || buf.length === 0;
   const onTimeout = () => {

@@ -11,6 +11,7 @@ import { Http1Session } from './http1/session.ts';
 import { h2Server, serveH2 } from './http2/session.ts';
 import { denied, deniedAtDestination } from './policy/authz.ts';
 import { endpointsOf, peerOf, serviceByEndpoint, serviceFor, servicesByEndpoint } from './routing/select.ts';
+import type { RoutingTable } from './routing/table.ts';
 import { pipeTcp } from './tcp.ts';
 import type { InboundDial } from './route.ts';
 import { sniOf } from './tls.ts';
@@ -142,12 +143,26 @@ export class ProxyServer {
    */
   private inbound(socket: Socket, inbound: NonNullable<ListenerOptions['inbound']>, detectTimeoutMs: number): void {
     const origDst = { address: socket.localAddress ?? '', port: socket.localPort ?? 0 };
-    const declared = serviceByEndpoint(this.core.table, origDst.address, origDst.port)?.ports.find((p) => p.targetPort === origDst.port)?.protocol;
-    detect(socket, detectOptions(declared, detectTimeoutMs), (proto, initial) => {
+    detect(socket, detectOptions(this.inboundProtocol(origDst.address, origDst.port), detectTimeoutMs), (proto, initial) => {
       if (proto === 'http1') new Http1Session(socket, { core: this.core, source: null, origDst, service: null, inbound }, initial);
       else if (proto === 'http2') serveH2(this.h2, socket, initial, { core: this.core, origDst, service: null, source: null, inbound });
       else this.inboundTcp(socket, inbound, initial);
     });
+  }
+
+  /** Per routing table: finding a pod port's service scans every endpoint, too much for every connection. */
+  private inboundProtocols: { table: RoutingTable | null; byPort: Map<string, string | undefined> } = { table: null, byPort: new Map() };
+
+  /** The protocol declared for a pod's address and port (by a service it backs), if any. */
+  private inboundProtocol(address: string, port: number): string | undefined {
+    const table = this.core.table;
+    if (this.inboundProtocols.table !== table) this.inboundProtocols = { table, byPort: new Map() };
+    const known = this.inboundProtocols.byPort;
+    const key = `${address}|${port}`;
+    if (known.has(key)) return known.get(key);
+    const declared = serviceByEndpoint(table, address, port)?.ports.find((p) => p.targetPort === port)?.protocol;
+    known.set(key, declared);
+    return declared;
   }
 
   private inboundTcp(socket: Socket, inbound: NonNullable<ListenerOptions['inbound']>, initial: Buffer | null): void {

@@ -294,3 +294,40 @@ test('an upstream response head over 64 KiB is a bad gateway, even when it arriv
   const { text } = await rawExchange(p.port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
   t.deepEqual(statuses(text), [502]);
 });
+
+test('HTTP/1.0: no Transfer-Encoding even without a body, no Upgrade, and local replies keep a keep-alive connection', async (t) => {
+  // A raw upstream answering HEAD with a chunked head and no body.
+  const server = createServer((s) => s.on('data', () => s.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n')));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: (server.address() as AddressInfo).port }])], 'shop/web');
+  const head = await rawExchange(p.port, 'HEAD / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n', 500);
+  t.deepEqual(statuses(head.text), [200]);
+  t.notRegex(head.text, /transfer-encoding/i);
+  // An Upgrade from HTTP/1.0 is ignored (RFC 9110 7.8): it goes upstream as a plain request, never a tunnel.
+  const { b, p: q } = await setup(t);
+  const up = await rawExchange(q.port, 'GET /ws HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n');
+  t.deepEqual(statuses(up.text), [200]);
+  t.is(b.seen[0]!.headers.upgrade, undefined);
+  // A local reply (a direct response) says keep-alive too, or the client would close after it.
+  const r = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: b.port }]), obj('Route', 'web', 'shop', { service: 'web', rules: [{ action: { directResponse: { status: 404, body: 'none\n' } } }] })], 'shop/web');
+  const local = await rawExchange(r.port, 'GET /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /y HTTP/1.0\r\nConnection: keep-alive\r\n\r\n', 500);
+  t.deepEqual(statuses(local.text), [404, 404]);
+  t.is(local.text.match(/\r\nconnection: keep-alive\r\n/gi)?.length, 2);
+  t.false(local.closed);
+});
+
+test('an empty line before a pipelined request is ignored when its CR and LF come in separate reads', async (t) => {
+  const { b, p } = await setup(t);
+  const text = await new Promise<string>((resolve) => {
+    const c = connect(p.port, '127.0.0.1');
+    let got = '';
+    c.on('data', (d) => (got += d.toString('latin1')));
+    c.on('close', () => resolve(got));
+    c.write('GET /a HTTP/1.1\r\nHost: x\r\n\r\n');
+    setTimeout(() => c.write('\r'), 100);
+    setTimeout(() => c.write('\nGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'), 200);
+  });
+  t.deepEqual(statuses(text), [200, 200]);
+  t.deepEqual(b.seen.map((s) => s.url), ['/a', '/b']);
+});

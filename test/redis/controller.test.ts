@@ -95,6 +95,15 @@ test('a registry-owned object deleted behind the leader\'s back (kernmesh delete
   t.true(ctl.leader.leading, 'with no change of leader');
 });
 
+test('a registry port without a protocol leaves it out (detected per connection), one with a protocol keeps it', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'km-reg-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'registry.yaml');
+  writeFileSync(file, stringify({ services: [{ ...registry(['10.244.0.1']).services[0], ports: [{ port: 25 }, { port: 80, protocol: 'http' }] }] }));
+  const svc = readRegistry(file).find((o) => o.kind === 'Service')!;
+  t.deepEqual((svc.spec as { ports: unknown[] }).ports, [{ port: 25 }, { port: 80, protocol: 'http' }]);
+});
+
 test('a registry the mesh schema refuses writes nothing: the error names the file and the entry, and what was written stays', async (t) => {
   const { file, store, ctl } = await leading(t);
   const version = await store.version();

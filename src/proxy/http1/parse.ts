@@ -258,7 +258,8 @@ export function parseHead(buf: Buffer, end: number, kind: 'request' | 'response'
   if (connectionTokens) {
     const tokens = connectionTokens.split(',').map((t) => t.trim());
     head.close = head.minor === 0 ? !tokens.includes('keep-alive') : tokens.includes('close');
-    if (head.upgrade !== null && !tokens.includes('upgrade')) head.upgrade = null;
+    // HTTP/1.0 has no Upgrade (RFC 9110 7.8: a 1.0 request's is ignored), so it never becomes a tunnel.
+    if (head.upgrade !== null && (!tokens.includes('upgrade') || head.minor === 0)) head.upgrade = null;
   } else {
     head.close = head.minor === 0;
     head.upgrade = null;

@@ -166,10 +166,12 @@ export class Http1Session implements ResponseSink {
     let buf = this.pending;
     if (!buf || buf.length === 0) return;
     // Empty lines before a request line are ignored (RFC 9112 2.2): some clients send a CRLF after a body.
-    if (this.scanFrom === 0 && buf[0] === 13) {
+    // (A head never starts with CR, so one that does is such lines, the CR and LF perhaps in separate reads.)
+    if (buf[0] === 13) {
       let skip = 0;
       while (skip + 1 < buf.length && buf[skip] === 13 && buf[skip + 1] === 10) skip += 2;
       if (skip > 0) {
+        this.scanFrom = 0;
         buf = this.pending = skip === buf.length ? null : buf.subarray(skip);
         if (!buf) return;
       }
@@ -628,7 +630,8 @@ export class Http1Session implements ResponseSink {
     // Written out again (a close to announce, or hop-by-hop headers to drop): the reason goes too.
     let out = `HTTP/1.1 ${res.status} ${reasonPhrase(res)}\r\n${forwardHeaders(res)}`;
     if (res.chunked) {
-      if (!this.dechunk) out += 'transfer-encoding: chunked\r\n';
+      // Never to HTTP/1.0 (RFC 9112 6.1), not even on a HEAD, 204 or 304.
+      if (!http10) out += 'transfer-encoding: chunked\r\n';
     } else if (res.contentLength >= 0) out += `content-length: ${res.contentLength}\r\n`;
     // An HTTP/1.0 client's connection stays open only when the response says so (RFC 9112 9.3).
     if (this.closeAfter) out += 'connection: close\r\n';
@@ -764,7 +767,9 @@ export class Http1Session implements ResponseSink {
   private writeLocal(status: number, body: string, headers = ''): void {
     // Answered before the request's body was read: the connection closes after this (finishExchange), and says so.
     if (!this.bodyDone) this.closeAfter = true;
-    const out = localResponse(status, body, headers, this.closeAfter);
+    // An HTTP/1.0 client keeps its connection only when the response says so (as proxied responses do).
+    const keep = !this.closeAfter && this.req?.minor === 0 ? 'connection: keep-alive\r\n' : '';
+    const out = localResponse(status, body, headers + keep, this.closeAfter);
     this.status = status;
     this.resBytes += out.length;
     this.socket.write(out);
