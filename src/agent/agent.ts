@@ -521,7 +521,7 @@ export class Agent {
     for (const c of this.core.table.conflicts) {
       const id = `${c.claim} ${c.kept} ${c.ignored}`;
       now.add(id);
-      if (!this.loggedConflicts.has(id)) this.log.warn(c, `two services claim ${c.claim}: routed to ${c.kept} (the older), not ${c.ignored}; give one of them another address, port or host`);
+      if (!this.loggedConflicts.has(id)) this.log.warn(c, `two services claim ${c.claim}: routed to ${c.kept} (first by namespace/name), not ${c.ignored}; give one of them another address, port or host`);
     }
     this.loggedConflicts = now;
   }

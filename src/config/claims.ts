@@ -37,11 +37,11 @@ export function serviceClaims(o: Pick<MeshObject, 'metadata' | 'spec'>): Claim[]
 }
 
 /**
- * Which of two services keeps a claim both make (negative: a): the older
- * write (lower version), then the lower "namespace/name". Deterministic, so
- * an agent that followed the stream and one that loaded a snapshot agree.
+ * Which of two services keeps a claim both make (negative: a): the lower
+ * "namespace/name". Deterministic (an agent that followed the stream and one
+ * that loaded a snapshot agree) and stable: editing either service never moves
+ * the claim, as an order by write version would.
  */
-export function compareClaimants(a: { key: string; version: number }, b: { key: string; version: number }): number {
-  if (a.version !== b.version) return a.version - b.version;
+export function compareClaimants(a: { key: string }, b: { key: string }): number {
   return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
 }

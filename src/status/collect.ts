@@ -153,7 +153,7 @@ function problemsOf(r: StatusReport, unreadable: number): Problem[] {
   const clashes = new Set<string>();
   for (const a of r.agents) {
     for (const c of (a.proxy.conflicts ?? []) as Array<{ claim: string; kept: string; ignored: string }>) {
-      const text = `Services ${c.kept} and ${c.ignored} both claim ${c.claim}: it is routed to ${c.kept} (the older) and ${c.ignored} is not reached there`;
+      const text = `Services ${c.kept} and ${c.ignored} both claim ${c.claim}: it is routed to ${c.kept} (first by namespace/name) and ${c.ignored} is not reached there`;
       if (clashes.has(text)) continue;
       clashes.add(text);
       out.push({ level: 'warn', text, fix: 'give one of them another address, port or host (kernmesh apply, or the Kubernetes Service it comes from), or delete the one not wanted (kernmesh delete service NAMESPACE/NAME)' });

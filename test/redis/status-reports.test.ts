@@ -47,6 +47,6 @@ test('two services on one VIP:port, as the agents report it, are one warning nam
   const status = JSON.parse(r.stdout) as StatusReport;
   const clashes = status.problems.filter((p) => p.text.includes('10.96.1.1:80'));
   t.is(clashes.length, 1, 'said once, not once per node');
-  t.like(clashes[0], { level: 'warn', text: 'Services shop/a and shop/b both claim address 10.96.1.1:80: it is routed to shop/a (the older) and shop/b is not reached there' });
+  t.like(clashes[0], { level: 'warn', text: 'Services shop/a and shop/b both claim address 10.96.1.1:80: it is routed to shop/a (first by namespace/name) and shop/b is not reached there' });
   t.regex(clashes[0]!.fix!, /another address, port or host/);
 });

@@ -92,7 +92,7 @@ export interface RoutingTable {
   byHost: Map<string, string>;
   /** For traffic to no mesh service (passthrough): MeshSettings' default timeouts, no retries. */
   defaultPolicy: ServicePolicy;
-  /** VIP:ports and hosts two services claim: each routed to the older (see compareClaimants), the other one reported. */
+  /** VIP:ports and hosts two services claim: each routed to the first by namespace/name (compareClaimants), the other one reported. */
   conflicts: ClaimConflict[];
 }
 
@@ -189,7 +189,7 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
   const listed = new Set<string>();
   // Services in key order: the table must not depend on the order objects arrived in (stream or snapshot).
   const svcObjects = stored.filter((s) => s.object.kind === 'Service').map((s) => ({ key: `${s.object.metadata.namespace}/${s.object.metadata.name}`, version: s.version, object: s.object }));
-  svcObjects.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  svcObjects.sort(compareClaimants);
   for (const { key, object: o } of svcObjects) {
     const spec = o.spec as Spec;
     const ports: ServicePortInfo[] = (spec.ports as Spec[]).map((p) => ({ port: p.port as number, targetPort: (p.targetPort as number) ?? (p.port as number), protocol: (p.protocol as string) ?? 'auto' }));
@@ -199,8 +199,9 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
     if (spec.selector && Object.keys(spec.selector as object).length > 0) selectors.set(key, spec.selector as Record<string, string>);
   }
   const conflicts = claimRoutes(svcObjects, byVip, byHost);
-  // The rest in name order too: several Routes for one service are tried in their names' order, and of two
-  // ClusterPolicies for one the last by name holds, on every node alike (arrival order differs by node).
+  // Kinds whose order matters in name order too: several Routes for one service are tried in their names'
+  // order, and of two ClusterPolicies for one the last by name holds, on every node alike (arrival order
+  // differs by node). The rest (Endpoints above all, the most numerous) keep their order: it changes nothing.
   for (const o of inNameOrder(all)) {
     const ns = o.metadata.namespace ?? 'default';
     const spec = o.spec as Spec;
@@ -248,7 +249,8 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
           ...(spec.route ? { route: spec.route as string } : {}),
           maxTokens: spec.maxTokens as number,
           tokensPerFill: (spec.tokensPerFill as number) ?? 1,
-          fillIntervalMs: durationMs(spec.fillInterval as string),
+          // At least 1 ms: a 0 stored before apply refused it must not divide by zero.
+          fillIntervalMs: Math.max(1, durationMs(spec.fillInterval as string)),
           perSource: !!spec.perSource,
           ...(spec.quotas ? { quotas: new Map(Object.entries(spec.quotas as Record<string, number>)) } : {}),
           buckets: before?.buckets ?? new Map(),
@@ -265,12 +267,21 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
   return { version, services, byVip, byHost, defaultPolicy: meshPolicy, conflicts };
 }
 
-/** Objects sorted by namespace, then name, then kind. */
+/** Objects whose kind is order-sensitive after the rest, sorted by namespace, then name, then kind. */
 function inNameOrder<T extends { kind: string; metadata: { name: string; namespace?: string | undefined } }>(objects: T[]): T[] {
-  const keyed = objects.map((o) => ({ key: `${o.metadata.namespace ?? ''}/${o.metadata.name}/${o.kind}`, o }));
+  const rest: T[] = [];
+  const keyed: Array<{ key: string; o: T }> = [];
+  for (const o of objects) {
+    if (ORDERED_KINDS.has(o.kind)) keyed.push({ key: `${o.metadata.namespace ?? ''}/${o.metadata.name}/${o.kind}`, o });
+    else rest.push(o);
+  }
   keyed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  return keyed.map((k) => k.o);
+  for (const k of keyed) rest.push(k.o);
+  return rest;
 }
+
+/** Kinds whose objects' order changes the table: rules are tried in order, a later policy replaces an earlier, limits are taken from in order. */
+const ORDERED_KINDS = new Set(['Route', 'ClusterPolicy', 'RateLimit']);
 
 /**
  * Fills byVip and byHost. A VIP:port or host two services claim (apply
@@ -280,13 +291,16 @@ function inNameOrder<T extends { kind: string; metadata: { name: string; namespa
 function claimRoutes(svcs: Array<{ key: string; version: number; object: StoredObject['object'] }>, byVip: Map<string, string>, byHost: Map<string, string>): ClaimConflict[] {
   const owner = new Map<string, string>();
   const conflicts: ClaimConflict[] = [];
-  for (const s of [...svcs].sort(compareClaimants)) {
+  const seen = new Set<string>();
+  // svcs come in key order, which is compareClaimants' order.
+  for (const s of svcs) {
     for (const c of serviceClaims(s.object)) {
       const kept = owner.get(claimId(c));
       if (kept === undefined) {
         owner.set(claimId(c), s.key);
         (c.on === 'vip' ? byVip : byHost).set(c.value, s.key);
-      } else if (kept !== s.key && !conflicts.some((x) => x.claim === claimLabel(c) && x.ignored === s.key)) {
+      } else if (kept !== s.key && !seen.has(`${claimId(c)}|${s.key}`)) {
+        seen.add(`${claimId(c)}|${s.key}`);
         conflicts.push({ claim: claimLabel(c), kept, ignored: s.key });
       }
     }
