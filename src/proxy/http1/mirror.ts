@@ -36,26 +36,21 @@ export function mirror(core: ProxyCore, head: Head, serviceKey: string, requestH
     conn.socket.write(reqHead, 'latin1');
   };
   if (pooled) return start(pooled, timeoutMs);
-  // Counted from the connect on, not from when it succeeds (as the real path does, whose waiting
-  // requests maxPendingRequests bounds instead): a burst of copies must not all be let through
-  // while none is connected yet.
-  live.connections++;
   const deadline = Date.now() + timeoutMs;
   core.pool.connect(
     address,
     port,
     (err, conn) => {
-      if (err || !conn) {
-        live.connections--;
-        return;
-      }
-      conn.socket.once('close', () => live.connections--);
+      if (err || !conn) return;
       const left = deadline - Date.now();
       if (left <= 0) return conn.abandon();
       start(conn, left);
     },
     // A connect never outlives the copy's deadline by more than a timer's slack.
     Math.min(policy.connectTimeoutMs, timeoutMs),
+    undefined,
+    // Counted from the connect on: a burst of copies must not all be let through while none is connected yet.
+    live,
   );
 }
 

@@ -304,24 +304,14 @@ export class Http1Session implements ResponseSink {
     if (svc && svc.live.pending >= policy.limits.maxPendingRequests) return this.localReply(503, 'UO', 'too many requests waiting for an upstream connection\n');
     // maxConnections caps the upstream connections a cluster may hold open (pooled ones included).
     if (svc && svc.live.connections >= policy.limits.maxConnections) return this.localReply(503, 'UO', 'upstream connection limit reached (circuit breaker open)\n');
-    // A connection counts from its connect on, not from when it is up: a burst of requests must not
-    // all open one while none is connected yet (and one pooled after its client left is still counted).
-    if (svc) {
-      svc.live.pending++;
-      svc.live.connections++;
-    }
+    if (svc) svc.live.pending++;
     const exchange = this.exchangeId;
     const dial = target.inbound?.dial;
     this.ctx.core.pool.connect(
       poolAddress,
       target.port,
       (err, conn) => {
-        if (svc) {
-          const live = svc.live;
-          live.pending--;
-          if (conn) conn.socket.once('close', () => live.connections--);
-          else live.connections--;
-        }
+        if (svc) svc.live.pending--;
         if (this.state === S_CLOSED || exchange !== this.exchangeId) {
           if (conn) this.ctx.core.pool.release(conn, policy.poolIdleTimeoutMs);
           return;
@@ -336,6 +326,8 @@ export class Http1Session implements ResponseSink {
       },
       policy.connectTimeoutMs,
       dial && (() => dial(target.address, target.port)),
+      // Counted against maxConnections from the connect on (one pooled after its client left included).
+      svc?.live,
     );
   }
 

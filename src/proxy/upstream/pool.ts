@@ -57,8 +57,12 @@ export class UpstreamPool {
     else this.connect(address, port, cb);
   }
 
-  /** A new connection; cb runs once. */
-  connect(address: string, port: number, cb: (err: Error | null, conn: UpstreamConn | null) => void, timeoutMs = this.connectTimeoutMs, dial?: () => Socket): void {
+  /**
+   * A new connection; cb runs once. counted: a service's live counts, whose
+   * connections this one counts against from its connect on until its socket
+   * closes (a burst must not open one each while none is connected yet).
+   */
+  connect(address: string, port: number, cb: (err: Error | null, conn: UpstreamConn | null) => void, timeoutMs = this.connectTimeoutMs, dial?: () => Socket, counted?: { connections: number }): void {
     const key = `${address}:${port}`;
     // dial: a socket made elsewhere, still pooled under address:port (an inbound application, reached in its pod).
     let socket: Socket;
@@ -71,6 +75,11 @@ export class UpstreamPool {
       return void process.nextTick(() => cb(err as Error, null));
     }
     if (dial) socket.setNoDelay(true);
+    if (counted) {
+      counted.connections++;
+      // A failed or timed-out connect closes its socket too.
+      socket.once('close', () => counted.connections--);
+    }
     this.opened++;
     conn = new UpstreamConn(socket, address, port, !dial);
     let done = false;
