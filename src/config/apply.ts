@@ -81,13 +81,15 @@ export async function applySources(store: MeshStore, sources: Source[], options:
     const ref = refString({ kind: o.object.kind, key });
     const existing = await store.get(o.object.kind, key);
     // Compared by meaning: key order and a spelled-out default namespace are no change (no new version, no agent rebuild).
-    if (existing && canonicalJson(existing.object) === canonicalJson(o.object)) {
+    const was = existing ? canonicalJson(existing.object) : null;
+    const now = canonicalJson(o.object);
+    if (existing && was === now) {
       results.push({ ref, action: 'unchanged', version: existing.version });
       continue;
     }
     // Both sides in the same key order, so the diff shows what changed and not how it was written.
-    const before = existing ? stringify(JSON.parse(canonicalJson(existing.object))) : '';
-    const after = stringify(JSON.parse(canonicalJson(o.object)));
+    const before = was === null ? '' : stringify(JSON.parse(was));
+    const after = stringify(JSON.parse(now));
     results.push({ ref, action: existing ? 'configured' : 'created', diff: createTwoFilesPatch(`${ref} (mesh)`, `${ref} (${o.source})`, before, after, '', '', { context: 3 }) });
     changed.push(o);
   }

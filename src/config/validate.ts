@@ -145,7 +145,7 @@ export async function checkReferences(batch: SourcedObject[], exists: (ref: Ref)
  */
 export function checkClaims(batch: SourcedObject[], stored: MeshObject[]): Issue[] {
   const services = batch.filter((b) => b.object.kind === 'Service');
-  const replaced = new Map(services.map((b) => [keyOf(b.object), b]));
+  const replaced = new Set(services.map((b) => keyOf(b.object)));
   const holders = new Map<string, { key: string; where: string }>();
   const hold = (o: MeshObject, where: string) => {
     for (const c of serviceClaims(o)) if (!holders.has(claimId(c))) holders.set(claimId(c), { key: keyOf(o), where });

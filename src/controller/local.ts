@@ -11,7 +11,7 @@ import type { FSWatcher } from 'node:fs';
 import { parse } from 'yaml';
 import { z } from 'zod';
 import { KmError } from '../errors.ts';
-import { dnsLabel } from '../config/model/common.ts';
+import { dnsLabel, protocol } from '../config/model/common.ts';
 import type { MeshObject } from '../config/objects.ts';
 import type { MeshStore } from '../config/store.ts';
 import { type Issue, parseSource } from '../config/validate.ts';
@@ -28,7 +28,7 @@ const Registry = z
             name: dnsLabel,
             namespace: z.string().min(1).default('default'),
             addresses: z.array(z.string()).default([]),
-            ports: z.array(z.object({ port: z.number().int(), targetPort: z.number().int().optional(), protocol: z.enum(['http', 'http2', 'grpc', 'tcp', 'tls']).optional() }).strict()).min(1),
+            ports: z.array(z.object({ port: z.number().int(), targetPort: z.number().int().optional(), protocol: protocol.optional() }).strict()).min(1),
             endpoints: z.array(z.object({ address: z.string(), port: z.number().int().optional(), labels: z.record(z.string(), z.string()).default({}), node: z.string().optional(), zone: z.string().optional(), weight: z.number().int().default(1), ready: z.boolean().default(true) }).strict()).default([]),
           })
           .strict(),

@@ -28,8 +28,7 @@ const MAX_HELD = 16_384 + 5;
  */
 export function classify(first: Buffer, declaredHttp = false): Detected | 'more' {
   // Empty lines before a request line are allowed (RFC 9112 2.2); the HTTP/1 session drops them.
-  let at = 0;
-  while (at < first.length && (first[at] === 13 || first[at] === 10)) at++;
+  const at = emptyLinesEnd(first);
   if (at === first.length) return 'more';
   if (at > 0) {
     // Only HTTP/1 may start so: TLS and the HTTP/2 preface begin at the first byte.
@@ -52,6 +51,13 @@ export function classify(first: Buffer, declaredHttp = false): Detected | 'more'
   if (METHOD.test(text)) return 'http1';
   if (METHOD_PREFIX.test(text)) return 'more';
   return 'tcp';
+}
+
+/** Where the CR and LF bytes at the start of buf end. */
+function emptyLinesEnd(buf: Buffer): number {
+  let at = 0;
+  while (at < buf.length && (buf[at] === 13 || buf[at] === 10)) at++;
+  return at;
 }
 
 export interface DetectOptions {
@@ -92,8 +98,7 @@ export function detect(socket: Socket, options: DetectOptions, cb: (proto: Detec
     buf = buf ? Buffer.concat([buf, c]) : c;
     // Empty lines before a request line are not kept (the HTTP/1 session would drop them): a stream of
     // them must not grow this buffer.
-    let at = 0;
-    while (at < buf.length && (buf[at] === 13 || buf[at] === 10)) at++;
+    const at = emptyLinesEnd(buf);
     if (at > 0) buf = at === buf.length ? null : buf.subarray(at);
     if (buf === null) return;
     const r = classify(buf, declaredHttp);
@@ -101,7 +106,8 @@ export function detect(socket: Socket, options: DetectOptions, cb: (proto: Detec
     // Whatever it is, it is not what can still be told apart by more bytes.
     else if (buf.length > MAX_HELD) decide(declaredHttp ? 'http1' : 'tcp');
   };
-  const silent = () => buf === null || buf.length === 0;
+  // (onData never keeps an empty buffer: what it strips to nothing becomes null.)
+  const silent = () => buf === null;
   const onTimeout = () => {
     if (declaredHttp) return gone();
     // Part of a request line came (a slow client): a server-first protocol sends nothing, so this one gets longer.

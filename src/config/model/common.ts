@@ -22,14 +22,15 @@ export const dnsName = z
  */
 export const MAX_DURATION_MS = 2_147_483_647;
 
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/;
+
 /** "250ms", "5s", "1m", "1h". */
 export const duration = z
   .string()
-  .regex(/^\d+(\.\d+)?(ms|s|m|h)$/, 'must be a duration like 250ms, 5s, 1m or 1h')
+  .regex(DURATION, 'must be a duration like 250ms, 5s, 1m or 1h')
   .refine((d) => !DURATION.test(d) || rawMs(d) <= MAX_DURATION_MS, `must be at most 596h (${MAX_DURATION_MS} ms, about 24.8 days: the longest wait a timer keeps)`)
   .describe('a duration: a number followed by ms, s, m or h; at most 596h');
 
-const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/;
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
 function rawMs(d: string): number {

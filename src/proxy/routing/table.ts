@@ -181,14 +181,13 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
   const services = new Map<string, ServiceInfo>();
   const byVip = new Map<string, string>();
   const byHost = new Map<string, string>();
-  const stored = [...objects];
-  const all = stored.map((o) => o.object);
+  const all = [...objects].map((o) => o.object);
   const mesh = all.find((o) => o.kind === 'MeshSettings')?.spec as Spec | undefined;
   const meshPolicy = compilePolicy(undefined, mesh);
   const selectors = new Map<string, Record<string, string>>();
   const listed = new Set<string>();
   // Services in key order: the table must not depend on the order objects arrived in (stream or snapshot).
-  const svcObjects = stored.filter((s) => s.object.kind === 'Service').map((s) => ({ key: `${s.object.metadata.namespace}/${s.object.metadata.name}`, version: s.version, object: s.object }));
+  const svcObjects = all.filter((o) => o.kind === 'Service').map((o) => ({ key: `${o.metadata.namespace}/${o.metadata.name}`, object: o }));
   svcObjects.sort(compareClaimants);
   for (const { key, object: o } of svcObjects) {
     const spec = o.spec as Spec;
@@ -288,18 +287,16 @@ const ORDERED_KINDS = new Set(['Route', 'ClusterPolicy', 'RateLimit']);
  * refuses that, but older objects or the Kubernetes sync may hold one) goes
  * to the one compareClaimants prefers, on every node alike; the others are returned.
  */
-function claimRoutes(svcs: Array<{ key: string; version: number; object: StoredObject['object'] }>, byVip: Map<string, string>, byHost: Map<string, string>): ClaimConflict[] {
-  const owner = new Map<string, string>();
+function claimRoutes(svcs: Array<{ key: string; object: StoredObject['object'] }>, byVip: Map<string, string>, byHost: Map<string, string>): ClaimConflict[] {
   const conflicts: ClaimConflict[] = [];
   const seen = new Set<string>();
   // svcs come in key order, which is compareClaimants' order.
   for (const s of svcs) {
     for (const c of serviceClaims(s.object)) {
-      const kept = owner.get(claimId(c));
-      if (kept === undefined) {
-        owner.set(claimId(c), s.key);
-        (c.on === 'vip' ? byVip : byHost).set(c.value, s.key);
-      } else if (kept !== s.key && !seen.has(`${claimId(c)}|${s.key}`)) {
+      const routes = c.on === 'vip' ? byVip : byHost;
+      const kept = routes.get(c.value);
+      if (kept === undefined) routes.set(c.value, s.key);
+      else if (kept !== s.key && !seen.has(`${claimId(c)}|${s.key}`)) {
         seen.add(`${claimId(c)}|${s.key}`);
         conflicts.push({ claim: claimLabel(c), kept, ignored: s.key });
       }
