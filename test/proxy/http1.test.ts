@@ -4,10 +4,10 @@ import test from 'ava';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { type AddressInfo, connect, createServer } from 'node:net';
+import { type Socket, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { backend, endpoints, obj, proxy, service } from './helpers/fixtures.ts';
+import { backend, endpoints, obj, proxy, rawUpstream, service } from './helpers/fixtures.ts';
 import { rawExchange, statuses } from './helpers/raw.ts';
 
 const run = promisify(execFile);
@@ -16,6 +16,19 @@ async function setup(t: import('ava').ExecutionContext) {
   const b = await backend(t, 'b1');
   const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: b.port }])], 'shop/web');
   return { b, p, url: `http://127.0.0.1:${p.port}` };
+}
+
+/** The proxy bound to shop/web, whose one endpoint is a raw upstream (it answers exactly what onConn writes). */
+async function behindRaw(t: import('ava').ExecutionContext, onConn: (s: Socket) => void) {
+  return proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: await rawUpstream(t, onConn) }])], 'shop/web');
+}
+
+/** Two HTTP/1.0 keep-alive requests on one connection: each answered `status`, saying keep-alive, the connection left open. */
+async function twoKeptAlive10(t: import('ava').ExecutionContext, port: number, status: number): Promise<void> {
+  const { text, closed } = await rawExchange(port, 'GET /1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /2 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n', 500);
+  t.deepEqual(statuses(text), [status, status]);
+  t.is(text.match(/\r\nconnection: keep-alive\r\n/gi)?.length, 2);
+  t.false(closed);
 }
 
 test('curl through the proxy: headers added, hop-by-hop removed, keep-alive on both sides', async (t) => {
@@ -36,13 +49,10 @@ test('heads with nothing to rewrite go through byte for byte (names, case, order
   // A raw upstream: what it receives, and exactly what it answers.
   const got: string[] = [];
   const answer = 'HTTP/1.1 200 OK\r\nX-Mixed-Case: Value\r\nset-cookie: a=1\r\nset-cookie: b=2\r\ncontent-length: 2\r\n\r\nok';
-  const server = createServer((s) => s.on('data', (d) => {
+  const p = await behindRaw(t, (s) => s.on('data', (d) => {
     got.push(d.toString('latin1'));
     s.write(answer);
   }));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
-  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: (server.address() as AddressInfo).port }])], 'shop/web');
   const request = 'GET /q?x=1 HTTP/1.1\r\nhost: Web.Shop\r\nAccept: */*\r\nX-Custom: a, b\r\n\r\n';
   // The proxy keeps the connection open: this waits for a second of silence (a loaded machine can be slow to answer).
   const { text } = await rawExchange(p.port, request, 1000);
@@ -52,10 +62,7 @@ test('heads with nothing to rewrite go through byte for byte (names, case, order
 });
 
 test('a response head written out again (the client asked to close) keeps its reason phrase', async (t) => {
-  const server = createServer((s) => s.on('data', () => s.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi')));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
-  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: (server.address() as AddressInfo).port }])], 'shop/web');
+  const p = await behindRaw(t, (s) => s.on('data', () => s.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi')));
   for (const request of ['GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 'GET / HTTP/1.0\r\n\r\n']) {
     const { text } = await rawExchange(p.port, request);
     t.true(text.startsWith('HTTP/1.1 200 OK\r\n'), text);
@@ -65,13 +72,10 @@ test('a response head written out again (the client asked to close) keeps its re
 
 test('headers named in any Connection line are hop-by-hop, in requests and in responses', async (t) => {
   const got: string[] = [];
-  const server = createServer((s) => s.on('data', (d) => {
+  const p = await behindRaw(t, (s) => s.on('data', (d) => {
     got.push(d.toString('latin1'));
     s.write('HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nConnection: x-internal\r\nx-internal: leaked\r\ncontent-length: 2\r\n\r\nok');
   }));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
-  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: (server.address() as AddressInfo).port }])], 'shop/web');
   const { text } = await rawExchange(p.port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nConnection: x-secret-hop\r\nx-secret-hop: leaked\r\n\r\n', 500);
   t.regex(text, /^HTTP\/1\.1 200 /);
   t.notRegex(text, /x-internal/i);
@@ -210,10 +214,7 @@ const badTrailers: Array<[string, string]> = [
 for (const [what, trailer] of badTrailers) {
   test(`malformed: ${what} in a chunked body's trailer section -> 400, and not forwarded`, async (t) => {
     const got: Buffer[] = [];
-    const upstream = createServer((s) => s.on('data', (c: Buffer) => got.push(c)));
-    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
-    t.teardown(() => new Promise<void>((r) => upstream.close(() => r())));
-    const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: (upstream.address() as AddressInfo).port }])], 'shop/web');
+    const p = await behindRaw(t, (s) => s.on('data', (c: Buffer) => got.push(c)));
     const { text, closed } = await rawExchange(p.port, `POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n${trailer}`);
     t.deepEqual(statuses(text), [400]);
     t.regex(text, /trailer/);
@@ -246,10 +247,7 @@ test('HTTP/1.0 clients: a chunked response arrives unframed and ends at the clos
   t.is(body, 'hello chunked world');
   t.true(chunked.closed, 'the close ends the body');
   // Sized responses: the connection stays, and each response says so (else a 1.0 client closes it).
-  const sized = await rawExchange(p.port, 'GET /1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /2 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n', 500);
-  t.deepEqual(statuses(sized.text), [200, 200]);
-  t.is(sized.text.match(/\r\nconnection: keep-alive\r\n/gi)?.length, 2);
-  t.false(sized.closed);
+  await twoKeptAlive10(t, p.port, 200);
 });
 
 test('HTTP/1.0 requests: Expect is not passed on and no 1xx comes back; two Host headers are refused', async (t) => {
@@ -287,20 +285,14 @@ test("the proxy's own answer before the request body was read says connection: c
 
 test('an upstream response head over 64 KiB is a bad gateway, even when it arrives whole', async (t) => {
   const big = `HTTP/1.1 200 OK\r\nx-big: ${'a'.repeat(70_000)}\r\ncontent-length: 2\r\n\r\nok`;
-  const server = createServer((s) => s.once('data', () => s.write(big)));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
-  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: (server.address() as AddressInfo).port }])], 'shop/web');
+  const p = await behindRaw(t, (s) => s.once('data', () => s.write(big)));
   const { text } = await rawExchange(p.port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
   t.deepEqual(statuses(text), [502]);
 });
 
 test('HTTP/1.0: no Transfer-Encoding even without a body, no Upgrade, and local replies keep a keep-alive connection', async (t) => {
   // A raw upstream answering HEAD with a chunked head and no body.
-  const server = createServer((s) => s.on('data', () => s.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n')));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
-  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: (server.address() as AddressInfo).port }])], 'shop/web');
+  const p = await behindRaw(t, (s) => s.on('data', () => s.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n')));
   const head = await rawExchange(p.port, 'HEAD / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n', 500);
   t.deepEqual(statuses(head.text), [200]);
   t.notRegex(head.text, /transfer-encoding/i);
@@ -311,10 +303,7 @@ test('HTTP/1.0: no Transfer-Encoding even without a body, no Upgrade, and local 
   t.is(b.seen[0]!.headers.upgrade, undefined);
   // A local reply (a direct response) says keep-alive too, or the client would close after it.
   const r = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: b.port }]), obj('Route', 'web', 'shop', { service: 'web', rules: [{ action: { directResponse: { status: 404, body: 'none\n' } } }] })], 'shop/web');
-  const local = await rawExchange(r.port, 'GET /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /y HTTP/1.0\r\nConnection: keep-alive\r\n\r\n', 500);
-  t.deepEqual(statuses(local.text), [404, 404]);
-  t.is(local.text.match(/\r\nconnection: keep-alive\r\n/gi)?.length, 2);
-  t.false(local.closed);
+  await twoKeptAlive10(t, r.port, 404);
 });
 
 test('an empty line before a pipelined request is ignored when its CR and LF come in separate reads', async (t) => {

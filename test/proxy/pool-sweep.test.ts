@@ -18,6 +18,14 @@ async function backend(t: { teardown(fn: () => void): void }): Promise<number> {
   return (s.address() as AddressInfo).port;
 }
 
+/** A pool (closed at the test's end) and a backend port to connect it to. */
+async function poolOn(t: ExecutionContext): Promise<{ pool: UpstreamPool; port: number }> {
+  const port = await backend(t);
+  const pool = new UpstreamPool();
+  t.teardown(() => pool.close());
+  return { pool, port };
+}
+
 const connect = (pool: UpstreamPool, port: number) =>
   new Promise<UpstreamConn>((resolve, reject) => pool.connect('127.0.0.1', port, (err, conn) => (err ? reject(err) : resolve(conn!))));
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -34,9 +42,7 @@ async function timedFromRelease(t: ExecutionContext, pool: UpstreamPool, port: n
 }
 
 test('the sweep speeds up for a short idle timeout and slows down again once those connections are gone', async (t) => {
-  const port = await backend(t);
-  const pool = new UpstreamPool();
-  t.teardown(() => pool.close());
+  const { pool, port } = await poolOn(t);
   const long = await connect(pool, port);
   const short = await connect(pool, port);
   pool.release(long, 60_000);
@@ -51,9 +57,7 @@ test('the sweep speeds up for a short idle timeout and slows down again once tho
 });
 
 test('the sweep stops when nothing is pooled, and a later release is timed from its own release', async (t) => {
-  const port = await backend(t);
-  const pool = new UpstreamPool();
-  t.teardown(() => pool.close());
+  const { pool, port } = await poolOn(t);
   const first = await connect(pool, port);
   pool.release(first, 100);
   await sleep(250);
@@ -65,9 +69,7 @@ test('the sweep stops when nothing is pooled, and a later release is timed from 
 });
 
 test('a short timeout released while the sweep is slow is timed from its release, not from the last slow sweep', async (t) => {
-  const port = await backend(t);
-  const pool = new UpstreamPool();
-  t.teardown(() => pool.close());
+  const { pool, port } = await poolOn(t);
   const long = await connect(pool, port);
   const first = await connect(pool, port);
   pool.release(long, 60_000);

@@ -1,25 +1,22 @@
 // SPDX-License-Identifier: Apache-2.0
 // Opaque TCP through the proxy: half-close, byte counts, server-first protocols, TLS passed through.
-import test, { type ExecutionContext } from 'ava';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import test from 'ava';
+import { connect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { endpoints, proxy, service } from './helpers/fixtures.ts';
+import { endpoints, proxy, rawUpstream, service } from './helpers/fixtures.ts';
 import { sniOf } from '../../src/proxy/tls.ts';
-
-async function tcpBackend(t: ExecutionContext, onConn: (s: Socket) => void): Promise<number> {
-  const server = createServer({ allowHalfOpen: true }, onConn);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
-  return (server.address() as AddressInfo).port;
-}
 
 test('a declared TCP port is piped both ways with half-close, and counted', async (t) => {
   // The backend reads everything, then (after the client's FIN) answers with its size.
-  const port = await tcpBackend(t, (s) => {
-    let n = 0;
-    s.on('data', (c) => (n += c.length));
-    s.on('end', () => s.end(`got ${n} bytes`));
-  });
+  const port = await rawUpstream(
+    t,
+    (s) => {
+      let n = 0;
+      s.on('data', (c) => (n += c.length));
+      s.on('end', () => s.end(`got ${n} bytes`));
+    },
+    { allowHalfOpen: true },
+  );
   const p = await proxy(t, [service('db', 'shop', { ports: [{ port: 5432, targetPort: port, protocol: 'tcp' }] }), endpoints('db', 'shop', [{ port }])], 'shop/db');
   const answer = await new Promise<string>((resolve) => {
     const c = connect(p.port, '127.0.0.1');
@@ -42,11 +39,15 @@ test('a declared TCP port is piped both ways with half-close, and counted', asyn
 });
 
 test('a server-first protocol is not stalled: after the detection timeout the greeting flows', async (t) => {
-  const port = await tcpBackend(t, (s) => {
-    s.write('220 smtp.example ESMTP ready\r\n');
-    s.on('data', (d) => s.end(`250 ${d}`));
-    s.on('end', () => s.end());
-  });
+  const port = await rawUpstream(
+    t,
+    (s) => {
+      s.write('220 smtp.example ESMTP ready\r\n');
+      s.on('data', (d) => s.end(`250 ${d}`));
+      s.on('end', () => s.end());
+    },
+    { allowHalfOpen: true },
+  );
   // No declared protocol: detection waits for the client, then gives up and pipes.
   const p = await proxy(t, [service('mail', 'shop', { ports: [{ port: 25, targetPort: port }] }), endpoints('mail', 'shop', [{ port }])], 'shop/mail');
   const started = Date.now();
@@ -63,7 +64,7 @@ test('a server-first protocol is not stalled: after the detection timeout the gr
 
 test('TLS is passed through untouched, and its SNI is recorded', async (t) => {
   let hello: Buffer | undefined;
-  const port = await tcpBackend(t, (s) => s.once('data', (d) => ((hello = d), s.destroy())));
+  const port = await rawUpstream(t, (s) => s.once('data', (d) => ((hello = d), s.destroy())), { allowHalfOpen: true });
   const p = await proxy(t, [service('secure', 'shop', { ports: [{ port: 443, targetPort: port }] }), endpoints('secure', 'shop', [{ port }])], 'shop/secure');
   await new Promise<void>((resolve) => {
     const c = tlsConnect({ port: p.port, host: '127.0.0.1', servername: 'pay.example.com', rejectUnauthorized: false });

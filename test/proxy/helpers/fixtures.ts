@@ -3,7 +3,7 @@
 import type { ExecutionContext } from 'ava';
 import { createHash } from 'node:crypto';
 import { type IncomingMessage, type Server as HttpServer, type ServerResponse, createServer } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { type AddressInfo, type Socket, createServer as createTcpServer } from 'node:net';
 import type { MeshObject } from '../../../src/config/objects.ts';
 import { ProxyCore } from '../../../src/proxy/core.ts';
 import { buildTable } from '../../../src/proxy/routing/table.ts';
@@ -80,6 +80,14 @@ export async function backend(t: ExecutionContext, name: string): Promise<{ port
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.teardown(() => new Promise<void>((r) => (server.closeAllConnections(), server.close(() => r()))));
   return { port: (server.address() as AddressInfo).port, seen, server };
+}
+
+/** A raw TCP upstream, for what a Node HTTP server will not send: its port. */
+export async function rawUpstream(t: ExecutionContext, onConn: (s: Socket) => void, options: { allowHalfOpen?: boolean } = {}): Promise<number> {
+  const server = createTcpServer({ allowHalfOpen: options.allowHalfOpen ?? false }, onConn);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  return (server.address() as AddressInfo).port;
 }
 
 export function service(name: string, ns: string, extra: Record<string, unknown> = {}): MeshObject {
