@@ -24,6 +24,7 @@ export const ERROR_CODES = {
   KM_ERR_INVALID_CONFIG: 'a mesh configuration document is invalid (each problem named by file, document and path)',
   KM_ERR_NOT_FOUND: 'the named mesh object does not exist',
   KM_ERR_REDIS: 'Redis is unreachable or answered with an error',
+  KM_ERR_CONFLICT: 'the mesh changed between the read a write was based on and the write; nothing was written',
   KM_ERR_KUBECONFIG: 'no Kubernetes API configuration could be loaded (in-cluster or kubeconfig)',
 } as const;
 

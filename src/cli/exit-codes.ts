@@ -10,6 +10,8 @@ export const EXIT = {
   NOT_FOUND: 4,
   UNREACHABLE: 5,
   HOST: 6,
+  /** Another write got in between apply's checks and its write, on every try: nothing was written, and running it again is safe. */
+  CONFLICT: 7,
 } as const;
 
 export function exitCodeFor(err: unknown): number {
@@ -22,6 +24,8 @@ export function exitCodeFor(err: unknown): number {
       return EXIT.NOT_FOUND;
     case 'KM_ERR_REDIS':
       return EXIT.UNREACHABLE;
+    case 'KM_ERR_CONFLICT':
+      return EXIT.CONFLICT;
     default:
       return EXIT.HOST;
   }

@@ -2,7 +2,10 @@
 /**
  * `kernmesh apply`: sources in, validated objects out, compared with what
  * the mesh holds, then written in one atomic batch (or, on a dry run, shown
- * as a diff).
+ * as a diff). The checks and the diff read the mesh at one version, and the
+ * batch is written only if the mesh is still at it (as kubectl does with
+ * resourceVersion): two applies at once cannot both pass the clash check and
+ * both write. One that lost the race starts over on the new state.
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -72,7 +75,21 @@ export async function validateSources(store: MeshStore, sources: Source[]): Prom
   return objects;
 }
 
+/** Rounds of read, check and write before apply gives up on a mesh that keeps changing under it. */
+export const APPLY_ATTEMPTS = 5;
+
 export async function applySources(store: MeshStore, sources: Source[], options: { dryRun?: boolean } = {}): Promise<ApplyResult[]> {
+  for (let attempt = 1; attempt <= APPLY_ATTEMPTS; attempt++) {
+    const results = await applyOnce(store, sources, options);
+    if (results) return results;
+  }
+  throw new KmError('KM_ERR_CONFLICT', `the mesh changed ${APPLY_ATTEMPTS} times while applying (other writers got in between its checks and its write); nothing was written; try again`);
+}
+
+/** One round from scratch; undefined when another write came in between its reads and its end. */
+async function applyOnce(store: MeshStore, sources: Source[], options: { dryRun?: boolean }): Promise<ApplyResult[] | undefined> {
+  // The version before any read the decision rests on: every write bumps it, so one that lands after it, even between the reads below, is seen at the end.
+  const seen = await store.version();
   const objects = await validateSources(store, sources);
   const results: ApplyResult[] = [];
   const changed: SourcedObject[] = [];
@@ -93,8 +110,15 @@ export async function applySources(store: MeshStore, sources: Source[], options:
     results.push({ ref, action: existing ? 'configured' : 'created', diff: createTwoFilesPatch(`${ref} (mesh)`, `${ref} (${o.source})`, before, after, '', '', { context: 3 }) });
     changed.push(o);
   }
-  if (options.dryRun || changed.length === 0) return results;
-  const versions = await store.write(changed.map((c) => ({ op: 'put', object: c.object })));
+  // A run that writes nothing (a dry run, or all unchanged) still reports on one state of the mesh.
+  if (options.dryRun || changed.length === 0) return (await store.version()) === seen ? results : undefined;
+  let versions: number[];
+  try {
+    versions = await store.write(changed.map((c) => ({ op: 'put', object: c.object })), { expectedVersion: seen });
+  } catch (err) {
+    if (err instanceof KmError && err.code === 'KM_ERR_CONFLICT') return undefined;
+    throw err;
+  }
   let i = 0;
   for (const r of results) if (r.action !== 'unchanged') r.version = versions[i++];
   return results;

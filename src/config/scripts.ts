@@ -9,21 +9,30 @@
  */
 
 /**
- * KEYS: version, objects, stream. ARGV: maxlen, then triples (op, field, json).
- * A delete of a missing object fails the whole batch before anything is written.
+ * KEYS: version, objects, stream. ARGV: maxlen, the expected version ('' for
+ * any), then triples (op, field, json).
+ * A writer that decided on what it read at one version (kernmesh apply) gives
+ * that version: if another write came in between, nothing is written and the
+ * reply is CONFLICT <current version>, like a stale resourceVersion in
+ * Kubernetes. A delete of a missing object fails the whole batch the same way.
+ * Both checks come before the first write: a script is not rolled back.
  * Returns the version given to each op.
  */
 export const WRITE = `
-local n = (#ARGV - 1) / 3
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if ARGV[2] ~= '' and current ~= tonumber(ARGV[2]) then
+  return redis.error_reply('CONFLICT ' .. current)
+end
+local n = (#ARGV - 2) / 3
 for i = 0, n - 1 do
-  local op, f = ARGV[2 + i * 3], ARGV[3 + i * 3]
+  local op, f = ARGV[3 + i * 3], ARGV[4 + i * 3]
   if op == 'delete' and redis.call('HEXISTS', KEYS[2], f) == 0 then
     return redis.error_reply('NOTFOUND ' .. f)
   end
 end
 local versions = {}
 for i = 0, n - 1 do
-  local op, f, json = ARGV[2 + i * 3], ARGV[3 + i * 3], ARGV[4 + i * 3]
+  local op, f, json = ARGV[3 + i * 3], ARGV[4 + i * 3], ARGV[5 + i * 3]
   local v = redis.call('INCR', KEYS[1])
   local slash = string.find(f, '/', 1, true)
   local kind, key = string.sub(f, 1, slash - 1), string.sub(f, slash + 1)

@@ -77,10 +77,15 @@ export class MeshStore {
     }
   }
 
-  /** Applies a batch atomically; each op gets its own version and stream entry. */
-  async write(ops: WriteOp[]): Promise<number[]> {
+  /**
+   * Applies a batch atomically; each op gets its own version and stream entry.
+   * With `expectedVersion` (the mesh version the caller read before deciding
+   * on the batch) it writes only if nothing was written since, and otherwise
+   * throws KM_ERR_CONFLICT, having written nothing.
+   */
+  async write(ops: WriteOp[], options: { expectedVersion?: number } = {}): Promise<number[]> {
     if (ops.length === 0) return [];
-    const args: Array<string | number> = [this.maxLen];
+    const args: Array<string | number> = [this.maxLen, options.expectedVersion ?? ''];
     for (const op of ops) {
       if (op.op === 'put') args.push('put', field(op.object.kind, keyOf(op.object)), storedJson(op.object));
       else args.push('delete', field(op.ref.kind, op.ref.key), '');
@@ -88,6 +93,8 @@ export class MeshStore {
     try {
       return await this.redis.kmWrite(this.keys.version, this.keys.objects, this.keys.stream, ...args);
     } catch (err) {
+      const c = /CONFLICT (\d+)/.exec((err as Error).message);
+      if (c) throw new KmError('KM_ERR_CONFLICT', `the mesh is at version ${c[1]}, not ${options.expectedVersion}: another write came in since it was read; nothing was written`, { cause: err });
       const m = /NOTFOUND (\S+)/.exec((err as Error).message);
       if (m) throw new KmError('KM_ERR_NOT_FOUND', `${m[1]} does not exist; nothing was deleted`, { cause: err });
       throw redisError(err, 'writing to the mesh store');

@@ -35,3 +35,16 @@ test('KmError carries its code and cause', (t) => {
   t.is(e.cause, cause);
   t.true(e instanceof Error);
 });
+
+test('exit codes: each documented one is what its errors give, and the README lists every code', async (t) => {
+  const { EXIT, exitCodeFor } = await import('../../src/cli/exit-codes.ts');
+  t.is(exitCodeFor(new Error('bug')), EXIT.FAILED);
+  t.is(exitCodeFor(new KmError('KM_ERR_INVALID_CONFIG', 'x')), 3);
+  t.is(exitCodeFor(new KmError('KM_ERR_NOT_FOUND', 'x')), 4);
+  t.is(exitCodeFor(new KmError('KM_ERR_REDIS', 'x')), 5);
+  t.is(exitCodeFor(new KmError('KM_ERR_MAP_FULL', 'x')), 6);
+  // Retryable, so a script can tell it from a real failure.
+  t.is(exitCodeFor(new KmError('KM_ERR_CONFLICT', 'x')), 7);
+  const listed = /Exit codes: (.*?)\n\n/s.exec(readme)?.[1] ?? '';
+  for (const code of Object.values(EXIT)) t.regex(listed, new RegExp(`\\b${code} `), `README's exit codes miss ${code}`);
+});
