@@ -27,6 +27,7 @@ import { type NotCaptured, PodWatch } from '../kube/pod-watch.ts';
 import { captureSettings } from '../kube/pods.ts';
 import { cgroup2Root } from '../datapath/index.ts';
 import { KmError } from '../errors.ts';
+import { durationMs } from '../config/model/common.ts';
 import type { AgentConfig } from './config.ts';
 
 type Spec = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- validated by the config layer
@@ -66,7 +67,7 @@ export class Agent {
   constructor(config: AgentConfig, logger: Logger = childLogger('agent', { node: config.node })) {
     this.config = config;
     this.log = logger;
-    this.proxy = new ProxyServer(this.core);
+    this.proxy = new ProxyServer(this.core, { idleTimeoutMs: durationMs(config.proxyIdleTimeout) });
     if (config.zone) this.core.balancer.zone = config.zone;
     const redis = { ...redisConfigFromEnv(), ...Object.fromEntries(Object.entries(config.redis).filter(([, v]) => v !== undefined)) };
     this.sync = new AgentSync({ node: config.node, mode: config.mode, redis, cachePath: config.cachePath, logger: this.log.child({ part: 'sync' }) });
@@ -528,7 +529,7 @@ export class Agent {
 
   /** What the workers' ProxyCores need beside the table, as this process's own core has it. */
   private workerSettings(): WorkerSettings {
-    return { ...(this.core.balancer.zone ? { zone: this.core.balancer.zone } : {}), accessLogSampling: this.core.accessLog?.sampling ?? 0 };
+    return { ...(this.core.balancer.zone ? { zone: this.core.balancer.zone } : {}), accessLogSampling: this.core.accessLog?.sampling ?? 0, idleTimeoutMs: this.proxy.idleTimeoutMs };
   }
 
   /**

@@ -5,6 +5,7 @@ import { isIP } from 'node:net';
 import { parse } from 'yaml';
 import { z } from 'zod';
 import { KmError } from '../errors.ts';
+import { positiveDuration } from '../config/model/common.ts';
 
 export const AgentWorkload = z
   .object({
@@ -58,6 +59,12 @@ export const AgentConfigSchema = z
      * "auto" is one per core. 0 (the default) keeps the proxy in the agent process.
      */
     proxyWorkers: z.union([z.number().int().min(0).max(256), z.literal('auto')]).default(0),
+    /**
+     * A client connection to the proxy on an HTTP port is closed once idle this long: HTTP/1.1
+     * between requests, h2c with no stream open, or never having spoken on a port declared HTTP.
+     * A request under way never counts as idle. Default 300s (IDLE_TIMEOUT_MS).
+     */
+    proxyIdleTimeout: positiveDuration.default('300s'),
     /** /metrics on every address, for Prometheus (the admin port stays on loopback). Off when absent. */
     metricsPort: z.number().int().min(0).max(65535).optional(),
     /** On SIGTERM, detach the programs and remove the pins (a DaemonSet pod going away) instead of leaving them for a restart. */

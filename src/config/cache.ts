@@ -4,8 +4,8 @@
  * while Redis is unreachable. Written atomically: a reader (the next start)
  * sees the old file or the new one, never half of one.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { errnoCode } from '../errors.ts';
 import type { StoredObject } from './store.ts';
 
@@ -75,12 +75,54 @@ function isEntry(e: unknown): boolean {
   return typeof o === 'object' && o !== null && Number.isSafeInteger(o.version) && typeof o.object?.kind === 'string' && typeof o.object.metadata === 'object' && o.object.metadata !== null;
 }
 
-/** Moves a damaged cache file to "<path>.damaged-<time>", where it is kept for a person to look at; returns that path. */
+/** How many damaged copies of one cache path are kept: enough to look at, never a directory filling up. */
+export const DAMAGED_KEPT = 3;
+
+/**
+ * Moves a damaged cache file to "<path>.damaged-<time>", where it is kept for
+ * a person to look at, with the newest copies set aside before it (older ones
+ * are removed: a node that keeps hitting a damaged cache would otherwise fill
+ * its disk with them); returns that path.
+ */
 export function setAside(path: string, now = new Date()): string {
   const base = `${path}.damaged-${now.toISOString().replace(/[:.]/g, '-')}`;
   // Never over an earlier one (two in one millisecond): each is somebody's only copy.
   let aside = base;
   for (let i = 1; existsSync(aside); i++) aside = `${base}-${i}`;
   renameSync(path, aside);
+  pruneDamaged(path, basename(aside));
   return aside;
+}
+
+/** What setAside appends to a cache file's name: ".damaged-" and an ISO time with "-" for ":" and ".", maybe "-n". */
+const DAMAGED_SUFFIX = /^\.damaged-(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z)(?:-(\d+))?$/;
+
+/**
+ * Removes all but the newest DAMAGED_KEPT copies of path (by the time in
+ * their names; kept, the one just made). Only names setAside makes for this
+ * very path are touched: nothing else in the directory is ever removed. Best
+ * effort: a copy that cannot be removed stays, and the set-aside still holds.
+ */
+function pruneDamaged(path: string, kept: string): void {
+  const dir = dirname(path);
+  const name = basename(path);
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  const older = names.flatMap((n) => {
+    const m = n !== kept && n.startsWith(name) ? DAMAGED_SUFFIX.exec(n.slice(name.length)) : null;
+    return m ? [{ n, at: m[1]!, i: Number(m[2] ?? 0) }] : [];
+  });
+  // Newest first: by time, then by the suffix two in one millisecond got.
+  older.sort((a, b) => (a.at === b.at ? b.i - a.i : a.at < b.at ? 1 : -1));
+  for (const { n } of older.slice(DAMAGED_KEPT - 1)) {
+    try {
+      unlinkSync(join(dir, n));
+    } catch {
+      // Left where it is: one more copy than wanted, never a failed set-aside.
+    }
+  }
 }

@@ -6,9 +6,8 @@
 import { type Server, type Socket, createServer } from 'node:net';
 import type { ProxyCore } from './core.ts';
 import { type DetectOptions, detect } from './detect.ts';
-import { IDLE_TIMEOUT_MS } from './http1/idle.ts';
 import { Http1Session } from './http1/session.ts';
-import { h2Server, serveH2 } from './http2/session.ts';
+import { type H2Server, h2Server, serveH2 } from './http2/session.ts';
 import { denied, deniedAtDestination } from './policy/authz.ts';
 import { endpointsOf, peerOf, serviceByEndpoint, serviceFor, servicesByEndpoint } from './routing/select.ts';
 import type { RoutingTable } from './routing/table.ts';
@@ -35,18 +34,37 @@ export interface ListenerOptions {
   inbound?: { workload: Peer; dial: InboundDial };
 }
 
+export interface ProxyServerOptions {
+  /**
+   * A client connection on an HTTP port is closed once idle this long: an
+   * HTTP/1.1 one between requests, an h2c one with no stream open, one that
+   * never spoke on a port declared HTTP. Default IDLE_TIMEOUT_MS.
+   */
+  idleTimeoutMs?: number;
+}
+
 export class ProxyServer {
   readonly core: ProxyCore;
   private readonly servers: Server[] = [];
-  /** The HTTP/2 side of every h2c connection this server accepts. */
-  private readonly h2 = h2Server();
+  /** The HTTP/2 side of every h2c connection this server accepts (it holds the idle timeout for both protocols). */
+  private readonly h2: H2Server;
   private readonly sockets = new Set<Socket>();
   connectionsTotal = 0;
   /** TLS passed through, by the server name its ClientHello asked for (bounded by what clients ask). */
   readonly tlsServerNames = new Map<string, number>();
 
-  constructor(core: ProxyCore) {
+  constructor(core: ProxyCore, options: ProxyServerOptions = {}) {
     this.core = core;
+    this.h2 = h2Server(options.idleTimeoutMs);
+  }
+
+  /** See ProxyServerOptions; a change (a worker told the agent's setting after it started) holds for connections accepted after it. */
+  get idleTimeoutMs(): number {
+    return this.h2.idleTimeoutMs;
+  }
+
+  set idleTimeoutMs(ms: number) {
+    this.h2.idleTimeoutMs = ms;
   }
 
   get activeConnections(): number {
@@ -93,8 +111,9 @@ export class ProxyServer {
     if (declared === 'tcp' || declared === 'tls') return this.tcp(socket, origDst, bound, null, options.source ?? null);
     // Declared HTTP ports still tell HTTP/1.x from h2 prior knowledge (and TLS) by the first bytes,
     // however late they come: a pool that connects ahead of its first request is still served as HTTP.
-    detect(socket, detectOptions(declared, options.detectTimeoutMs), (proto, initial) => {
-      if (proto === 'http1') new Http1Session(socket, { core: this.core, source: options.source ?? null, origDst, service: bound }, initial);
+    const idleTimeoutMs = this.idleTimeoutMs;
+    detect(socket, detectOptions(declared, idleTimeoutMs, options.detectTimeoutMs), (proto, initial) => {
+      if (proto === 'http1') new Http1Session(socket, { core: this.core, source: options.source ?? null, origDst, service: bound, idleTimeoutMs }, initial);
       else if (proto === 'http2') serveH2(this.h2, socket, initial, { core: this.core, origDst, service: bound, source: options.source ?? null });
       else {
         if (proto === 'tls' && initial) {
@@ -143,8 +162,9 @@ export class ProxyServer {
    */
   private inbound(socket: Socket, inbound: NonNullable<ListenerOptions['inbound']>, detectTimeoutMs: number): void {
     const origDst = { address: socket.localAddress ?? '', port: socket.localPort ?? 0 };
-    detect(socket, detectOptions(this.inboundProtocol(origDst.address, origDst.port), detectTimeoutMs), (proto, initial) => {
-      if (proto === 'http1') new Http1Session(socket, { core: this.core, source: null, origDst, service: null, inbound }, initial);
+    const idleTimeoutMs = this.idleTimeoutMs;
+    detect(socket, detectOptions(this.inboundProtocol(origDst.address, origDst.port), idleTimeoutMs, detectTimeoutMs), (proto, initial) => {
+      if (proto === 'http1') new Http1Session(socket, { core: this.core, source: null, origDst, service: null, inbound, idleTimeoutMs }, initial);
       else if (proto === 'http2') serveH2(this.h2, socket, initial, { core: this.core, origDst, service: null, source: null, inbound });
       else this.inboundTcp(socket, inbound, initial);
     });
@@ -201,8 +221,11 @@ export class ProxyServer {
   }
 }
 
-/** How a port's declared protocol (if any) shapes detection; ports not declared HTTP may be server-first. */
-function detectOptions(declared: string | undefined, timeoutMs = 100): DetectOptions {
+/**
+ * How a port's declared protocol (if any) shapes detection; ports not declared HTTP may be server-first.
+ * A silent client on a declared HTTP port is let go after the idle timeout, as an idle one would be.
+ */
+function detectOptions(declared: string | undefined, idleTimeoutMs: number, timeoutMs = 100): DetectOptions {
   const http = declared === 'http' || declared === 'http2' || declared === 'grpc';
-  return http ? { timeoutMs, declaredHttpIdleMs: IDLE_TIMEOUT_MS } : { timeoutMs };
+  return http ? { timeoutMs, declaredHttpIdleMs: idleTimeoutMs } : { timeoutMs };
 }

@@ -13,6 +13,7 @@ import { loggerTo } from '../log.ts';
 import { ProxyCore } from './core.ts';
 import { buildTable } from './routing/table.ts';
 import { ProxyServer } from './server.ts';
+import { IDLE_TIMEOUT_MS } from './http1/idle.ts';
 import { AccessLog } from './telemetry/access-log.ts';
 import { ForwardedLog } from './worker-log.ts';
 import type { TokenAskMessage, WorkerListen, WorkerMessage } from './workers.ts';
@@ -72,6 +73,8 @@ process.on('message', async (m: WorkerMessage, handle?: Server) => {
       // As the primary does: an access log once sampling is above 0, kept (at the new rate) after.
       if (m.accessLogSampling > 0) core.accessLog ??= new AccessLog(accessLogger, m.accessLogSampling);
       if (core.accessLog) core.accessLog.sampling = m.accessLogSampling;
+      // Sent before any listener is adopted, so every connection a worker takes has it.
+      server.idleTimeoutMs = m.idleTimeoutMs ?? IDLE_TIMEOUT_MS;
       process.send!({ type: 'settings-applied', id: m.id });
       break;
     case 'adopt': {

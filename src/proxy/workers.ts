@@ -29,6 +29,8 @@ export interface WorkerSettings {
   zone?: string;
   /** The share of requests access-logged (0: no access log). */
   accessLogSampling: number;
+  /** The downstream idle timeout (ProxyServerOptions.idleTimeoutMs); default IDLE_TIMEOUT_MS. */
+  idleTimeoutMs?: number;
 }
 
 export type WorkerMessage = (
@@ -181,9 +183,10 @@ export class ProxyWorkers {
     return this.workers.map((w) => w.pid!);
   }
 
-  /** Hands every worker the settings (the node's zone, access-log sampling); only sent when they changed. */
+  /** Hands every worker the settings (the node's zone, access-log sampling, idle timeout); only sent when they changed. */
   async configure(settings: WorkerSettings): Promise<void> {
-    if (this.settings && this.settings.zone === settings.zone && this.settings.accessLogSampling === settings.accessLogSampling) return;
+    const same = this.settings && this.settings.zone === settings.zone && this.settings.accessLogSampling === settings.accessLogSampling && this.settings.idleTimeoutMs === settings.idleTimeoutMs;
+    if (same) return;
     this.settings = { ...settings };
     await Promise.all(this.workers.map((w) => reply(w, 'settings-applied', { type: 'settings', ...settings })));
   }

@@ -587,6 +587,55 @@ test('HTTP/2 mirroring: requests and their bodies are copied to the shadow (auth
   t.regex(r.body, /"body":"fine"/);
 });
 
+test("HTTP/2 mirroring: a shadow that trickles its answer for ever is reset at the shadow's request timeout, the real answer untouched", async (t) => {
+  const b = await h2Backend(t, 'real');
+  // Headers at once, then a byte every 50 ms, never the end: never quiet for the timeout, never done.
+  const copies: Array<{ start: number; closedAt: number; rstCode: number }> = [];
+  const port = await h2Listen(t, (stream) => {
+    const copy = { start: Date.now(), closedAt: 0, rstCode: -1 };
+    copies.push(copy);
+    stream.on('error', () => {});
+    stream.respond({ ':status': 200 });
+    const drip = setInterval(() => stream.write('.'), 50);
+    stream.once('close', () => {
+      clearInterval(drip);
+      copy.closedAt = Date.now();
+      copy.rstCode = stream.rstCode ?? -1;
+    });
+  });
+  const objects = [
+    service('web', 'shop'),
+    endpoints('web', 'shop', [{ port: b.port }]),
+    service('shadow', 'shop'),
+    endpoints('shadow', 'shop', [{ port }]),
+    obj('ClusterPolicy', 'shadow', 'shop', { service: 'shadow', timeouts: { request: '1s' } }),
+    obj('Route', 'web', 'shop', { service: 'web', rules: [{ action: { split: [{}] }, mirror: { service: 'shadow', percent: 100 } }] }),
+  ];
+  const p = await proxy(t, objects, 'shop/web');
+  const client = connectH2(`http://127.0.0.1:${p.port}`);
+  t.teardown(() => client.destroy());
+  client.on('error', () => {});
+  const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = client.request({ ':method': 'POST', ':path': '/copied', ':authority': 'web.shop' });
+    let status = 0;
+    let body = '';
+    req.on('response', (h) => (status = Number(h[':status'])));
+    req.on('data', (c: Buffer) => (body += c));
+    req.on('end', () => resolve({ status, body }));
+    req.on('error', reject);
+    req.end('copy-me');
+  });
+  t.is(answer.status, 200);
+  t.regex(answer.body, /"backend":"real","path":"\/copied","method":"POST","body":"copy-me"/);
+  t.true(await until(() => copies.length === 1, 2000), 'the shadow got its copy');
+  // The real answer did not wait for the shadow, which was still being fed when it came.
+  t.is(copies[0]!.closedAt, 0, 'the copy was still open when the real answer came');
+  // Generous slack over 1 s; without a bound on the whole copy it would drip on until teardown.
+  t.true(await until(() => copies[0]!.closedAt > 0, 5000), 'the copy was ended');
+  t.is(copies[0]!.rstCode, h2constants.NGHTTP2_CANCEL, 'by a reset (CANCEL) from the proxy');
+  t.true(copies[0]!.closedAt - copies[0]!.start >= 500, `reset ${copies[0]!.closedAt - copies[0]!.start} ms in, not before its timeout`);
+});
+
 test('an idle downstream h2c connection gets a GOAWAY and is closed, counted from its last stream\'s end', async (t) => {
   t.is(h2Server().idleTimeoutMs, IDLE_TIMEOUT_MS, "by default, the HTTP/1.1 side's idle timeout");
   const port = await h2Listen(t, (stream, headers) => {

@@ -119,6 +119,24 @@ async function untilEachServed<T>(workers: ProxyWorkers, min: number, send: () =
   throw new Error(`some worker took fewer than ${min} connections in 50 rounds`);
 }
 
+test.serial("workers close idle client connections after the primary's idle timeout", async (t) => {
+  const a = await backend(t, 'a');
+  const workers = await startWorkers(t);
+  await workers.configure({ accessLogSampling: 0, idleTimeoutMs: 200 });
+  await workers.setObjects(1, stored([service('web', 'shop'), endpoints('web', 'shop', [{ port: a.port }])]));
+  const port = await freePort();
+  await workers.listen([{ port, host: '127.0.0.1', service: 'shop/web' }]);
+  // Keep-alive requests, several so that both workers take some; each connection is left idle after its answer.
+  const keepAlive = (ms: number) => Promise.all(Array.from({ length: 20 }, (_, i) => rawExchange(port, `GET /idle/${i} HTTP/1.1\r\nHost: x\r\n\r\n`, ms)));
+  const short = await keepAlive(3000);
+  t.true((await workers.stats()).every((s) => s.connectionsTotal > 0), 'both workers served');
+  t.true(short.every((r) => statuses(r.text)[0] === 200 && r.closed), 'every worker closed its idle connections');
+  // Back to the default (minutes): the next connections stay open through a second of silence.
+  await workers.configure({ accessLogSampling: 0 });
+  const long = await keepAlive(1000);
+  t.true(long.every((r) => statuses(r.text)[0] === 200 && !r.closed), 'the default kept them open');
+});
+
 interface AccessLine {
   component: string;
   worker: number;

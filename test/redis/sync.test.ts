@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Agents against a real redis-server: convergence, order, restarts, outages, trimming.
 import test, { type ExecutionContext } from 'ava';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -9,6 +9,7 @@ import { loggerTo } from '../../src/log.ts';
 import { MeshStore } from '../../src/config/store.ts';
 import { AgentSync } from '../../src/config/sync.ts';
 import { readAgents } from '../../src/config/agents.ts';
+import { DAMAGED_KEPT, setAside } from '../../src/config/cache.ts';
 import { RedisServer } from './helpers/redis-server.ts';
 import { service } from './helpers/objects.ts';
 
@@ -203,6 +204,39 @@ test('lazy agents keep only what they use, and follow it', async (t) => {
   t.is(a.counters.entriesSkipped, 1);
 });
 
+test('setting a damaged snapshot aside keeps the newest few of that path, and removes nothing else', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kernmesh-aside-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'snapshot.json');
+  // Names like setAside's that are not its copies of this path: another file's, other suffixes, a
+  // directory; and a file that merely starts with the name.
+  const others = [
+    'other.json.damaged-2020-01-01T00-00-00-000Z',
+    'xsnapshot.json.damaged-2020-01-01T00-00-00-000Z',
+    'snapshot.json.damaged-2020-01-01T00-00-00-000Z.txt',
+    'snapshot.json.damaged-by-hand',
+    'snapshot.json.damaged-',
+    'snapshot.json.tmp-123',
+    'snapshot.json.old',
+  ];
+  for (const n of others) writeFileSync(join(dir, n), n);
+  mkdirSync(join(dir, 'snapshot.json.damaged-2019-01-01T00-00-00-000Z-sub'));
+  const asides: string[] = [];
+  // Out of order in time (a clock set back), and two in one millisecond (the second gets "-1").
+  const times = ['2024-05-01T10:00:00.000Z', '2024-05-01T09:00:00.000Z', '2024-05-01T11:00:00.000Z', '2024-05-01T11:00:00.000Z', '2024-05-01T08:00:00.000Z'];
+  for (const [i, at] of times.entries()) {
+    writeFileSync(path, `damaged ${i}`);
+    asides.push(setAside(path, new Date(at)));
+    t.is(readFileSync(asides[i]!, 'utf8'), `damaged ${i}`, 'the one just set aside is always kept');
+    t.false(existsSync(path));
+  }
+  const copies = readdirSync(dir).filter((n) => !others.includes(n) && !n.endsWith('-sub')).sort();
+  t.deepEqual(copies, ['snapshot.json.damaged-2024-05-01T08-00-00-000Z', 'snapshot.json.damaged-2024-05-01T11-00-00-000Z', 'snapshot.json.damaged-2024-05-01T11-00-00-000Z-1']);
+  t.is(copies.length, DAMAGED_KEPT);
+  for (const n of others) t.is(readFileSync(join(dir, n), 'utf8'), n, `${n} left alone`);
+  t.true(existsSync(join(dir, 'snapshot.json.damaged-2019-01-01T00-00-00-000Z-sub')));
+});
+
 test('a damaged disk snapshot is said, moved aside as it was, and never replaced by an empty one', async (t) => {
   // It used to be ignored without a word, then overwritten at stop by an empty version-0 snapshot
   // that the next start served as the mesh.
@@ -239,6 +273,8 @@ test('a damaged disk snapshot is said, moved aside as it was, and never replaced
     await a.stop();
     t.false(existsSync(path), `${what}: no empty snapshot written in its place`);
   }
+  // Four set aside, the newest three kept (the last one among them).
+  t.is(readdirSync(dir).filter((n) => n.startsWith('snapshot.json.damaged-')).length, DAMAGED_KEPT);
   // The next start has no cache: it says nothing of one, and serves nothing.
   lines.length = 0;
   const next = new AgentSync({ node: 'n', redis, cachePath: path, logger });

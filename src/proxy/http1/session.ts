@@ -49,6 +49,8 @@ export interface SessionContext {
   service: string | null;
   /** An inbound listener's: requests go to the application in the pod, reached with dial. */
   inbound?: { workload: Peer; dial: InboundDial };
+  /** Between requests, the connection is closed once the client has been silent this long (default IDLE_TIMEOUT_MS). */
+  idleTimeoutMs?: number;
 }
 
 export class Http1Session implements ResponseSink {
@@ -103,7 +105,8 @@ export class Http1Session implements ResponseSink {
     this.ctx = ctx;
     this.peer = socket.remoteAddress ?? '';
     socket.setNoDelay(true);
-    watchIdle(this);
+    watchIdle(this, ctx.idleTimeoutMs ?? IDLE_TIMEOUT_MS);
+    this.lastActive = coarseNow;
     socket.on('data', (c: Buffer) => this.onData(c));
     socket.on('error', () => this.abort());
     socket.on('close', () => this.abort());
@@ -116,11 +119,11 @@ export class Http1Session implements ResponseSink {
   }
 
   /** Coarse time of the last bytes from the client (see watchIdle). */
-  lastActive = coarseNow;
+  lastActive: number;
 
   /** Closes the connection when it has been idle too long (called by the idle sweep). */
   expireIfIdle(now: number): boolean {
-    if (now - this.lastActive < IDLE_TIMEOUT_MS || this.req) return false;
+    if (now - this.lastActive < (this.ctx.idleTimeoutMs ?? IDLE_TIMEOUT_MS) || this.req) return false;
     this.socket.destroy();
     return true;
   }

@@ -2,7 +2,8 @@
 /**
  * Mirroring over HTTP/2: a copy of a request, body included, to a shadow
  * service on its own h2c session; the answer is read and dropped. Nothing
- * the shadow does (failing, hanging, answering slowly) reaches the real request.
+ * the shadow does (failing, hanging, answering slowly) reaches the real request,
+ * and no copy outlives the shadow's request timeout.
  */
 import { type ClientHttp2Stream, type OutgoingHttpHeaders, constants } from 'node:http2';
 import type { ProxyCore } from '../core.ts';
@@ -63,8 +64,12 @@ export function mirror(core: ProxyCore, head: Head, serviceKey: string, peerIp: 
   const stream = session.request(headersFor(to), { endStream: false });
   core.metrics.mirrored.inc();
   stream.on('error', () => {});
-  // Read to the end and dropped; a shadow that goes quiet is given up after the shadow's request timeout.
+  // Read to the end and dropped. The shadow's request timeout bounds the whole copy, its session's
+  // connect included (as on HTTP/1.1): a timeout on inactivity alone lets a shadow that trickles a
+  // byte now and then hold the stream, and a share of its session's streams, for ever.
   stream.resume();
-  stream.setTimeout(timerMs(policy.requestTimeoutMs), () => stream.close(constants.NGHTTP2_CANCEL));
+  const timer = setTimeout(() => stream.close(constants.NGHTTP2_CANCEL), timerMs(Math.max(policy.requestTimeoutMs, 1)));
+  timer.unref();
+  stream.once('close', () => clearTimeout(timer));
   return new Shadow(stream, limit);
 }

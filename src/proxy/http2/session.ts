@@ -80,7 +80,7 @@ export interface H2Context {
 }
 
 /** The h2 side of a listener's connections, and how long one of them may sit with no stream open. */
-export type H2Server = Http2Server & { readonly idleTimeoutMs: number };
+export type H2Server = Http2Server & { idleTimeoutMs: number };
 
 /**
  * A server that owns the h2 side of connections handed to it after detection.
