@@ -6,11 +6,12 @@
  * older version, or by the Kubernetes sync) settles it the same way on every
  * node (see compareClaimants).
  */
+import { canonicalIp } from './model/common.ts';
 import type { MeshObject } from './objects.ts';
 
 export interface Claim {
   on: 'vip' | 'host';
-  /** "10.96.0.1:80", or a lower-case host name. */
+  /** "10.96.0.1:80" (the address in canonicalIp's form), or a lower-case host name. */
   value: string;
   /** Where the object says it: spec.addresses.0, spec.hosts.1, metadata.name (its implicit "name.namespace" host). */
   path: string;
@@ -24,11 +25,12 @@ export const claimLabel = (c: Pick<Claim, 'on' | 'value'>): string => `${c.on ==
 
 type ServiceSpec = { hosts?: string[]; addresses?: string[]; ports?: Array<{ port: number }> };
 
-/** A Service's claims: every address at every port, every host (lower case), and "name.namespace". */
+/** A Service's claims: every address (canonical: "fd00:0::1" and "fd00::1" are one) at every port, every host (lower case), and "name.namespace". */
 export function serviceClaims(o: Pick<MeshObject, 'metadata' | 'spec'>): Claim[] {
   const spec = o.spec as ServiceSpec;
   const out: Claim[] = [];
-  (spec.addresses ?? []).forEach((a, i) => {
+  (spec.addresses ?? []).forEach((written, i) => {
+    const a = canonicalIp(written);
     for (const p of spec.ports ?? []) out.push({ on: 'vip', value: `${a}:${p.port}`, path: `spec.addresses.${i}` });
   });
   (spec.hosts ?? []).forEach((h, i) => out.push({ on: 'host', value: h.toLowerCase(), path: `spec.hosts.${i}` }));

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /** Building blocks shared by every kind's schema. */
+import { SocketAddress } from 'node:net';
 import { z } from 'zod';
 
 /** A DNS-1123 label (Kubernetes object names and namespaces). */
@@ -65,6 +66,22 @@ export const serviceRef = z
   .describe('a Service in this namespace ("reviews") or another ("shop/reviews")');
 
 export const ipAddress = z.union([z.ipv4(), z.ipv6()]);
+
+/**
+ * An address in the one form the kernel reports it in ("fd00::1", never
+ * "FD00:0::1"): what the proxy looks up (a connection's original destination,
+ * its peer) and what two services are compared by. Stored objects keep what
+ * their author wrote; everything that matches on addresses goes through this.
+ */
+export function canonicalIp(address: string): string {
+  // The schema only lets dotted-quad IPv4 through, which is already canonical.
+  if (!address.includes(':')) return address;
+  try {
+    return new SocketAddress({ address, family: 'ipv6' }).address;
+  } catch {
+    return address;
+  }
+}
 export const cidr = z.union([z.cidrv4(), z.cidrv6()]);
 
 export const protocol = z.enum(['http', 'http2', 'grpc', 'tcp', 'tls']);

@@ -4,9 +4,10 @@
  * swapped in atomically: services by VIP:port and by host name, their
  * endpoints (ready ones), subsets, and compiled routes.
  */
-import { claimId, claimLabel, compareClaimants, serviceClaims } from '../../config/claims.ts';
+import { type Claim, claimId, claimLabel, compareClaimants, serviceClaims } from '../../config/claims.ts';
+import type { MeshObject } from '../../config/objects.ts';
 import type { StoredObject } from '../../config/store.ts';
-import { durationMs, resolveServiceRef } from '../../config/model/common.ts';
+import { canonicalIp, durationMs, resolveServiceRef } from '../../config/model/common.ts';
 import { type RetryPolicy, type ServicePolicy, compilePolicy, compileRetry } from './policy.ts';
 import type { Authz, CompiledAuthzRule } from '../policy/authz.ts';
 import type { LbPolicy, OutlierPolicy } from '../upstream/balancer.ts';
@@ -35,7 +36,7 @@ export interface ServiceInfo {
   addresses: string[];
   ports: ServicePortInfo[];
   endpoints: EndpointInfo[];
-  subsets: Map<string, Record<string, string>>;
+  subsets: ReadonlyMap<string, Record<string, string>>;
   routes: CompiledRule[];
   policy: ServicePolicy;
   lb: LbPolicy;
@@ -174,62 +175,154 @@ function compileFault(f: Spec): CompiledFault {
 }
 
 /**
- * Builds a table from the objects of a config snapshot. previous, when given,
- * hands each surviving service's live circuit-breaker counters over.
+ * What one object compiles to, kept for as long as the object lives. A view
+ * replaces an object when it changes and keeps it otherwise, so rebuilding
+ * after an endpoint change recompiles that Endpoints object alone: the rest
+ * (claims, routes, policies, endpoint lists) is found here. Callers must
+ * not change an object in place after handing it to buildTable.
  */
-export function buildTable(version: number, objects: Iterable<StoredObject>, previous?: RoutingTable): RoutingTable {
-  const services = new Map<string, ServiceInfo>();
-  const byVip = new Map<string, string>();
-  const byHost = new Map<string, string>();
-  const all = [...objects].map((o) => o.object);
-  const mesh = all.find((o) => o.kind === 'MeshSettings')?.spec as Spec | undefined;
-  const meshPolicy = compilePolicy(undefined, mesh);
-  const selectors = new Map<string, Record<string, string>>();
-  const listed = new Set<string>();
-  // Services in key order: the table must not depend on the order objects arrived in (stream or snapshot).
-  const svcObjects = all.filter((o) => o.kind === 'Service').map((o) => ({ key: `${o.metadata.namespace}/${o.metadata.name}`, object: o }));
-  svcObjects.sort(compareClaimants);
-  for (const { key, object: o } of svcObjects) {
-    const spec = o.spec as Spec;
-    const ports: ServicePortInfo[] = (spec.ports as Spec[]).map((p) => ({ port: p.port as number, targetPort: (p.targetPort as number) ?? (p.port as number), protocol: (p.protocol as string) ?? 'auto' }));
-    const live = previous?.services.get(key)?.live ?? { active: 0, pending: 0, retries: 0, connections: 0 };
-    services.set(key, { key, hosts: spec.hosts as string[], addresses: spec.addresses as string[], ports, endpoints: [], subsets: new Map(), routes: [], policy: meshPolicy, lb: { type: 'round_robin' }, rateLimits: [], live });
-    // An empty selector selects nothing (as in Kubernetes), not every Workload.
-    if (spec.selector && Object.keys(spec.selector as object).length > 0) selectors.set(key, spec.selector as Record<string, string>);
+const compiled = new WeakMap<object, unknown>();
+
+function memo<T>(o: object, make: () => T): T {
+  let v = compiled.get(o) as T | undefined;
+  if (v === undefined) {
+    v = make();
+    compiled.set(o, v);
   }
-  const conflicts = claimRoutes(svcObjects, byVip, byHost);
-  // Kinds whose order matters in name order too: several Routes for one service are tried in their names'
-  // order, and of two ClusterPolicies for one the last by name holds, on every node alike (arrival order
-  // differs by node). The rest (Endpoints above all, the most numerous) keep their order: it changes nothing.
-  for (const o of inNameOrder(all)) {
-    const ns = o.metadata.namespace ?? 'default';
-    const spec = o.spec as Spec;
-    if (o.kind === 'Endpoints') {
-      const svc = services.get(`${ns}/${o.metadata.name}`);
-      // Every address listed, ready or not: a Workload at one of them does not stand in for it.
-      for (const e of spec.endpoints as Spec[]) listed.add(`${ns}/${o.metadata.name}|${e.address as string}`);
-      if (svc) svc.endpoints = (spec.endpoints as Spec[]).filter((e) => e.ready !== false).map((e) => ({ address: e.address as string, port: (e.port as number) ?? 0, labels: (e.labels as Record<string, string>) ?? {}, weight: (e.weight as number) ?? 1, ...(e.zone ? { zone: e.zone as string } : {}) }));
-    } else if (o.kind === 'ClusterPolicy') {
-      const svc = services.get(resolveServiceRef(spec.service as string, ns));
-      if (svc) {
-        for (const s of (spec.subsets as Spec[]) ?? []) svc.subsets.set(s.name as string, s.labels as Record<string, string>);
-        svc.policy = compilePolicy(spec, mesh);
-        svc.lb = (spec.loadBalancer as LbPolicy | undefined) ?? { type: 'round_robin' };
-        const od = spec.outlierDetection as Spec | undefined;
-        if (od) {
-          svc.outlier = {
+  return v;
+}
+
+interface ServiceBase {
+  /** "namespace/name", made once: a string made afresh on every build would be hashed afresh on every lookup. */
+  key: string;
+  claims: Claim[];
+  hosts: string[];
+  addresses: string[];
+  ports: ServicePortInfo[];
+  selector?: Record<string, string>;
+}
+
+function serviceBase(o: MeshObject): ServiceBase {
+  const spec = o.spec as Spec;
+  return {
+    key: `${o.metadata.namespace}/${o.metadata.name}`,
+    claims: serviceClaims(o),
+    hosts: spec.hosts as string[],
+    // Canonical, as a connection's original destination is reported: "fd00:0::1" must route like "fd00::1".
+    addresses: (spec.addresses as string[]).map(canonicalIp),
+    ports: (spec.ports as Spec[]).map((p) => ({ port: p.port as number, targetPort: (p.targetPort as number) ?? (p.port as number), protocol: (p.protocol as string) ?? 'auto' })),
+    // An empty selector selects nothing (as in Kubernetes), not every Workload.
+    ...(spec.selector && Object.keys(spec.selector as object).length > 0 ? { selector: spec.selector as Record<string, string> } : {}),
+  };
+}
+
+interface EndpointsBase {
+  /** The service's key ("namespace/name", made once). */
+  key: string;
+  /** The ready endpoints: the same array from build to build while the object is unchanged, so the balancer's rings and round-robin position keyed on it survive other services' churn. */
+  ready: EndpointInfo[];
+  /** Every address listed, ready or not: a Workload at one of them does not stand in for it. */
+  listed: Set<string>;
+}
+
+function endpointsBase(o: MeshObject): EndpointsBase {
+  const all = (o.spec as Spec).endpoints as Spec[];
+  return {
+    key: `${o.metadata.namespace ?? 'default'}/${o.metadata.name}`,
+    ready: all.filter((e) => e.ready !== false).map((e) => ({ address: canonicalIp(e.address as string), port: (e.port as number) ?? 0, labels: (e.labels as Record<string, string>) ?? {}, weight: (e.weight as number) ?? 1, ...(e.zone ? { zone: e.zone as string } : {}) })),
+    listed: new Set(all.map((e) => canonicalIp(e.address as string))),
+  };
+}
+
+interface ClusterPolicyBase {
+  mesh: Spec | undefined;
+  policy: ServicePolicy;
+  lb: LbPolicy;
+  outlier?: OutlierPolicy;
+}
+
+function clusterPolicyBase(spec: Spec, mesh: Spec | undefined): ClusterPolicyBase {
+  const od = spec.outlierDetection as Spec | undefined;
+  return {
+    mesh,
+    policy: compilePolicy(spec, mesh),
+    lb: (spec.loadBalancer as LbPolicy | undefined) ?? { type: 'round_robin' },
+    ...(od
+      ? {
+          outlier: {
             consecutive5xx: (od.consecutive5xx as number) ?? 5,
             consecutiveGatewayErrors: (od.consecutiveGatewayErrors as number) ?? 5,
             baseEjectionMs: durationMs((od.baseEjectionTime as string) ?? '30s'),
             maxEjectionMs: durationMs((od.maxEjectionTime as string) ?? '300s'),
             intervalMs: durationMs((od.interval as string) ?? '10s'),
             maxEjectionPercent: (od.maxEjectionPercent as number) ?? 10,
-          };
+          },
         }
+      : {}),
+  };
+}
+
+/** Most services have no subsets: they share this one (never set; a ClusterPolicy with subsets gives its service a map of its own). */
+const NO_SUBSETS: ReadonlyMap<string, Record<string, string>> = new Map();
+
+/** The Service objects a table's claims were settled from, in key order: the next build reuses the claims when they are the same objects. */
+const claimedFrom = new WeakMap<RoutingTable, Array<{ key: string; object: MeshObject }>>();
+
+/** A table's Routes, ClusterPolicies and RateLimits in name order (inNameOrder), for the next build to reuse. */
+const orderedFrom = new WeakMap<RoutingTable, MeshObject[]>();
+
+/**
+ * Builds a table from the objects of a config snapshot. previous, when given,
+ * hands each surviving service's live circuit-breaker counters over.
+ */
+export function buildTable(version: number, objects: Iterable<StoredObject>, previous?: RoutingTable): RoutingTable {
+  const services = new Map<string, ServiceInfo>();
+  const all: MeshObject[] = [];
+  for (const o of objects) all.push(o.object);
+  const mesh = all.find((o) => o.kind === 'MeshSettings')?.spec as Spec | undefined;
+  const meshPolicy = compilePolicy(undefined, mesh);
+  // Selectors by namespace: a Workload is only matched against its own namespace's services.
+  const selectors = new Map<string, Array<{ key: string; selector: Record<string, string> }>>();
+  const svcObjects: Array<{ key: string; object: MeshObject }> = [];
+  for (const o of all) if (o.kind === 'Service') svcObjects.push({ key: memo(o, () => serviceBase(o)).key, object: o });
+  const claims = settleClaims(svcObjects, previous);
+  // Services in key order: the table must not depend on the order objects arrived in (stream or snapshot).
+  for (const { key, object: o } of claims.from) {
+    const base = memo(o, () => serviceBase(o));
+    const live = previous?.services.get(key)?.live ?? { active: 0, pending: 0, retries: 0, connections: 0 };
+    services.set(key, { key, hosts: base.hosts, addresses: base.addresses, ports: base.ports, endpoints: [], subsets: NO_SUBSETS, routes: [], policy: meshPolicy, lb: { type: 'round_robin' }, rateLimits: [], live });
+    if (base.selector) {
+      const ns = key.slice(0, key.indexOf('/'));
+      selectors.set(ns, [...(selectors.get(ns) ?? []), { key, selector: base.selector }]);
+    }
+  }
+  const listed = new Map<string, Set<string>>();
+  // Kinds whose order matters in name order too: several Routes for one service are tried in their names'
+  // order, and of two ClusterPolicies for one the last by name holds, on every node alike (arrival order
+  // differs by node). The rest (Endpoints above all, the most numerous) keep their order: it changes nothing.
+  const sorted = inNameOrder(all, previous);
+  for (const o of sorted.all) {
+    const ns = o.metadata.namespace ?? 'default';
+    const spec = o.spec as Spec;
+    if (o.kind === 'Endpoints') {
+      const base = memo(o, () => endpointsBase(o));
+      listed.set(base.key, base.listed);
+      const svc = services.get(base.key);
+      if (svc) svc.endpoints = base.ready;
+    } else if (o.kind === 'ClusterPolicy') {
+      const svc = services.get(resolveServiceRef(spec.service as string, ns));
+      if (svc) {
+        let base = memo(o, () => clusterPolicyBase(spec, mesh));
+        // A policy's defaults come from MeshSettings: a new MeshSettings object compiles it again.
+        if (base.mesh !== mesh) compiled.set(o, (base = clusterPolicyBase(spec, mesh)));
+        if (spec.subsets) svc.subsets = new Map([...svc.subsets, ...(spec.subsets as Spec[]).map((s) => [s.name as string, s.labels as Record<string, string>] as const)]);
+        svc.policy = base.policy;
+        svc.lb = base.lb;
+        svc.outlier = base.outlier;
       }
     } else if (o.kind === 'AuthorizationPolicy') {
       const targets = spec.service ? [services.get(resolveServiceRef(spec.service as string, ns))] : [...services.values()].filter((x) => x.key.startsWith(`${ns}/`));
-      const rules = (spec.rules as Spec[]).map(compileAuthzRule);
+      const rules = memo(o, () => (spec.rules as Spec[]).map(compileAuthzRule));
       for (const svc of targets) {
         if (!svc) continue;
         svc.authz ??= { deny: [], allow: null };
@@ -257,42 +350,69 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
         });
       }
     } else if (o.kind === 'Route') {
-      const key = resolveServiceRef(spec.service as string, ns);
-      const svc = services.get(key);
-      if (svc) svc.routes.push(...(spec.rules as Spec[]).map((r) => compileRule(r, ns, key, spec.port as number | undefined)));
+      const route = memo(o, () => {
+        const key = resolveServiceRef(spec.service as string, ns);
+        return { key, rules: (spec.rules as Spec[]).map((r) => compileRule(r, ns, key, spec.port as number | undefined)) };
+      });
+      const svc = services.get(route.key);
+      if (svc) svc.routes.push(...route.rules);
     }
   }
   addWorkloads(all, services, selectors, listed);
-  return { version, services, byVip, byHost, defaultPolicy: meshPolicy, conflicts };
+  const table: RoutingTable = { version, services, byVip: claims.byVip, byHost: claims.byHost, defaultPolicy: meshPolicy, conflicts: claims.conflicts };
+  claimedFrom.set(table, claims.from);
+  orderedFrom.set(table, sorted.ordered);
+  return table;
 }
 
-/** Objects whose kind is order-sensitive after the rest, sorted by namespace, then name, then kind. */
-function inNameOrder<T extends { kind: string; metadata: { name: string; namespace?: string | undefined } }>(objects: T[]): T[] {
-  const rest: T[] = [];
-  const keyed: Array<{ key: string; o: T }> = [];
-  for (const o of objects) {
-    if (ORDERED_KINDS.has(o.kind)) keyed.push({ key: `${o.metadata.namespace ?? ''}/${o.metadata.name}/${o.kind}`, o });
-    else rest.push(o);
+/**
+ * Objects whose kind is order-sensitive after the rest, sorted by namespace,
+ * then name, then kind. The sorted part is reused from the previous table
+ * when it holds the same objects (the common case: only endpoints changed).
+ */
+function inNameOrder(objects: MeshObject[], previous: RoutingTable | undefined): { all: MeshObject[]; ordered: MeshObject[] } {
+  const rest: MeshObject[] = [];
+  const unsorted: MeshObject[] = [];
+  for (const o of objects) (ORDERED_KINDS.has(o.kind) ? unsorted : rest).push(o);
+  let ordered = previous && orderedFrom.get(previous);
+  if (!ordered || !sameObjects(ordered, unsorted)) {
+    const keyed = unsorted.map((o) => ({ key: `${o.metadata.namespace ?? ''}/${o.metadata.name}/${o.kind}`, o }));
+    keyed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    ordered = keyed.map((k) => k.o);
   }
-  keyed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  for (const k of keyed) rest.push(k.o);
-  return rest;
+  for (const o of ordered) rest.push(o);
+  return { all: rest, ordered };
+}
+
+/** Whether two lists hold the same objects (by identity), in any order. */
+function sameObjects(a: readonly MeshObject[], b: readonly MeshObject[]): boolean {
+  if (a.length !== b.length) return false;
+  const inA = new Set(a);
+  return b.every((o) => inA.has(o));
 }
 
 /** Kinds whose objects' order changes the table: rules are tried in order, a later policy replaces an earlier, limits are taken from in order. */
 const ORDERED_KINDS = new Set(['Route', 'ClusterPolicy', 'RateLimit']);
 
 /**
- * Fills byVip and byHost. A VIP:port or host two services claim (apply
- * refuses that, but older objects or the Kubernetes sync may hold one) goes
- * to the one compareClaimants prefers, on every node alike; the others are returned.
+ * byVip and byHost. A VIP:port or host two services claim (apply refuses
+ * that, but older objects or the Kubernetes sync may hold one) goes to the one
+ * compareClaimants prefers, on every node alike; the others are returned as
+ * conflicts. When the Service objects are the ones the previous table was
+ * built from (endpoint churn, a new Route), its maps are reused as they are:
+ * tables never change them.
  */
-function claimRoutes(svcs: Array<{ key: string; object: StoredObject['object'] }>, byVip: Map<string, string>, byHost: Map<string, string>): ClaimConflict[] {
+function settleClaims(svcs: Array<{ key: string; object: MeshObject }>, previous: RoutingTable | undefined): Pick<RoutingTable, 'byVip' | 'byHost' | 'conflicts'> & { from: typeof svcs } {
+  const before = previous && claimedFrom.get(previous);
+  if (previous && before && sameObjects(before.map((s) => s.object), svcs.map((s) => s.object))) return { byVip: previous.byVip, byHost: previous.byHost, conflicts: previous.conflicts, from: before };
+  svcs.sort(compareClaimants);
+  const byVip = new Map<string, string>();
+  const byHost = new Map<string, string>();
   const conflicts: ClaimConflict[] = [];
   const seen = new Set<string>();
-  // svcs come in key order, which is compareClaimants' order.
+  // svcs are in key order, which is compareClaimants' order.
   for (const s of svcs) {
-    for (const c of serviceClaims(s.object)) {
+    for (const c of memo(s.object, () => serviceBase(s.object)).claims) {
       const routes = c.on === 'vip' ? byVip : byHost;
       const kept = routes.get(c.value);
       if (kept === undefined) routes.set(c.value, s.key);
@@ -302,7 +422,7 @@ function claimRoutes(svcs: Array<{ key: string; object: StoredObject['object'] }
       }
     }
   }
-  return conflicts;
+  return { byVip, byHost, conflicts, from: svcs };
 }
 
 /**
@@ -311,19 +431,21 @@ function claimRoutes(svcs: Array<{ key: string; object: StoredObject['object'] }
  * labels match, as Istio's WorkloadEntry is: on top of what an Endpoints
  * object lists (an address listed there already is not added again).
  */
-function addWorkloads(all: Array<{ kind: string; metadata: { name: string; namespace?: string }; spec: unknown }>, services: Map<string, ServiceInfo>, selectors: Map<string, Record<string, string>>, listed: Set<string>): void {
+function addWorkloads(all: MeshObject[], services: Map<string, ServiceInfo>, selectors: Map<string, Array<{ key: string; selector: Record<string, string> }>>, listed: Map<string, Set<string>>): void {
   for (const o of all) {
     if (o.kind !== 'Workload') continue;
     const ns = o.metadata.namespace ?? 'default';
     const w = o.spec as Spec;
+    const address = canonicalIp(w.address as string);
     const labels = (w.labels as Record<string, string>) ?? {};
-    const named = w.service ? resolveServiceRef(w.service as string, ns) : undefined;
-    for (const svc of services.values()) {
-      const selector = svc.key.startsWith(`${ns}/`) ? selectors.get(svc.key) : undefined;
-      const selected = selector !== undefined && Object.entries(selector).every(([k, v]) => labels[k] === v);
-      if (svc.key !== named && !selected) continue;
-      if (listed.has(`${svc.key}|${w.address as string}`) || svc.endpoints.some((e) => e.address === w.address)) continue;
-      svc.endpoints = [...svc.endpoints, { address: w.address as string, port: 0, labels, weight: 1, ...(w.zone ? { zone: w.zone as string } : {}), ...(w.identity ? { identity: w.identity as string } : {}) }];
+    const targets = new Set<string>();
+    if (w.service) targets.add(resolveServiceRef(w.service as string, ns));
+    for (const { key, selector } of selectors.get(ns) ?? []) if (Object.entries(selector).every(([k, v]) => labels[k] === v)) targets.add(key);
+    for (const key of targets) {
+      const svc = services.get(key);
+      if (!svc || listed.get(key)?.has(address) || svc.endpoints.some((e) => e.address === address)) continue;
+      // A new array: the Endpoints object's own list is shared with other tables.
+      svc.endpoints = [...svc.endpoints, { address, port: 0, labels, weight: 1, ...(w.zone ? { zone: w.zone as string } : {}), ...(w.identity ? { identity: w.identity as string } : {}) }];
     }
   }
 }
