@@ -22,6 +22,8 @@ import type { Grant } from './policy/rate-limit.ts';
 
 const core = new ProxyCore();
 const server = new ProxyServer(core);
+/** The objects the table is built from, by the number the primary sends each under (TableDelta). */
+const objects = new Map<number, StoredObject>();
 /** This worker's log lines, written by the primary (see worker-log.ts). */
 const forwarded = new ForwardedLog((m, done) => process.send!(m, undefined, {}, done), {
   onDropped: (lines) => workerLogger.warn({ droppedLines: lines }, 'log lines dropped: the agent wrote its output slower than this worker logged; check where its stdout goes'),
@@ -104,7 +106,11 @@ process.on('message', async (m: WorkerMessage, handle?: Server) => {
       process.send!({ type: 'summary', id: m.id, counts: core.metrics.summaryCounts() });
       break;
     case 'table':
-      core.setTable(buildTable(m.version, m.objects as StoredObject[], core.table));
+      // The primary sends what changed (TableDelta); unchanged objects stay the same here, and so does what buildTable compiled from them.
+      if (m.reset) objects.clear();
+      for (const id of m.deletes) objects.delete(id);
+      for (const [id, o] of m.puts) objects.set(id, o);
+      core.setTable(buildTable(m.version, objects.values(), core.table));
       process.send!({ type: 'table-applied', version: m.version, id: m.id });
       break;
     case 'listen':

@@ -68,6 +68,37 @@ test.serial('a replacement worker binds the shared port again and takes its shar
   t.true(answers.every((r) => /"backend":"a"/.test(r.text)));
 });
 
+test.serial('workers follow changes sent as what changed: objects kept, added and removed; a replacement gets the whole mesh', async (t) => {
+  const a = await backend(t, 'a');
+  const b = await backend(t, 'b');
+  const workers = await startWorkers(t);
+  // The same object instances from call to call, as the agent's view keeps them: only what changed is sent.
+  const [web, webEps, api, apiEps] = stored([service('web', 'shop'), endpoints('web', 'shop', [{ port: a.port }]), service('api', 'shop'), endpoints('api', 'shop', [{ port: b.port }])]);
+  const port = await freePort();
+  await workers.listen([{ port, host: '127.0.0.1' }]);
+  const host = (name: string) => `${name}.shop.svc.cluster.local`;
+  const everyWorker = async (name: string) => (await burst(port, 20, '/r', host(name))).map((r) => r.text);
+
+  await workers.setObjects(1, [web!, webEps!]);
+  t.true((await everyWorker('web')).every((x) => /"backend":"a"/.test(x)));
+  t.true((await everyWorker('api')).every((x) => /^HTTP\/1.1 404/.test(x)), 'api is not in the mesh yet');
+
+  await workers.setObjects(2, [web!, webEps!, api!, apiEps!]);
+  t.true((await everyWorker('api')).every((x) => /"backend":"b"/.test(x)), 'added');
+  t.true((await everyWorker('web')).every((x) => /"backend":"a"/.test(x)), 'kept');
+
+  await workers.setObjects(3, [api!, apiEps!]);
+  t.true((await everyWorker('web')).every((x) => /^HTTP\/1.1 404/.test(x)), 'removed, from every worker');
+
+  const restarted = new Promise<{ error?: string }>((resolve) => (workers.onRestart = resolve));
+  process.kill(workers.pids[0]!, 'SIGKILL');
+  t.is((await restarted).error, undefined);
+  const answers = await untilEachServed(workers, 1, () => burst(port, 20, '/r', host('api')));
+  t.true(answers.every((r) => /"backend":"b"/.test(r.text)), 'the replacement has the mesh as it is now');
+  t.true((await everyWorker('web')).every((x) => /^HTTP\/1.1 404/.test(x)));
+  t.true((await workers.stats()).every((s) => s.version === 3));
+});
+
 /** web in shop: one endpoint per port, endpoint i in zones[i], round robin with locality. */
 function zonedService(ports: number[], zones: string[]): MeshObject[] {
   const eps = endpoints('web', 'shop', ports.map((port) => ({ port })));
