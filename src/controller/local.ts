@@ -14,7 +14,7 @@ import { KmError } from '../errors.ts';
 import { dnsLabel, protocol } from '../config/model/common.ts';
 import type { MeshObject } from '../config/objects.ts';
 import type { MeshStore } from '../config/store.ts';
-import { type Issue, parseSource } from '../config/validate.ts';
+import { type Issue, checkClaims, parseSource } from '../config/validate.ts';
 import { RedisLeader } from './leader.ts';
 import { OwnedSync } from './owned.ts';
 
@@ -63,7 +63,9 @@ export function readRegistry(path: string): MeshObject[] {
  * is in the registry, not in the objects made from it.
  */
 function checkAsApplyWould(objects: MeshObject[], path: string): void {
-  const { issues } = parseSource(objects.map((o) => JSON.stringify(o)).join('\n---\n'), path);
+  const parsed = parseSource(objects.map((o) => JSON.stringify(o)).join('\n---\n'), path);
+  // Two registry services on one address:port (or host) cannot both be reached, as apply would say.
+  const issues = parsed.issues.length ? parsed.issues : checkClaims(parsed.objects, []);
   // The host is made from the name and namespace: it is wrong only when the namespace is, which is said already.
   const lines = issues.filter((i) => !/^spec\.hosts\b/.test(i.path)).map((i) => `${registryPath(i)}: ${i.message.replace(/ in .* document (\d+)$/, (_m, d: string) => ` as ${serviceAt(Number(d))}`)}`);
   if (lines.length === 0) return;

@@ -104,6 +104,15 @@ test('a registry port without a protocol leaves it out (detected per connection)
   t.deepEqual((svc.spec as { ports: unknown[] }).ports, [{ port: 25 }, { port: 80, protocol: 'http' }]);
 });
 
+test('two registry services on one address and port are refused as apply would, naming both', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'km-reg-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'registry.yaml');
+  const one = registry(['10.244.0.1']).services[0]!;
+  writeFileSync(file, stringify({ services: [{ ...one, addresses: ['fd00::10'] }, { ...one, name: 'ratings', addresses: ['FD00:0::10'] }] }));
+  t.throws(() => readRegistry(file), { message: (m) => m.includes(file) && /services\.1\.addresses\.0: Service\/shop\/ratings claims address fd00::10:\d+, which Service\/shop\/reviews/.test(m) && m.includes('nothing was written') });
+});
+
 test('a registry the mesh schema refuses writes nothing: the error names the file and the entry, and what was written stays', async (t) => {
   const { file, store, ctl } = await leading(t);
   const version = await store.version();
