@@ -26,6 +26,8 @@ const H2APP = `require('http2').createServer().on('stream', (s) => { s.respond({
 const V6APP = `require('http').createServer((q, r) => r.end('v6 remote=' + q.socket.remoteAddress)).listen({ port: 8083, host: '::', ipv6Only: true }, () => console.log('up'))`;
 const APP = `require('http').createServer((q, r) => r.end('remote=' + q.socket.remoteAddress)).listen(8080, '0.0.0.0', () => console.log('up'))`;
 /** Bound only to the pod's address, not to every address (so not to loopback). */
+/** On a port declared HTTP: served as HTTP however late its client speaks. */
+const LATE_APP = `require('http').createServer((q, r) => r.end('late remote=' + q.socket.remoteAddress)).listen(8086, '0.0.0.0', () => console.log('up'))`;
 const POD_IP_APP = `require('http').createServer((q, r) => r.end('pod-ip-only remote=' + q.socket.remoteAddress)).listen(8084, '${POD_IP}', () => console.log('up'))`;
 
 kernelTest('inbound: connections arriving at a pod’s port go through the proxy’s inbound listener, and straight to the application again once it is gone', async (t) => {
@@ -48,7 +50,7 @@ kernelTest('inbound: connections arriving at a pod’s port go through the proxy
     execFileSync('ip', ['-n', client, '-6', 'addr', 'add', `${CLIENT_IP6}/64`, 'dev', b, 'nodad']);
 
     const app = scratch.cgroup('app');
-    for (const code of [APP, H2APP, V6APP, POD_IP_APP]) {
+    for (const code of [APP, H2APP, V6APP, POD_IP_APP, LATE_APP]) {
       const server = scratch.spawn('app', process.execPath, ['-e', code]);
       await new Promise<void>((resolve, reject) => {
         server.stdout!.once('data', () => resolve());
@@ -69,11 +71,15 @@ kernelTest('inbound: connections arriving at a pod’s port go through the proxy
       { op: 'put', object: obj('AuthorizationPolicy', 'no-admin', 'shop', { service: 'web', action: 'DENY', rules: [{ to: { paths: [{ prefix: '/admin' }] } }] }) },
       // About the source: the calling pod's proxy enforces it; the destination cannot tell callers apart (they come from the node).
       { op: 'put', object: obj('AuthorizationPolicy', 'only-shop', 'shop', { service: 'web', action: 'ALLOW', rules: [{ from: { namespaces: ['shop'] } }] }) },
+      // Declared http: a client that speaks after detection's 100 ms is still served as HTTP, path rules and all.
+      { op: 'put', object: service('late', 'shop', { addresses: ['10.96.0.86'], ports: [{ port: 80, targetPort: 8086, protocol: 'http' }] }) },
+      { op: 'put', object: obj('Endpoints', 'late', 'shop', { endpoints: [{ address: POD_IP, port: 8086, labels: { app: 'late' } }] }) },
+      { op: 'put', object: obj('AuthorizationPolicy', 'late-no-admin', 'shop', { service: 'late', action: 'DENY', rules: [{ to: { paths: [{ prefix: '/admin' }] } }] }) },
     ]);
     scratch.enter('agent');
     agent = new Agent(
       scratchAgentConfig(scratch, redis, {
-        workloads: [{ name: 'web-0', namespace: 'shop', netnsPath: scratch.netnsPath, cgroupPath: app, labels: { app: 'web', version: 'v1' }, addresses: [POD_IP, POD_IP6], inboundPorts: [8080, 8082, 8083, 8084] }],
+        workloads: [{ name: 'web-0', namespace: 'shop', netnsPath: scratch.netnsPath, cgroupPath: app, labels: { app: 'web', version: 'v1' }, addresses: [POD_IP, POD_IP6], inboundPorts: [8080, 8082, 8083, 8084, 8086] }],
       }),
       silentLogger,
     );
@@ -107,6 +113,12 @@ kernelTest('inbound: connections arriving at a pod’s port go through the proxy
     t.is((await notHttp(8080)).stdout, '');
     t.regex(await agent.core.metrics.render(), /istio_tcp_connections_closed_total\{reporter="destination",[^}]*response_flags="RBAC"[^}]*\} 1/);
 
+    // A client that says nothing for 300 ms, on a port declared http: still HTTP (an undeclared port would have
+    // been taken for a server-first protocol and piped, and the path DENY would have refused the connection).
+    const late = (path: string) => promisify(execFile)('ip', ['netns', 'exec', client, 'bash', '-c', `exec 3<>/dev/tcp/${POD_IP}/8086; sleep 0.3; printf 'GET ${path} HTTP/1.1\\r\\nHost: late\\r\\nConnection: close\\r\\n\\r\\n' >&3; timeout 5 cat <&3`]).catch((e: { stdout: string }) => e);
+    t.regex((await late('/')).stdout, new RegExp(`^HTTP/1\\.1 200[^]*late remote=${POD_IP.replace(/\./g, '\\.')}$`));
+    t.regex((await late('/admin')).stdout, /^HTTP\/1\.1 403[^]*RBAC: access denied/);
+
     // A port that was not listed is not taken.
     const other = scratch.spawn('app', process.execPath, ['-e', APP.replace('8080', '8081')]);
     await new Promise<void>((resolve) => other.stdout!.once('data', () => resolve()));
@@ -118,7 +130,7 @@ kernelTest('inbound: connections arriving at a pod’s port go through the proxy
     await (agent.datapath as EbpfDatapath).close();
     await agent.proxy.close();
     const keys = () => JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'pinned', `${scratch.pinDir}/km_inbound_v1`]).toString()).length;
-    t.is(keys(), 8, 'the dead agent’s keys are still there (2 addresses × 4 ports)');
+    t.is(keys(), 10, 'the dead agent’s keys are still there (2 addresses × 5 ports)');
     t.true(readdirSync(`${scratch.pinDir}/links`).some((n) => n.startsWith('inbound-')), 'and its netns link');
     t.is(await curl(), `remote=${CLIENT_IP}`, 'fail-open: a closed listener leaves the connection to the application');
     await agent.stop();
