@@ -2,6 +2,7 @@
 /** Building blocks shared by every kind's schema. */
 import { SocketAddress } from 'node:net';
 import { z } from 'zod';
+import { regexProblem } from './regex.ts';
 
 /** A DNS-1123 label (Kubernetes object names and namespaces). */
 export const dnsLabel = z
@@ -90,17 +91,15 @@ export const protocol = z.enum(['http', 'http2', 'grpc', 'tcp', 'tls']);
 export const stringMatch = z.union([
   z.object({ exact: z.string() }).strict(),
   z.object({ prefix: z.string() }).strict(),
-  z.object({ regex: z.string().refine(validRegex, 'must be a valid regular expression') }).strict(),
+  z
+    .object({
+      regex: z.string().superRefine((s, ctx) => {
+        const problem = regexProblem(s);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      }),
+    })
+    .strict(),
 ]);
-
-function validRegex(s: string): boolean {
-  try {
-    new RegExp(s);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Resolves a serviceRef against the namespace it was written in. */
 export function resolveServiceRef(ref: string, namespace: string): string {

@@ -8,6 +8,7 @@ import { type Claim, claimId, claimLabel, compareClaimants, serviceClaims } from
 import type { MeshObject } from '../../config/objects.ts';
 import type { StoredObject } from '../../config/store.ts';
 import { canonicalIp, durationMs, resolveServiceRef } from '../../config/model/common.ts';
+import { compileRegex } from '../../config/model/regex.ts';
 import { type RetryPolicy, type ServicePolicy, compilePolicy, compileRetry } from './policy.ts';
 import type { Authz, CompiledAuthzRule } from '../policy/authz.ts';
 import type { LbPolicy, OutlierPolicy } from '../upstream/balancer.ts';
@@ -111,7 +112,7 @@ function stringMatcher(m: Spec | undefined): StringMatcher | undefined {
   if (!m) return undefined;
   if ('exact' in m) return (s) => s === m.exact;
   if ('prefix' in m) return (s) => s.startsWith(m.prefix as string);
-  const re = new RegExp(`^(?:${m.regex as string})$`);
+  const re = compileRegex(m.regex as string);
   return (s) => re.test(s);
 }
 
