@@ -294,7 +294,9 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
     services.set(key, { key, hosts: base.hosts, addresses: base.addresses, ports: base.ports, endpoints: [], subsets: NO_SUBSETS, routes: [], policy: meshPolicy, lb: { type: 'round_robin' }, rateLimits: [], live });
     if (base.selector) {
       const ns = key.slice(0, key.indexOf('/'));
-      selectors.set(ns, [...(selectors.get(ns) ?? []), { key, selector: base.selector }]);
+      const inNs = selectors.get(ns);
+      if (inNs) inNs.push({ key, selector: base.selector });
+      else selectors.set(ns, [{ key, selector: base.selector }]);
     }
   }
   const listed = new Map<string, Set<string>>();
