@@ -263,11 +263,18 @@ function clusterPolicyBase(spec: Spec, mesh: Spec | undefined): ClusterPolicyBas
   };
 }
 
+/** A Service object with its compiled form, keyed for compareClaimants. */
+interface ServiceEntry {
+  key: string;
+  object: MeshObject;
+  base: ServiceBase;
+}
+
 /** Most services have no subsets: they share this one (never set; a ClusterPolicy with subsets gives its service a map of its own). */
 const NO_SUBSETS: ReadonlyMap<string, Record<string, string>> = new Map();
 
 /** The Service objects a table's claims were settled from, in key order: the next build reuses the claims when they are the same objects. */
-const claimedFrom = new WeakMap<RoutingTable, Array<{ key: string; object: MeshObject }>>();
+const claimedFrom = new WeakMap<RoutingTable, ServiceEntry[]>();
 
 /** A table's Routes, ClusterPolicies and RateLimits in name order (inNameOrder), for the next build to reuse. */
 const orderedFrom = new WeakMap<RoutingTable, MeshObject[]>();
@@ -284,12 +291,15 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
   const meshPolicy = compilePolicy(undefined, mesh);
   // Selectors by namespace: a Workload is only matched against its own namespace's services.
   const selectors = new Map<string, Array<{ key: string; selector: Record<string, string> }>>();
-  const svcObjects: Array<{ key: string; object: MeshObject }> = [];
-  for (const o of all) if (o.kind === 'Service') svcObjects.push({ key: memo(o, () => serviceBase(o)).key, object: o });
+  const svcObjects: ServiceEntry[] = [];
+  for (const o of all) {
+    if (o.kind !== 'Service') continue;
+    const base = memo(o, () => serviceBase(o));
+    svcObjects.push({ key: base.key, object: o, base });
+  }
   const claims = settleClaims(svcObjects, previous);
   // Services in key order: the table must not depend on the order objects arrived in (stream or snapshot).
-  for (const { key, object: o } of claims.from) {
-    const base = memo(o, () => serviceBase(o));
+  for (const { key, base } of claims.from) {
     const live = previous?.services.get(key)?.live ?? { active: 0, pending: 0, retries: 0, connections: 0 };
     services.set(key, { key, hosts: base.hosts, addresses: base.addresses, ports: base.ports, endpoints: [], subsets: NO_SUBSETS, routes: [], policy: meshPolicy, lb: { type: 'round_robin' }, rateLimits: [], live });
     if (base.selector) {
@@ -405,7 +415,7 @@ const ORDERED_KINDS = new Set(['Route', 'ClusterPolicy', 'RateLimit']);
  * built from (endpoint churn, a new Route), its maps are reused as they are:
  * tables never change them.
  */
-function settleClaims(svcs: Array<{ key: string; object: MeshObject }>, previous: RoutingTable | undefined): Pick<RoutingTable, 'byVip' | 'byHost' | 'conflicts'> & { from: typeof svcs } {
+function settleClaims(svcs: ServiceEntry[], previous: RoutingTable | undefined): Pick<RoutingTable, 'byVip' | 'byHost' | 'conflicts'> & { from: typeof svcs } {
   const before = previous && claimedFrom.get(previous);
   if (previous && before && sameObjects(before.map((s) => s.object), svcs.map((s) => s.object))) return { byVip: previous.byVip, byHost: previous.byHost, conflicts: previous.conflicts, from: before };
   svcs.sort(compareClaimants);
@@ -415,7 +425,7 @@ function settleClaims(svcs: Array<{ key: string; object: MeshObject }>, previous
   const seen = new Set<string>();
   // svcs are in key order, which is compareClaimants' order.
   for (const s of svcs) {
-    for (const c of memo(s.object, () => serviceBase(s.object)).claims) {
+    for (const c of s.base.claims) {
       const routes = c.on === 'vip' ? byVip : byHost;
       const kept = routes.get(c.value);
       if (kept === undefined) routes.set(c.value, s.key);
