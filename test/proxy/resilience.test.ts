@@ -2,8 +2,10 @@
 // Timeouts, retries with backoff and budget, circuit breaking: each with a backend that needs it.
 import test from 'ava';
 import { createHash } from 'node:crypto';
+import { connect } from 'node:net';
 import { backend, endpoints, obj, proxy, service } from './helpers/fixtures.ts';
 import { rawExchange, statuses } from './helpers/raw.ts';
+import { until } from './helpers/wait.ts';
 
 const get = async (port: number, path: string) => {
   const { text } = await rawExchange(port, `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`, 5000);
@@ -78,27 +80,86 @@ test('the circuit breaker answers 503 (flag UO) past maxRequests, and recovers',
   t.regex(await p.server.core.metrics.render(), /kernmesh_proxy_local_replies_total\{response_flags="UO"\} 1/);
 });
 
-test('maxConnections caps the upstream connections: a request that needs one more gets 503 (UO)', async (t) => {
+// Istio's circuit-breaking example: maxConnections 1, http1MaxPendingRequests 1.
+test('at maxConnections a request waits for the connection (within maxPendingRequests), as in Envoy; past that it gets 503 (UO)', async (t) => {
   const b = await backend(t, 'slow');
-  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: b.port }]), obj('ClusterPolicy', 'web', 'shop', { service: 'web', connectionPool: { maxConnections: 1 } })], 'shop/web');
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: b.port }]), obj('ClusterPolicy', 'web', 'shop', { service: 'web', connectionPool: { maxConnections: 1, maxPendingRequests: 1 } })], 'shop/web');
+  const live = p.server.core.table.services.get('shop/web')!.live;
   const first = get(p.port, '/slow/400');
   for (let i = 0; i < 200 && b.seen.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
-  const second = await get(p.port, '/slow/1');
-  t.is(second.status, 503);
-  t.regex(second.text, /connection limit/);
+  const second = get(p.port, '/slow/1');
+  t.true(await until(() => live.pending === 1), 'the second request waits in line');
+  const third = await get(p.port, '/slow/1');
+  t.is(third.status, 503);
+  t.regex(third.text, /too many requests waiting/);
   t.is((await first).status, 200);
-  t.is((await get(p.port, '/slow/1')).status, 200, 'the pooled connection serves the next request');
+  t.is((await second).status, 200, 'served on the first one\'s connection once it came free');
+  t.is(p.server.core.pool.opened, 1, 'never more than one upstream connection');
+  t.is(live.pending, 0);
+  t.regex(await p.server.core.metrics.render(), /kernmesh_proxy_local_replies_total\{response_flags="UO"\} 1/);
 });
 
-test('maxConnections holds for a burst that arrives before any connection is up: connects count from their start', async (t) => {
+test('maxConnections holds for a burst that arrives before any connection is up: connects count from their start, the rest wait their turn', async (t) => {
   const b = await backend(t, 'slow');
   const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: b.port }]), obj('ClusterPolicy', 'web', 'shop', { service: 'web', connectionPool: { maxConnections: 2 } })], 'shop/web');
   // Eight requests at once: all reach the proxy while the first connects are still under way.
-  const answers = await Promise.all(Array.from({ length: 8 }, () => get(p.port, '/slow/200')));
-  const codes = answers.map((a) => a.status).sort();
-  t.deepEqual(codes.filter((c) => c === 200).length, 2, codes.join(','));
-  t.true(codes.every((c) => c === 200 || c === 503), codes.join(','));
+  const answers = await Promise.all(Array.from({ length: 8 }, () => get(p.port, '/slow/100')));
+  t.deepEqual(answers.map((a) => a.status), Array(8).fill(200));
   t.is(p.server.core.pool.opened, 2, 'no more upstream connections than allowed');
+  t.is(b.seen.length, 8);
+});
+
+test("a request waiting under maxConnections ends at its route's timeout (504 UT) or with its client, and leaves the line", async (t) => {
+  const b = await backend(t, 'slow');
+  const p = await proxy(
+    t,
+    [
+      service('web', 'shop'),
+      endpoints('web', 'shop', [{ port: b.port }]),
+      obj('ClusterPolicy', 'web', 'shop', { service: 'web', connectionPool: { maxConnections: 1 } }),
+      obj('Route', 'web', 'shop', { service: 'web', rules: [{ match: [{ path: { prefix: '/timed' } }], action: { split: [{}] }, timeout: '150ms' }, { action: { split: [{}] } }] }),
+    ],
+    'shop/web',
+  );
+  const live = p.server.core.table.services.get('shop/web')!.live;
+  const first = get(p.port, '/slow/800');
+  for (let i = 0; i < 200 && b.seen.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+  const start = Date.now();
+  const timed = await get(p.port, '/timed');
+  t.is(timed.status, 504);
+  t.true(Date.now() - start < 700, 'answered at its own timeout, not when the connection came free');
+  t.is(live.pending, 0);
+  // A client that gives up while in line (a reset: after a FIN alone, requests already sent are still answered).
+  const s = connect(p.port, '127.0.0.1');
+  await new Promise((r) => s.once('connect', r));
+  s.write('GET /gone HTTP/1.1\r\nHost: x\r\n\r\n');
+  t.true(await until(() => live.pending === 1));
+  s.resetAndDestroy();
+  t.true(await until(() => live.pending === 0), 'out of the line once its client is gone');
+  t.is(live.waiters?.length, 0);
+  t.is((await first).status, 200);
+  t.is((await get(p.port, '/slow/1')).status, 200);
+  t.deepEqual(b.seen.map((x) => x.url), ['/slow/800', '/slow/1'], 'neither reached the upstream');
+});
+
+test('at maxConnections, a request for another endpoint gets room: a released or idle connection elsewhere closes for it', async (t) => {
+  const a = await backend(t, 'slow');
+  const b = await backend(t, 'slow');
+  const p = await proxy(t, [service('web', 'shop'), endpoints('web', 'shop', [{ port: a.port }, { port: b.port }]), obj('ClusterPolicy', 'web', 'shop', { service: 'web', connectionPool: { maxConnections: 1 } })], 'shop/web');
+  const seen = () => a.seen.length + b.seen.length;
+  // Round robin: the second request is for the other endpoint, whose room the first one's connection holds.
+  const first = get(p.port, '/slow/300');
+  for (let i = 0; i < 200 && seen() === 0; i++) await new Promise((r) => setTimeout(r, 5));
+  const second = await get(p.port, '/slow/1');
+  t.is(second.status, 200);
+  t.is((await first).status, 200);
+  t.deepEqual([a.seen.length, b.seen.length], [1, 1], 'each endpoint got its own request');
+  // Now the second one's connection sits idle in the pool: the next request (for the first endpoint) must not wait for its idle timeout.
+  const start = Date.now();
+  t.is((await get(p.port, '/slow/1')).status, 200);
+  t.true(Date.now() - start < 2000);
+  t.deepEqual([a.seen.length, b.seen.length].sort(), [1, 2]);
+  t.is(p.server.core.pool.opened, 3);
 });
 
 test('a request body is sent again on a retry (Content-Length and chunked); one past the replay limit is not retried', async (t) => {

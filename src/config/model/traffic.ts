@@ -93,9 +93,19 @@ export const ClusterPolicySpec = z
       .default({ type: 'round_robin' }),
     connectionPool: z
       .object({
-        maxConnections: z.number().int().min(1).default(1024),
-        maxPendingRequests: z.number().int().min(1).default(1024),
-        maxRequests: z.number().int().min(1).default(1024),
+        maxConnections: z
+          .number()
+          .int()
+          .min(1)
+          .default(1024)
+          .describe('upstream connections the service may hold open, idle ones included; past it an HTTP/1.1 request waits for one to come free (a pending request), an HTTP/2 one that needs a new session gets 503 (UO)'),
+        maxPendingRequests: z
+          .number()
+          .int()
+          .min(1)
+          .default(1024)
+          .describe("requests waiting for an upstream connection (being opened, or to come free under maxConnections), each for at most its route's timeout; past it, 503 (UO). Istio's http1MaxPendingRequests"),
+        maxRequests: z.number().int().min(1).default(1024).describe('requests under way to the service; past it, 503 (UO)'),
         maxRetries: z.number().int().min(0).default(3),
         idleTimeout: positiveDuration.default('60s').describe('an upstream HTTP connection (HTTP/1.1 keep-alive or h2c session) unused this long is closed'),
       })

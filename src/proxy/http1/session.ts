@@ -14,6 +14,7 @@ import { mirror } from './mirror.ts';
 import { newRequestId } from './request-id.ts';
 import { type Head, HttpParseError, forwardHeaders, header, headEnd, normalizeTarget, parseHead, reasonPhrase } from './parse.ts';
 import type { ResponseSink, UpstreamConn } from '../upstream/conn.ts';
+import { type ConnCounts, type ConnWaiter, stopWaiting, waitForRoom } from '../upstream/waiters.ts';
 import type { ProxyCore } from '../core.ts';
 import type { Peer } from '../telemetry/metrics.ts';
 import type { ServiceInfo } from '../routing/table.ts';
@@ -93,6 +94,9 @@ export class Http1Session implements ResponseSink {
   private attempt = 1;
   private inRetry = false;
   private activeOn: ServiceInfo | null = null;
+  /** Queued under its service's maxConnections (see waiters.ts), and whose queue. */
+  private waiting: ConnWaiter | null = null;
+  private waitingOn: ConnCounts | null = null;
   /** Bumped per exchange, so late callbacks of an earlier one are recognised. */
   private exchangeId = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -294,8 +298,12 @@ export class Http1Session implements ResponseSink {
     this.tryUpstream(head, target);
   }
 
-  /** One attempt: a pooled connection (synchronously), or a new one within the connect timeout. */
-  private tryUpstream(head: Head, target: Target & { kind: 'upstream' }): void {
+  /**
+   * One attempt: a pooled connection (synchronously), or a new one within
+   * the connect timeout, or, at the service's connection limit, a place in
+   * line for either (woken: true once it has waited, so it keeps its turn).
+   */
+  private tryUpstream(head: Head, target: Target & { kind: 'upstream' }, woken = false): void {
     this.target = target;
     // Inbound connections (made inside a pod) are pooled apart from outbound ones to the same address:
     // one must never stand in for the other.
@@ -305,8 +313,9 @@ export class Http1Session implements ResponseSink {
     const svc = target.service;
     const policy = svc?.policy ?? this.ctx.core.table.defaultPolicy;
     if (svc && svc.live.pending >= policy.limits.maxPendingRequests) return this.localReply(503, 'UO', 'too many requests waiting for an upstream connection\n');
-    // maxConnections caps the upstream connections a cluster may hold open (pooled ones included).
-    if (svc && svc.live.connections >= policy.limits.maxConnections) return this.localReply(503, 'UO', 'upstream connection limit reached (circuit breaker open)\n');
+    // maxConnections caps the upstream connections a cluster may hold open (pooled ones included);
+    // past it the request waits, as in Envoy, within maxPendingRequests and its route's timeout.
+    if (svc && svc.live.connections >= policy.limits.maxConnections) return this.waitForConnection(svc.live, poolAddress, head, target, woken);
     if (svc) svc.live.pending++;
     const exchange = this.exchangeId;
     const dial = target.inbound?.dial;
@@ -332,6 +341,32 @@ export class Http1Session implements ResponseSink {
       // Counted against maxConnections from the connect on (one pooled after its client left included).
       svc?.live,
     );
+  }
+
+  private waitForConnection(counts: ConnCounts, address: string, head: Head, target: Target & { kind: 'upstream' }, front: boolean): void {
+    const exchange = this.exchangeId;
+    const w: ConnWaiter = {
+      address,
+      port: target.port,
+      wake: () => {
+        if (this.waiting !== w) return;
+        this.waiting = this.waitingOn = null;
+        if (this.state !== S_CLOSED && exchange === this.exchangeId) this.tryUpstream(head, target, true);
+      },
+    };
+    this.waiting = w;
+    this.waitingOn = counts;
+    waitForRoom(counts, w, front);
+    // The service's idle connections to other endpoints would hold the room until their idle timeout:
+    // one closes, and its close wakes the first in line.
+    this.ctx.core.pool.evictIdle(counts);
+  }
+
+  /** Out of the line for a connection (the exchange ended: its timeout, a local reply, the client gone). */
+  private leaveLine(): void {
+    if (!this.waiting) return;
+    stopWaiting(this.waitingOn!, this.waiting);
+    this.waiting = this.waitingOn = null;
   }
 
   /**
@@ -773,6 +808,7 @@ export class Http1Session implements ResponseSink {
   /** Metrics and (sampled) access log for the exchange that just ended. */
   private record(): void {
     this.releaseAttempt();
+    this.leaveLine();
     const head = this.req;
     if (!head) return;
     this.req = null;
@@ -825,6 +861,7 @@ export class Http1Session implements ResponseSink {
     }
     if (this.timer) clearTimeout(this.timer);
     unwatchIdle(this);
+    this.leaveLine();
     if (this.state === S_CLOSED && !this.upstream) return;
     this.state = S_CLOSED;
     this.upstream?.abandon();

@@ -3,6 +3,7 @@
 import { type ClientHttp2Session, connect } from 'node:http2';
 import { Socket, connect as netConnect } from 'node:net';
 import { timerMs } from '../timer.ts';
+import { type ConnCounts, roomMade } from '../upstream/waiters.ts';
 
 export interface SessionOptions {
   /** The connection is made elsewhere (inbound: inside a pod), and the session is kept apart under key. */
@@ -16,7 +17,7 @@ export interface SessionOptions {
    */
   connectTimeoutMs?: number;
   /** A session this call opens counts in live.connections until it closes (the service's circuit breaker). */
-  live?: { connections: number };
+  live?: ConnCounts;
 }
 
 
@@ -71,7 +72,11 @@ export class H2Upstreams {
     s.on('goaway', forget);
     if (live) {
       live.connections++;
-      s.once('close', () => live.connections--);
+      s.once('close', () => {
+        live.connections--;
+        // Room for an HTTP/1.1 request of the same service waiting under the limit (waiters.ts).
+        roomMade(live);
+      });
     }
     // One 'connect' listener per session, however many streams wait on it.
     const waiters: Array<() => void> = [];

@@ -12,6 +12,7 @@ import { compileRegex } from '../../config/model/regex.ts';
 import { type RetryPolicy, type ServicePolicy, compilePolicy, compileRetry } from './policy.ts';
 import type { Authz, CompiledAuthzRule } from '../policy/authz.ts';
 import type { LbPolicy, OutlierPolicy } from '../upstream/balancer.ts';
+import type { ConnCounts } from '../upstream/waiters.ts';
 import type { CompiledFault } from '../policy/fault.ts';
 import type { CompiledRateLimit } from '../policy/rate-limit.ts';
 
@@ -45,7 +46,7 @@ export interface ServiceInfo {
   authz?: Authz;
   rateLimits: CompiledRateLimit[];
   /** Live counters for the circuit breaker (they survive a table swap with the service). */
-  live: { active: number; pending: number; retries: number; connections: number };
+  live: ConnCounts & { active: number; retries: number };
 }
 
 export type StringMatcher = (s: string) => boolean;
@@ -300,7 +301,7 @@ export function buildTable(version: number, objects: Iterable<StoredObject>, pre
   const claims = settleClaims(svcObjects, previous);
   // Services in key order: the table must not depend on the order objects arrived in (stream or snapshot).
   for (const { key, base } of claims.from) {
-    const live = previous?.services.get(key)?.live ?? { active: 0, pending: 0, retries: 0, connections: 0 };
+    const live = previous?.services.get(key)?.live ?? { active: 0, pending: 0, retries: 0, connections: 0, waiters: null };
     services.set(key, { key, hosts: base.hosts, addresses: base.addresses, ports: base.ports, endpoints: [], subsets: NO_SUBSETS, routes: [], policy: meshPolicy, lb: { type: 'round_robin' }, rateLimits: [], live });
     if (base.selector) {
       const ns = key.slice(0, key.indexOf('/'));

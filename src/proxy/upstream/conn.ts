@@ -7,6 +7,7 @@
 import type { Socket } from 'node:net';
 import { ChunkedScanner } from '../http1/chunked.ts';
 import { type Head, HttpParseError, header, headEnd, parseHead } from '../http1/parse.ts';
+import type { ConnCounts } from './waiters.ts';
 
 const MAX_RESPONSE_HEAD = 64 * 1024;
 
@@ -61,15 +62,18 @@ export class UpstreamConn {
   /** Closed after this long idle in the pool: its service's connectionPool.idleTimeout, set at each release. */
   idleTimeoutMs = 60_000;
   private reuseBlocked = false;
+  /** The service whose connection limit it counts against (the one that opened it), if any. */
+  readonly counted: ConnCounts | null;
 
   /**
    * userBuffer: the socket reads into READ_BUFFER (net.connect's onread) and
    * calls onRead; otherwise it emits 'data' (sockets made elsewhere).
    */
-  constructor(socket: Socket, address: string, port: number, userBuffer = false) {
+  constructor(socket: Socket, address: string, port: number, userBuffer = false, counted: ConnCounts | null = null) {
     this.socket = socket;
     this.address = address;
     this.port = port;
+    this.counted = counted;
     socket.setNoDelay(true);
     if (!userBuffer) socket.on('data', (c: Buffer) => this.onData(c));
     socket.on('end', () => this.onClose(null));

@@ -3,6 +3,7 @@
 import { type Socket, connect } from 'node:net';
 import { READ_BUFFER, UpstreamConn } from './conn.ts';
 import { timerMs } from '../timer.ts';
+import { type ConnCounts, pooledFor, roomMade } from './waiters.ts';
 
 export interface PoolOptions {
   maxIdlePerEndpoint?: number;
@@ -60,9 +61,10 @@ export class UpstreamPool {
   /**
    * A new connection; cb runs once. counted: a service's live counts, whose
    * connections this one counts against from its connect on until its socket
-   * closes (a burst must not open one each while none is connected yet).
+   * closes (a burst must not open one each while none is connected yet);
+   * its close makes room for a request waiting under the limit.
    */
-  connect(address: string, port: number, cb: (err: Error | null, conn: UpstreamConn | null) => void, timeoutMs = this.connectTimeoutMs, dial?: () => Socket, counted?: { connections: number }): void {
+  connect(address: string, port: number, cb: (err: Error | null, conn: UpstreamConn | null) => void, timeoutMs = this.connectTimeoutMs, dial?: () => Socket, counted?: ConnCounts): void {
     const key = `${address}:${port}`;
     // dial: a socket made elsewhere, still pooled under address:port (an inbound application, reached in its pod).
     let socket: Socket;
@@ -78,10 +80,13 @@ export class UpstreamPool {
     if (counted) {
       counted.connections++;
       // A failed or timed-out connect closes its socket too.
-      socket.once('close', () => counted.connections--);
+      socket.once('close', () => {
+        counted.connections--;
+        roomMade(counted);
+      });
     }
     this.opened++;
-    conn = new UpstreamConn(socket, address, port, !dial);
+    conn = new UpstreamConn(socket, address, port, !dial, counted ?? null);
     let done = false;
     const timer = setTimeout(() => {
       if (done) return;
@@ -103,9 +108,14 @@ export class UpstreamPool {
     });
   }
 
-  /** Back to the pool; closed once idle longer than idleTimeoutMs (its service's), within a sweep period. */
+  /**
+   * Back to the pool; closed once idle longer than idleTimeoutMs (its
+   * service's), within a sweep period. While requests wait under its
+   * service's connection limit it goes to the first one waiting for its
+   * endpoint, or, when they all wait for others, closes to make room.
+   */
   release(conn: UpstreamConn, idleTimeoutMs = this.idleTimeoutMs): void {
-    if (!conn.idle) {
+    if (!conn.idle || (conn.counted !== null && !pooledFor(conn.counted, conn.address, conn.port))) {
       conn.socket.destroy();
       return;
     }
@@ -178,6 +188,25 @@ export class UpstreamPool {
     }
     const every = sweepPeriod(shortest === Infinity ? 0 : shortest);
     if (every !== this.sweepEveryMs) this.sweepEvery(every);
+  }
+
+  /**
+   * Closes one idle connection counted against `counts`, so that a request
+   * waiting under that limit for another endpoint can open its own (whose
+   * connections sit idle elsewhere would otherwise hold the room until their
+   * idle timeout). False when there is none.
+   */
+  evictIdle(counts: ConnCounts): boolean {
+    for (const list of this.lists()) {
+      for (let i = list.length - 1; i >= 0; i--) {
+        const c = list[i]!;
+        if (c.counted !== counts || !c.idle) continue;
+        list.splice(i, 1);
+        c.socket.destroy();
+        return true;
+      }
+    }
+    return false;
   }
 
   /** Idle connections per endpoint, for /metrics and status. */
