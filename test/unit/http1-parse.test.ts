@@ -111,3 +111,14 @@ test('the header list is made on first use and matches the lines received', (t) 
   t.deepEqual(h.headers, ['Host', 'a', 'X-Empty', '', 'X-Pad', 'v']);
   t.is(h.headers, h.headers, 'made once');
 });
+
+test('a target is normalized as Istio does by default: dot segments resolved, a backslash in the path read as a slash', (t) => {
+  const target = (raw: string) => parse(`GET ${raw} HTTP/1.1\r\nHost: a\r\n\r\n`).target;
+  t.is(target('/a/../admin/x'), '/admin/x');
+  t.is(target('/a/%2e%2E/admin'), '/admin');
+  t.is(target('/admin\\x'), '/admin/x');
+  t.is(target('/a\\..\\admin'), '/admin');
+  t.is(target('/q?path=a\\b'), '/q?path=a\\b', 'a backslash in the query is left alone');
+  t.is(target('/plain/path?x=1'), '/plain/path?x=1');
+  t.false(parse('GET /admin\\x HTTP/1.1\r\nHost: a\r\n\r\n').plain, 'not forwarded as received');
+});

@@ -330,7 +330,10 @@ function parseStatusLine(buf: Buffer, cr: number, head: Http1Head): void {
  * all see alike: absolute-form ("http://host/x") becomes origin-form with its
  * authority as the host (RFC 9112 3.2.2), and dot segments ("/a/../admin",
  * also percent-encoded) are resolved, so a policy on "/admin" cannot be
- * walked around.
+ * walked around. A backslash in the path becomes a slash, as in Istio's
+ * default normalization (BASE) and in the URL parsers of browsers and of
+ * many servers: "/admin\x" must not pass a rule on "/admin/" and then be
+ * served as "/admin/x". One in the query is left alone.
  */
 export function normalizeTarget(head: Head): void {
   const t = head.target;
@@ -351,7 +354,9 @@ export function normalizeTarget(head: Head): void {
     head.plain = false;
     return;
   }
-  if (t.includes('/.') || t.includes('%2e') || t.includes('%2E')) {
+  const bs = t.indexOf('\\');
+  if (t.includes('/.') || t.includes('%2e') || t.includes('%2E') || (bs >= 0 && !t.slice(0, bs).includes('?'))) {
+    // The WHATWG URL parser resolves dot segments and, for http, reads a backslash in the path as a slash.
     const u = new URL(t, 'http://h');
     head.target = u.pathname + u.search;
     head.plain = false;
