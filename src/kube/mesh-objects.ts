@@ -49,12 +49,37 @@ export function slicesOf(svc: V1Service, slices: readonly V1EndpointSlice[]): V1
   return slices.filter((s) => s.metadata?.namespace === ns && s.metadata?.labels?.[SERVICE_NAME_LABEL] === name && (s.addressType === 'IPv4' || s.addressType === 'IPv6'));
 }
 
+/** A targetPort Kubernetes resolves per pod (by container port name), not a number. */
+function isNamed(targetPort: number | string | undefined): boolean {
+  return typeof targetPort === 'string' && !/^\d+$/.test(targetPort);
+}
+
+/**
+ * A slice's numbers for the named service ports, by name (undefined when it
+ * gives none): all of them, not only those that differ from the Service's
+ * targetPort, so an Endpoints object does not change with which slice the
+ * Service's numbers came from.
+ */
+function namedPorts(s: V1EndpointSlice, names: readonly string[]): Record<string, number> | undefined {
+  let out: Record<string, number> | undefined;
+  for (const name of names) {
+    const port = s.ports?.find((p) => p.name === name)?.port;
+    if (port) (out ??= {})[name] = port;
+  }
+  return out;
+}
+
+function compareNames(a = '', b = ''): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
 export function meshObjectsFor(svc: V1Service, slices: readonly V1EndpointSlice[], podLabels: PodLabels = () => undefined): MeshObject[] {
   const name = svc.metadata?.name ?? '';
   const namespace = svc.metadata?.namespace ?? 'default';
   // ExternalName services are DNS aliases: nothing to route to.
   if (svc.spec?.type === 'ExternalName') return [];
-  const mine = slicesOf(svc, slices);
+  // In name order: the first slice to list an address, or to name a port's number, is the same on every run.
+  const mine = slicesOf(svc, slices).sort((a, b) => compareNames(a.metadata?.name, b.metadata?.name));
   const tcpPorts = (svc.spec?.ports ?? []).filter((p) => (p.protocol ?? 'TCP') === 'TCP');
   if (tcpPorts.length === 0) return [];
   const slicePort = (portName: string | undefined): number | undefined => {
@@ -62,18 +87,23 @@ export function meshObjectsFor(svc: V1Service, slices: readonly V1EndpointSlice[
     return undefined;
   };
   const ports = tcpPorts.map((p) => {
-    // A named targetPort is resolved per pod by Kubernetes; the slices carry the number.
+    // A named targetPort is resolved per pod by Kubernetes; the slices carry the number (the first
+    // slice's here: with several ports, each endpoint's own ports, below, say where its pod listens).
     const target = typeof p.targetPort === 'number' ? p.targetPort : /^\d+$/.test(String(p.targetPort ?? '')) ? Number(p.targetPort) : slicePort(p.name);
     return { ...(p.name ? { name: p.name } : {}), port: p.port, ...(target ? { targetPort: target } : {}), protocol: portProtocol(p) };
   });
   const addresses = (svc.spec?.clusterIPs ?? (svc.spec?.clusterIP ? [svc.spec.clusterIP] : [])).filter((a) => a && a !== 'None');
 
   const single = tcpPorts.length === 1 ? tcpPorts[0] : undefined;
+  // With several, only the ports whose targetPort is a name can differ between pods.
+  const named = single ? [] : tcpPorts.filter((p) => isNamed(p.targetPort) && p.name).map((p) => p.name!);
   const seen = new Set<string>();
   const endpoints: Array<Record<string, unknown>> = [];
   for (const s of mine) {
-    // With one service port, each slice says which port its endpoints use (it may differ per slice).
+    // Each slice says which ports its endpoints use (they may differ per slice, as pods of two versions do):
+    // with one service port, the endpoint's port; with several, its port for each named targetPort.
     const port = single ? (s.ports ?? []).find((p) => (p.name ?? '') === (single.name ?? ''))?.port : undefined;
+    const own = namedPorts(s, named);
     for (const e of s.endpoints ?? []) {
       const labels = e.targetRef?.kind === 'Pod' && e.targetRef.name ? (podLabels(e.targetRef.namespace ?? namespace, e.targetRef.name) ?? {}) : {};
       for (const address of e.addresses ?? []) {
@@ -82,6 +112,7 @@ export function meshObjectsFor(svc: V1Service, slices: readonly V1EndpointSlice[
         endpoints.push({
           address,
           ...(port ? { port } : {}),
+          ...(own ? { ports: own } : {}),
           ...(e.nodeName ? { node: e.nodeName } : {}),
           ...(e.zone ? { zone: e.zone } : {}),
           labels,

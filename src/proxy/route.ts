@@ -3,7 +3,7 @@
 import type { ProxyCore } from './core.ts';
 import type { Head } from './http1/parse.ts';
 import type { Socket } from 'node:net';
-import { endpointsOf, matchRule, pathOf, pickDestination, requestPort, serviceFor, servicesByEndpoint } from './routing/select.ts';
+import { endpointPort, endpointsOf, matchRule, pathOf, pickDestination, requestPort, serviceFor, servicePortAt, servicesByEndpoint } from './routing/select.ts';
 import type { RoutingTable, ServiceInfo } from './routing/table.ts';
 
 import type { CompiledRule, EndpointInfo } from './routing/table.ts';
@@ -64,7 +64,7 @@ export function inboundRoute(table: RoutingTable, local: { address: string; port
   // Every service this pod backs has its say; policies name service ports, so the one mapping to this target port.
   const services = servicesByEndpoint(table, local.address, local.port);
   for (const s of services) {
-    const why = deniedAtDestination(s.authz, head, s.ports.find((p) => p.targetPort === local.port)?.port ?? local.port);
+    const why = deniedAtDestination(s.authz, head, servicePortAt(table, s, local.address, local.port)?.port ?? local.port);
     if (why) return { kind: 'local', status: 403, body: `RBAC: access denied (${why})\n`, flags: 'RBAC', inbound: { ...inbound, service: s } };
   }
   const svc = services[0];
@@ -80,7 +80,7 @@ export function mirrorTarget(core: ProxyCore, head: Head, serviceKey: string, pe
   const svc = core.table.services.get(serviceKey);
   const ep = svc && core.balancer.pick(svc, svc.endpoints, head, peerIp);
   if (!svc || !ep) return null;
-  return { service: svc, address: ep.address, port: ep.port || svc.ports[0]?.targetPort || 80, host: `${head.host ?? serviceKey}-shadow` };
+  return { service: svc, address: ep.address, port: endpointPort(ep, svc.ports[0]) || 80, host: `${head.host ?? serviceKey}-shadow` };
 }
 
 /**
@@ -96,9 +96,10 @@ function rewritePrefix(rule: CompiledRule, target: string, prefix: string): stri
   return prefix + target.slice(1);
 }
 
-function targetPort(svc: ServiceInfo, port: number | undefined): number {
+/** Where to reach ep for the service port a request was sent to (the service's first port when that is not one of its own). */
+function dialPort(svc: ServiceInfo, ep: EndpointInfo, port: number | undefined): number {
   const p = (port !== undefined && svc.ports.find((x) => x.port === port)) || svc.ports[0];
-  return p?.targetPort ?? port ?? 80;
+  return endpointPort(ep, p) || port || 80;
 }
 
 type Refusal = { kind: 'local'; status: number; body: string; flags: string };
@@ -172,7 +173,7 @@ export function route(table: RoutingTable, origDst: { address: string; port: num
   const eps = endpointsOf(destSvc, dest.subset);
   const ep = core.balancer.pick(destSvc, eps, head, peerIp);
   if (!ep) return { kind: 'local', status: 503, body: `no healthy upstream for ${destSvc.key}${dest.subset ? ` subset ${dest.subset}` : ''}\n`, flags: 'UH', service: destSvc };
-  const port = ep.port || targetPort(destSvc, dest.port ?? origDst?.port);
+  const port = dialPort(destSvc, ep, dest.port ?? origDst?.port);
   // Every field set, in one order: the sessions read targets in their hot paths, and one object
   // shape keeps those reads monomorphic (optional fields spread in made a shape per combination).
   const target: Target = { kind: 'upstream', address: ep.address, port, host: undefined, path: undefined, service: destSvc, endpoint: ep, route: routeName, rule, delayMs, subset: dest.subset, inbound: undefined };

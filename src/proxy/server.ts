@@ -9,7 +9,7 @@ import { type DetectOptions, detect } from './detect.ts';
 import { Http1Session } from './http1/session.ts';
 import { type H2Server, h2Server, serveH2 } from './http2/session.ts';
 import { denied, deniedAtDestination } from './policy/authz.ts';
-import { endpointsOf, peerOf, serviceByEndpoint, serviceFor, servicesByEndpoint } from './routing/select.ts';
+import { endpointPort, endpointsOf, peerOf, serviceByEndpoint, serviceFor, servicePortAt, servicesByEndpoint } from './routing/select.ts';
 import type { RoutingTable } from './routing/table.ts';
 import { pipeTcp } from './tcp.ts';
 import type { InboundDial } from './route.ts';
@@ -143,7 +143,7 @@ export class ProxyServer {
       const ep = this.core.balancer.pick(svc, endpointsOf(svc, undefined), null, socket.remoteAddress ?? '');
       if (!ep) return this.refuseTcp(socket, rec, initial, 'UH');
       address = ep.address;
-      port = ep.port || svc.ports.find((p) => p.port === origDst?.port)?.targetPort || svc.ports[0]!.targetPort;
+      port = endpointPort(ep, svc.ports.find((p) => p.port === origDst?.port) ?? svc.ports[0]);
     } else if (origDst) {
       address = origDst.address;
       port = origDst.port;
@@ -180,7 +180,8 @@ export class ProxyServer {
     const known = this.inboundProtocols.byPort;
     const key = `${address}|${port}`;
     if (known.has(key)) return known.get(key);
-    const declared = serviceByEndpoint(table, address, port)?.ports.find((p) => p.targetPort === port)?.protocol;
+    const svc = serviceByEndpoint(table, address, port);
+    const declared = svc && servicePortAt(table, svc, address, port)?.protocol;
     known.set(key, declared);
     return declared;
   }
@@ -200,7 +201,7 @@ export class ProxyServer {
     };
     // What depends on the connection alone is enforced here too (see deniedAtDestination), for every service this pod backs.
     for (const s of servicesByEndpoint(this.core.table, address, port)) {
-      if (deniedAtDestination(s.authz, null, s.ports.find((p) => p.targetPort === port)?.port ?? port)) return this.refuseTcp(socket, rec, initial, 'RBAC');
+      if (deniedAtDestination(s.authz, null, servicePortAt(this.core.table, s, address, port)?.port ?? port)) return this.refuseTcp(socket, rec, initial, 'RBAC');
     }
     this.core.metrics.tcpOpen(rec);
     const policy = svc?.policy ?? this.core.table.defaultPolicy;

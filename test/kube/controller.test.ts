@@ -20,7 +20,7 @@ import { RedisServer } from '../redis/helpers/redis-server.ts';
 import { FakeApiServer } from './helpers/fake-apiserver.ts';
 import { k8sService, pod, slice, until } from './helpers/objects.ts';
 
-type Eps = { endpoints: Array<{ address: string; port?: number; ready: boolean; node?: string; zone?: string; labels: Record<string, string> }> };
+type Eps = { endpoints: Array<{ address: string; port?: number; ports?: Record<string, number>; ready: boolean; node?: string; zone?: string; labels: Record<string, string> }> };
 const LEASE = { leaseDurationMs: 1000, renewDeadlineMs: 700, retryPeriodMs: 100 };
 
 async function setup(t: ExecutionContext) {
@@ -86,6 +86,29 @@ test('Services and EndpointSlices reach Redis with readiness, node, zone and pod
   t.truthy(await store.get('Service', 'shop/db'), 'other services stay');
   // Objects the controller does not own are left alone.
   t.pass();
+});
+
+test('a Service with several named targetPorts: each endpoint is written with its own slice’s numbers, and a rollout moves them', async (t) => {
+  const { api, store, replica } = await setup(t);
+  api.put('services', k8sService('shop', 'web', '10.96.0.50', [{ name: 'http', port: 80, targetPort: 'web' }, { name: 'metrics', port: 9100, targetPort: 'prom' }]));
+  // Pods of two versions name different container ports "web" and "prom" (the slices carry the numbers).
+  api.put('endpointslices', slice('shop', 'web', 'web-v1', [{ name: 'http', port: 8080 }, { name: 'metrics', port: 9090 }], [{ ip: '10.244.1.5' }]));
+  api.put('endpointslices', slice('shop', 'web', 'web-v2', [{ name: 'http', port: 8081 }, { name: 'metrics', port: 9091 }], [{ ip: '10.244.2.5' }]));
+  const c = replica('controller-0');
+  c.start();
+  await until(async () => (await eps(store, 'shop/web'))?.length === 2, 'the endpoints');
+  t.deepEqual(
+    (await eps(store, 'shop/web'))!.map((e) => ({ address: e.address, port: e.port, ports: e.ports })),
+    [
+      { address: '10.244.1.5', port: undefined, ports: { http: 8080, metrics: 9090 } },
+      { address: '10.244.2.5', port: undefined, ports: { http: 8081, metrics: 9091 } },
+    ],
+  );
+  // The rollout ends: the v1 slice goes, and the Service's numbers are v2's.
+  api.remove('endpointslices', 'web-v1', 'shop');
+  await until(async () => (await eps(store, 'shop/web'))?.length === 1, 'the v1 slice to go');
+  t.like((await store.get('Service', 'shop/web'))!.object.spec, { ports: [{ name: 'http', targetPort: 8081 }, { name: 'metrics', targetPort: 9091 }] });
+  t.deepEqual((await eps(store, 'shop/web'))![0]!.ports, { http: 8081, metrics: 9091 });
 });
 
 test('one of two replicas writes; one that loses its lease stops writing at once; the other takes over when the lease runs out', async (t) => {

@@ -2,12 +2,13 @@
 // The routing table across rebuilds: an endpoint change anywhere rebuilds it
 // on every node, so what did not change is reused (endpoint lists, claims,
 // compiled routes and policies), and what did change must still show. And
-// addresses are matched in the one form the kernel reports them in.
+// addresses are matched in the one form the kernel reports them in, and an
+// endpoint's ports in the numbers of its own (Endpoint.ports).
 import test from 'ava';
 import type { MeshObject } from '../../src/config/objects.ts';
 import { checkClaims } from '../../src/config/validate.ts';
-import { peerOf, serviceByEndpoint, serviceFor } from '../../src/proxy/routing/select.ts';
-import { type RoutingTable, buildTable } from '../../src/proxy/routing/table.ts';
+import { endpointPort, peerOf, serviceByEndpoint, serviceFor, servicePortAt, servicesByEndpoint } from '../../src/proxy/routing/select.ts';
+import { type EndpointInfo, type RoutingTable, type ServicePortInfo, buildTable } from '../../src/proxy/routing/table.ts';
 
 const obj = (kind: MeshObject['kind'], name: string, spec: Record<string, unknown>): MeshObject => ({ apiVersion: 'kernmesh.io/v1', kind, metadata: { name, namespace: 'shop' }, spec });
 const service = (name: string, addresses: string[], port = 80) => obj('Service', name, { hosts: [`${name}.example`], addresses, ports: [{ port, targetPort: 8080, protocol: 'http' }] });
@@ -64,4 +65,31 @@ test('Workloads are matched by canonical address against what Endpoints list, in
   const vm = (name: string, address: string, namespace = 'shop') => ({ ...obj('Workload', name, { address, ports: [8080], labels: { app: 'web' } }), metadata: { name, namespace } }) as MeshObject;
   const table = build([svc, endpoints('web', 'fd00::7'), vm('listed', 'FD00:0::7'), vm('vm-1', '192.0.2.10'), vm('elsewhere', '192.0.2.11', 'other')]);
   t.deepEqual(table.services.get('shop/web')!.endpoints.map((e) => e.address), ['fd00::7', '192.0.2.10']);
+});
+
+test("an endpoint's port for a service port: its own for that port's name, else its port, else the targetPort; and back from a pod's port", (t) => {
+  const ports = [
+    { name: 'http', port: 80, targetPort: 8080, protocol: 'http' },
+    { name: 'metrics', port: 9100, targetPort: 9090, protocol: 'http' },
+  ];
+  const eps = obj('Endpoints', 'web', {
+    endpoints: [
+      { address: '10.0.0.1', ports: { http: 8081, metrics: 8080 } },
+      { address: '10.0.0.2', port: 7000, ports: { http: 7001 } },
+      { address: '10.0.0.3' },
+    ],
+  });
+  const table = build([obj('Service', 'web', { hosts: [], addresses: [], ports }), eps]);
+  const svc = table.services.get('shop/web')!;
+  const [own, mixed, plain] = svc.endpoints as [EndpointInfo, EndpointInfo, EndpointInfo];
+  const [http, metrics] = svc.ports as [ServicePortInfo, ServicePortInfo];
+  t.deepEqual([endpointPort(own, http), endpointPort(own, metrics)], [8081, 8080]);
+  t.deepEqual([endpointPort(mixed, http), endpointPort(mixed, metrics)], [7001, 7000]);
+  t.deepEqual([endpointPort(plain, http), endpointPort(plain, metrics)], [8080, 9090]);
+  // 8080 is this pod's metrics port, though it is the Service's targetPort for http.
+  t.is(servicePortAt(table, svc, '10.0.0.1', 8080)?.port, 9100);
+  t.is(servicePortAt(table, svc, '10.0.0.3', 8080)?.port, 80);
+  t.deepEqual(servicesByEndpoint(table, '10.0.0.2', 7000), [svc]);
+  // Compiled once per object: a rebuild keeps the same endpoint list.
+  t.is(build([obj('Service', 'web', { hosts: [], addresses: [], ports }), eps], table).services.get('shop/web')!.endpoints, svc.endpoints);
 });

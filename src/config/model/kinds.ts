@@ -53,7 +53,7 @@ export const KINDS: Record<Kind, KindInfo> = {
     spec: EndpointsSpec,
     namespaced: true,
     description:
-      "The endpoints of the Service with the same namespace and name: address, port, node, zone, labels, weight, readiness. An endpoint's port, when given, is where every port of the service reaches it; leave it out for a service with several ports, and each port's targetPort is used (as the Kubernetes sync does).",
+      "The endpoints of the Service with the same namespace and name: address, port, node, zone, labels, weight, readiness. An endpoint's port, when given, is where every port of the service reaches it; leave it out for a service with several ports, and each port's targetPort is used, unless the endpoint's ports names its own number for that port (as the Kubernetes sync does for a named targetPort, which each pod resolves for itself).",
     example: {
       metadata: { name: 'reviews', namespace: 'shop' },
       spec: { endpoints: [{ address: '10.244.1.7', port: 9080, node: 'node-a', zone: 'z1', labels: { version: 'v1' }, ready: true }] },

@@ -29,6 +29,12 @@ export const Endpoint = z
   .object({
     address: ipAddress,
     port: port.optional().describe('default: the service port\'s targetPort'),
+    ports: z
+      .record(z.string().min(1), port)
+      .optional()
+      .describe(
+        'per service port, by its name: the port this endpoint listens on (a Kubernetes named targetPort, resolved per pod, may differ between pods of one service); default: `port`, then the service port\'s targetPort',
+      ),
     node: z.string().optional().describe('for people and status output'),
     zone: z.string().optional(),
     labels: labels.default({}),

@@ -3,7 +3,7 @@
 import type { Head } from '../http1/parse.ts';
 import { header } from '../http1/parse.ts';
 import type { Peer } from '../telemetry/metrics.ts';
-import type { CompiledRule, Destination, EndpointInfo, RoutingTable, ServiceInfo } from './table.ts';
+import type { CompiledRule, Destination, EndpointInfo, RoutingTable, ServiceInfo, ServicePortInfo } from './table.ts';
 
 export function serviceFor(table: RoutingTable, origDst: { address: string; port: number } | null, host: string | null): ServiceInfo | undefined {
   if (origDst) {
@@ -152,9 +152,45 @@ export function servicesByEndpoint(table: RoutingTable, address: string, port: n
   const out: ServiceInfo[] = [];
   for (const { svc, e } of atAddress(table, address)) {
     if (out.at(-1) === svc) continue;
-    if (e.port === port || svc.ports.some((p) => p.targetPort === port)) out.push(svc);
+    if (portAtEndpoint(svc, e, port)) out.push(svc);
   }
   return out;
+}
+
+/**
+ * The port to dial for service port p of endpoint e: its own number for p
+ * (Endpoint.ports), else its port, else p's targetPort; 0 when neither e nor
+ * p says (p unknown).
+ */
+export function endpointPort(e: EndpointInfo, p: ServicePortInfo | undefined): number {
+  return (e.ports !== undefined && p?.name !== undefined ? e.ports.get(p.name) : undefined) || e.port || (p?.targetPort ?? 0);
+}
+
+/**
+ * The service port of svc that a connection to this address and (pod-local)
+ * port was sent to: inbound authorization names service ports, and the
+ * application's port is not one. The endpoint's own number counts first:
+ * with named targetPorts, one pod's port for "http" may be another's for
+ * "metrics", and the targetPort (one pod's numbers) would name the wrong one.
+ */
+export function servicePortAt(table: RoutingTable, svc: ServiceInfo, address: string, port: number): ServicePortInfo | undefined {
+  for (const { svc: s, e } of atAddress(table, address)) {
+    if (s !== svc) continue;
+    const p = portAtEndpoint(svc, e, port);
+    if (p) return p;
+  }
+  return undefined;
+}
+
+/**
+ * The service port endpoint e serves at port, else the one whose targetPort
+ * port is (as every endpoint was matched before endpoints had numbers of
+ * their own: the address backs the service there too).
+ */
+function portAtEndpoint(svc: ServiceInfo, e: EndpointInfo, port: number): ServicePortInfo | undefined {
+  for (const p of svc.ports) if (endpointPort(e, p) === port) return p;
+  for (const p of svc.ports) if (p.targetPort === port) return p;
+  return undefined;
 }
 
 /** Who a connecting address is, when it is an endpoint of some service (its labels say app and version). */

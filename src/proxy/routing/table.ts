@@ -18,7 +18,10 @@ import type { CompiledRateLimit } from '../policy/rate-limit.ts';
 
 export interface EndpointInfo {
   address: string;
+  /** Where every service port reaches it, unless ports says otherwise; 0: each port's targetPort. */
   port: number;
+  /** Its own port for a service port, by that port's name (a Kubernetes named targetPort, which each pod resolves for itself). */
+  ports?: ReadonlyMap<string, number>;
   labels: Record<string, string>;
   weight: number;
   zone?: string;
@@ -27,6 +30,8 @@ export interface EndpointInfo {
 }
 
 export interface ServicePortInfo {
+  /** An endpoint's ports are keyed by it. */
+  name?: string;
   port: number;
   targetPort: number;
   protocol: string;
@@ -212,7 +217,7 @@ function serviceBase(o: MeshObject): ServiceBase {
     hosts: spec.hosts as string[],
     // Canonical, as a connection's original destination is reported: "fd00:0::1" must route like "fd00::1".
     addresses: (spec.addresses as string[]).map(canonicalIp),
-    ports: (spec.ports as Spec[]).map((p) => ({ port: p.port as number, targetPort: (p.targetPort as number) ?? (p.port as number), protocol: (p.protocol as string) ?? 'auto' })),
+    ports: (spec.ports as Spec[]).map((p) => ({ ...(p.name ? { name: p.name as string } : {}), port: p.port as number, targetPort: (p.targetPort as number) ?? (p.port as number), protocol: (p.protocol as string) ?? 'auto' })),
     // An empty selector selects nothing (as in Kubernetes), not every Workload.
     ...(spec.selector && Object.keys(spec.selector as object).length > 0 ? { selector: spec.selector as Record<string, string> } : {}),
   };
@@ -227,11 +232,24 @@ interface EndpointsBase {
   listed: Set<string>;
 }
 
+function readyEndpoint(e: Spec): EndpointInfo {
+  const ports = e.ports as Record<string, number> | undefined;
+  return {
+    address: canonicalIp(e.address as string),
+    port: (e.port as number) ?? 0,
+    // A Map: names come from the object, and a plain object would answer "constructor" or "__proto__".
+    ...(ports && Object.keys(ports).length > 0 ? { ports: new Map(Object.entries(ports)) } : {}),
+    labels: (e.labels as Record<string, string>) ?? {},
+    weight: (e.weight as number) ?? 1,
+    ...(e.zone ? { zone: e.zone as string } : {}),
+  };
+}
+
 function endpointsBase(o: MeshObject): EndpointsBase {
   const all = (o.spec as Spec).endpoints as Spec[];
   return {
     key: `${o.metadata.namespace ?? 'default'}/${o.metadata.name}`,
-    ready: all.filter((e) => e.ready !== false).map((e) => ({ address: canonicalIp(e.address as string), port: (e.port as number) ?? 0, labels: (e.labels as Record<string, string>) ?? {}, weight: (e.weight as number) ?? 1, ...(e.zone ? { zone: e.zone as string } : {}) })),
+    ready: all.filter((e) => e.ready !== false).map(readyEndpoint),
     listed: new Set(all.map((e) => canonicalIp(e.address as string))),
   };
 }

@@ -18,11 +18,12 @@ export function k8sService(namespace: string, name: string, clusterIP: string, p
   return { metadata: { name, namespace }, spec: { type: 'ClusterIP', clusterIP, clusterIPs: [clusterIP], ports: ports.map((p) => ({ protocol: 'TCP', ...p })) } };
 }
 
-export function slice(namespace: string, service: string, name: string, port: { name?: string; port: number }, endpoints: Array<{ ip: string; ready?: boolean; node?: string; zone?: string; pod?: string }>) {
+/** port: the slice's one port, or a list of them (a Service with several ports). */
+export function slice(namespace: string, service: string, name: string, port: { name?: string; port: number } | Array<{ name?: string; port: number }>, endpoints: Array<{ ip: string; ready?: boolean; node?: string; zone?: string; pod?: string }>) {
   return {
     metadata: { name, namespace, labels: { 'kubernetes.io/service-name': service } },
     addressType: 'IPv4',
-    ports: [{ ...(port.name !== undefined ? { name: port.name } : {}), port: port.port, protocol: 'TCP' }],
+    ports: (Array.isArray(port) ? port : [port]).map((p) => ({ ...(p.name !== undefined ? { name: p.name } : {}), port: p.port, protocol: 'TCP' })),
     endpoints: endpoints.map((e) => ({
       addresses: [e.ip],
       conditions: { ready: e.ready ?? true },
