@@ -21,7 +21,7 @@ export const ERROR_CODES = {
   KM_ERR_ATTACH: 'attaching a BPF program failed',
   KM_ERR_LOAD: 'loading the BPF programs failed',
   KM_ERR_IPTABLES: 'an iptables command failed',
-  KM_ERR_INVALID_CONFIG: 'a mesh configuration document is invalid (each problem named by file, document and path)',
+  KM_ERR_INVALID_CONFIG: 'a configuration is invalid: a mesh document, the registry file or agent.yaml (every problem named)',
   KM_ERR_NOT_FOUND: 'the named mesh object does not exist',
   KM_ERR_REDIS: 'Redis is unreachable or answered with an error',
   KM_ERR_CONFLICT: 'the mesh changed between the read a write was based on and the write; nothing was written',

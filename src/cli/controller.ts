@@ -12,9 +12,9 @@ import { connectRedis } from '../config/redis.ts';
 import { MeshStore } from '../config/store.ts';
 import { KubeController } from '../controller/kube.ts';
 import { LocalController } from '../controller/local.ts';
-import { KmError } from '../errors.ts';
 import { loadKubeConfig } from '../kube/client.ts';
 import { childLogger } from '../log.ts';
+import { EXIT } from './exit-codes.ts';
 import { addRedisFlags, type RedisFlags, redisConfig } from './mesh-client.ts';
 
 type Flags = RedisFlags & { registry?: string; kubernetes?: boolean; kubeconfig?: string; leaseNamespace: string; leaseName: string; id: string; healthPort?: string };
@@ -31,8 +31,9 @@ export function registerController(program: Command): void {
       .option('--registry <file>', 'local mode: YAML with services, addresses, ports and endpoints')
       .option('--id <name>', "this replica's identity", process.env.POD_NAME ?? `${hostname()}-${process.pid}`)
       .option('--health-port <port>', '/healthz and /readyz on this port (every address)'),
-  ).action(async (opts: Flags) => {
-    if (!!opts.kubernetes === !!opts.registry) throw new KmError('KM_ERR_INVALID_CONFIG', 'say where services come from: --kubernetes, or --registry FILE (one of them)');
+  ).action(async (opts: Flags, cmd: Command) => {
+    // A choice the command line has to make: a usage error (exit 2), said as Commander says its own.
+    if (!!opts.kubernetes === !!opts.registry) cmd.error('error: say where services come from: --kubernetes, or --registry FILE (one of them)', { exitCode: EXIT.USAGE, code: 'kernmesh.usage' });
     const cfg = redisConfig(opts);
     // Local mode: commands may queue while Redis is away (the leader claim lives in the same Redis, in order, so a
     // queued write follows a claim that lapsed). Kubernetes mode: the lease lives elsewhere, so a write must reach

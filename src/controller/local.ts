@@ -47,7 +47,11 @@ export function readRegistry(path: string): MeshObject[] {
   // An empty file is more likely a half-written one than "no services": refuse it.
   if (raw === null || raw === undefined) throw new KmError('KM_ERR_INVALID_CONFIG', `${path} is empty: write "services: []" to remove every service`);
   const r = Registry.safeParse(raw);
-  if (!r.success) throw new KmError('KM_ERR_INVALID_CONFIG', `${path}: ${r.error.issues[0]?.path.join('.')}: ${r.error.issues[0]?.message}`, { cause: r.error });
+  if (!r.success) {
+    // Every problem, each at its place in the file ("(root)" for the top level, where an unknown key is said).
+    const problems = r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new KmError('KM_ERR_INVALID_CONFIG', `${path}: ${problems.join('; ')}; nothing was written`, { cause: r.error });
+  }
   const objects = r.data.services.flatMap((s): MeshObject[] => [
     { apiVersion: 'kernmesh.io/v1', kind: 'Service', metadata: { name: s.name, namespace: s.namespace }, spec: { hosts: [`${s.name}.${s.namespace}.svc.cluster.local`], addresses: s.addresses, ports: s.ports } },
     { apiVersion: 'kernmesh.io/v1', kind: 'Endpoints', metadata: { name: s.name, namespace: s.namespace }, spec: { endpoints: s.endpoints } },

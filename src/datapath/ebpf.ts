@@ -7,7 +7,7 @@
  * them (switching the links to its freshly loaded programs in place), so
  * established spliced connections keep flowing and nothing is attached twice.
  */
-import { closeSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { KmError } from '../errors.ts';
 import { applyOps } from './apply-ops.ts';
@@ -16,7 +16,7 @@ import { type DesiredStateInput, type Workload, parseDesired } from './desired.t
 import { type EbpfOptions, parseEbpfOptions } from './ebpf-options.ts';
 import { cgroupId, ownCgroup } from './host.ts';
 import type { ApplyOptions, ApplyResult, Interceptor } from './interceptor.ts';
-import { defaultLockPath, takeLock } from './lock.ts';
+import { defaultLockPath, releaseLock, takeLock } from './lock.ts';
 import { type MapName, type NativeDatapath, type ProgramName, addon } from './native.ts';
 import { checkAttachCgroup, checkPinDir, isUnder, removeEmptyDir } from './pins.ts';
 import { type MapContents, type PlannedMap, type ResolvedWorkload, emptyContents, formatPlan, planMaps } from './planner.ts';
@@ -42,12 +42,15 @@ export class EbpfDatapath implements Interceptor {
   /** apply() calls run one after another: ids and prunes are computed from what the previous one wrote. */
   private queue: Promise<unknown> = Promise.resolve();
 
-  private constructor(native: NativeDatapath, pinDir: string, attachCgroup: string, settings: Settings, lockFd: number, reused: ProgramName[]) {
+  private readonly lockPath: string;
+
+  private constructor(native: NativeDatapath, pinDir: string, attachCgroup: string, settings: Settings, lockFd: number, lockPath: string, reused: ProgramName[]) {
     this.native = native;
     this.pinDir = pinDir;
     this.attachCgroup = attachCgroup;
     this.settings = settings;
     this.lockFd = lockFd;
+    this.lockPath = lockPath;
     this.reusedLinks = reused;
   }
 
@@ -66,7 +69,8 @@ export class EbpfDatapath implements Interceptor {
     }
     const proxyCgroupId = cgroupId(proxyCgroup);
 
-    const lockFd = takeLock(cfg.lockPath ?? defaultLockPath(pinDir), pinDir);
+    const lockPath = cfg.lockPath ?? defaultLockPath(pinDir);
+    const lockFd = takeLock(lockPath, pinDir);
     // A fresh start (nothing pinned yet) is undone whole if it fails half-way;
     // a restart leaves the previous agent's pins as they were.
     const fresh = !existsSync(join(pinDir, 'km_settings_v1'));
@@ -114,12 +118,12 @@ export class EbpfDatapath implements Interceptor {
       } catch (err) {
         throw new KmError('KM_ERR_ATTACH', `attaching to ${attachCgroup} failed: ${(err as Error).message}`, { cause: err });
       }
-      const dp = new EbpfDatapath(native, pinDir, attachCgroup, settings, lockFd, reused);
+      const dp = new EbpfDatapath(native, pinDir, attachCgroup, settings, lockFd, lockPath, reused);
       await dp.forgetInbound();
       return dp;
     } catch (err) {
       undoOpen(native, pinDir, fresh, previous);
-      closeSync(lockFd);
+      releaseLock(lockFd, lockPath);
       throw err;
     }
   }
@@ -361,7 +365,8 @@ export class EbpfDatapath implements Interceptor {
     } finally {
       this.native.close();
       this.native = undefined;
-      if (this.lockFd !== undefined) closeSync(this.lockFd);
+      // Its file goes too: nothing of the agent's is left under /run (lock.ts says why that is safe).
+      if (this.lockFd !== undefined) releaseLock(this.lockFd, this.lockPath);
       this.lockFd = undefined;
     }
   }

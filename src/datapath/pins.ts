@@ -25,7 +25,7 @@ export function checkAttachCgroup(path: string): void {
     throw new KmError('KM_ERR_CGROUP_OUTSIDE_ROOT', `refusing to attach to ${path}: give a cgroup below the cgroup2 mount ${root}, never its root`);
   }
   if (!existsSync(path)) {
-    throw new KmError('KM_ERR_CGROUP_NOT_FOUND', `cgroup ${path} does not exist: create it or fix --attach-cgroup`);
+    throw new KmError('KM_ERR_CGROUP_NOT_FOUND', `cgroup ${path} does not exist: create it, or fix the attach cgroup (attachCgroup in the agent configuration)`);
   }
 }
 

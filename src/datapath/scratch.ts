@@ -11,11 +11,11 @@
  * the abandoned.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { errnoCode } from '../errors.ts';
 import { cgroup2Root, ensureBpffs, ownCgroup } from './host.ts';
-import { LOCK_DIR, lockHeld, takeLock } from './lock.ts';
+import { LOCK_DIR, releaseLock, takeLock, withLockIfFree } from './lock.ts';
 import { cleanupPins } from './pins.ts';
 
 let counter = 0;
@@ -154,10 +154,11 @@ export class Scratch {
       cleanupPins(this.pinDir);
       throw new Error(`pins were left under ${this.pinDir}`);
     });
-    rmSync(this.lockPath, { force: true });
+    // The datapath's lock file, when its holder closed it without removing it (a datapath that was
+    // never closed still holds it: then it stays).
+    await step(`removing the lock ${this.lockPath}`, () => withLockIfFree(this.lockPath, () => {}));
     if (this.scratchLockFd !== undefined) {
-      rmSync(scratchLock(this.id), { force: true });
-      closeSync(this.scratchLockFd);
+      releaseLock(this.scratchLockFd, scratchLock(this.id));
       this.scratchLockFd = undefined;
     }
     return problems;
@@ -180,40 +181,46 @@ function killAndWait(child: ChildProcess): Promise<void> {
 export function sweepStaleScratch(): string[] {
   if (!existsSync(LOCK_DIR)) return [];
   const removed: string[] = [];
-  const abandoned = readdirSync(LOCK_DIR)
+  const ids = readdirSync(LOCK_DIR)
     .filter((f) => f.endsWith('.scratch.lock'))
     .map((f) => f.slice(0, -'.scratch.lock'.length))
-    .filter((id) => SCRATCH_NAME.test(id) && !lockHeld(scratchLock(id)));
-  for (const id of abandoned) {
-    const attempt = (what: string, fn: () => void) => {
-      try {
-        fn();
-        removed.push(what);
-      } catch (err) {
-        if (errnoCode(err) !== 'ENOENT') removed.push(`${what} (failed: ${(err as Error).message})`);
-      }
-    };
-    // The scratch namespace, and any a test made beside it under the same name (id-suffix).
-    for (const ns of existsSync('/run/netns') ? readdirSync('/run/netns').filter((n) => n === id || n.startsWith(`${id}-`)) : []) {
-      attempt(`netns ${ns}`, () => execFileSync('ip', ['netns', 'del', ns], { stdio: 'pipe' }));
-    }
-    const pins = join(ensureBpffs(), id);
-    if (existsSync(pins)) attempt(`pins ${pins}`, () => cleanupPins(pins));
-    const root = join(cgroup2Root(), id);
-    if (existsSync(root)) {
-      attempt(`cgroup ${root}`, () => {
-        // Deepest first; a process still in them is not ours to kill: the rmdir fails and says so.
-        const remove = (dir: string): void => {
-          for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) remove(join(dir, e.name));
-          rmdirSync(dir);
-        };
-        remove(root);
-      });
-    }
-    rmSync(join(LOCK_DIR, `${id}.lock`), { force: true });
-    rmSync(scratchLock(id), { force: true });
+    .filter((id) => SCRATCH_NAME.test(id));
+  for (const id of ids) {
+    // Swept while holding its lock: its owner is gone, and no one else can take it up meanwhile.
+    withLockIfFree(scratchLock(id), () => sweepOne(id, removed));
   }
   return removed;
+}
+
+function sweepOne(id: string, removed: string[]): void {
+  const attempt = (what: string, fn: () => void) => {
+    try {
+      fn();
+      removed.push(what);
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') removed.push(`${what} (failed: ${(err as Error).message})`);
+    }
+  };
+  // The scratch namespace, and any a test made beside it under the same name (id-suffix).
+  for (const ns of existsSync('/run/netns') ? readdirSync('/run/netns').filter((n) => n === id || n.startsWith(`${id}-`)) : []) {
+    attempt(`netns ${ns}`, () => execFileSync('ip', ['netns', 'del', ns], { stdio: 'pipe' }));
+  }
+  const pins = join(ensureBpffs(), id);
+  if (existsSync(pins)) attempt(`pins ${pins}`, () => cleanupPins(pins));
+  const root = join(cgroup2Root(), id);
+  if (existsSync(root)) {
+    attempt(`cgroup ${root}`, () => {
+      // Deepest first; a process still in them is not ours to kill: the rmdir fails and says so.
+      const remove = (dir: string): void => {
+        for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) remove(join(dir, e.name));
+        rmdirSync(dir);
+      };
+      remove(root);
+    });
+  }
+  // Its datapath's lock, when free (removed on the way).
+  const lock = join(LOCK_DIR, `${id}.lock`);
+  if (existsSync(lock)) withLockIfFree(lock, () => {});
 }
 
 /** rmdir, retrying while the kernel finishes emptying it (exiting tasks). */

@@ -7,7 +7,8 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { cgroup2Root, cleanupPins, ensureBpffs } from '../datapath/index.ts';
+import { cgroup2Root, cleanupPins, defaultLockPath, ensureBpffs } from '../datapath/index.ts';
+import { withLockIfFree } from '../datapath/lock.ts';
 import { readState } from './state.ts';
 
 /** Whether pid is one of the demo's: its cgroup is under the demo's (a reused pid is someone else's). */
@@ -82,6 +83,8 @@ export async function down(dir: string, say: (line: string) => void = () => {}):
     }
   }
   rmSync(dir, { recursive: true, force: true });
-  rmSync('/run/kernmesh/kernmesh-demo.lock', { force: true });
+  // The agent's lock file, left by an agent that did not remove it: removed only when free.
+  const lock = defaultLockPath(pins);
+  if (existsSync(lock)) withLockIfFree(lock, () => {});
   return problems;
 }

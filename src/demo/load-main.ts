@@ -1,49 +1,86 @@
 // SPDX-License-Identifier: Apache-2.0
 /**
- * The demo's traffic, run inside a captured pod: requests to the services'
- * VIPs at a steady rate, and one JSON line per second per service with what
- * it saw (rps, success rate, p50, p99).
- * argv[2]: {"seconds", "rps", "targets": [{"service", "url", "method"}]}
+ * The demo's traffic, run inside a captured pod: each target's requests at
+ * its own steady rate. Every second one JSON line with what each row saw in
+ * that second, and at the end one with the whole run (quantiles over every
+ * sample, not a mix of per-second ones).
+ * argv[2]: LoadConfig (see traffic.ts)
  */
 import { request } from 'node:http';
 import { performance } from 'node:perf_hooks';
+import { LatencyHistogram } from './latency.ts';
+import type { LoadConfig, RowCounts } from './traffic.ts';
 
-const cfg = JSON.parse(process.argv[2]!) as { seconds: number; rps: number; targets: Array<{ service: string; url: string; method?: string }> };
-const window = new Map<string, { ok: number; fail: number; lat: number[] }>();
+const cfg = JSON.parse(process.argv[2]!) as LoadConfig;
 
-function once(t: { service: string; url: string; method?: string }): void {
+class Row {
+  statuses: Record<string, number> = {};
+  versions: Record<string, number> = {};
+  expected = 0;
+  latency = new LatencyHistogram();
+
+  counts(row: string): RowCounts {
+    const r = (ms: number) => Math.round(ms * 100) / 100;
+    return { row, requests: this.latency.count, expected: this.expected, statuses: this.statuses, versions: this.versions, p50: r(this.latency.quantile(0.5)), p99: r(this.latency.quantile(0.99)) };
+  }
+}
+
+const rows = cfg.targets.map(() => ({ second: new Row(), total: new Row() }));
+
+function note(i: number, status: string, expected: boolean, version: string | undefined, ms: number): void {
+  for (const r of [rows[i]!.second, rows[i]!.total]) {
+    r.statuses[status] = (r.statuses[status] ?? 0) + 1;
+    if (version) r.versions[version] = (r.versions[version] ?? 0) + 1;
+    if (expected) r.expected++;
+    r.latency.record(ms);
+  }
+}
+
+function once(i: number): void {
+  const t = cfg.targets[i]!;
   const start = performance.now();
-  const w = window.get(t.service) ?? { ok: 0, fail: 0, lat: [] };
-  window.set(t.service, w);
+  let done = false;
   const req = request(t.url, { method: t.method ?? 'GET', agent: false, timeout: 2000 }, (res) => {
-    res.resume();
+    const chunks: Buffer[] = [];
+    res.on('data', (c: Buffer) => chunks.push(c));
     res.on('end', () => {
-      w.lat.push(performance.now() - start);
-      // 403 and 429 are the mesh's policy at work, not failures of the service.
-      if ((res.statusCode ?? 0) < 500) w.ok++;
-      else w.fail++;
+      if (done) return;
+      done = true;
+      const status = res.statusCode ?? 0;
+      // The demo's replicas say who they are: which version answered shows the canary split.
+      let version: string | undefined;
+      try {
+        version = status < 300 ? (JSON.parse(Buffer.concat(chunks).toString()) as { version?: string }).version : undefined;
+      } catch {
+        /* not a replica's answer */
+      }
+      note(i, String(status), t.expect.includes(status), version, performance.now() - start);
     });
   });
-  req.on('error', () => w.fail++);
+  req.on('error', () => {
+    if (done) return;
+    done = true;
+    note(i, 'error', false, undefined, performance.now() - start);
+  });
   req.on('timeout', () => req.destroy());
   req.end();
 }
 
-const q = (xs: number[], p: number) => (xs.length ? xs.sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]! : 0);
-let tick = 0;
-const every = 1000 / cfg.rps;
-const sender = setInterval(() => once(cfg.targets[tick++ % cfg.targets.length]!), every);
+const senders = cfg.targets.map((t, i) => setInterval(() => once(i), 1000 / t.rps));
+const print = (kind: 'second' | 'total') => {
+  const line = { kind, rows: rows.map((r, i) => r[kind].counts(cfg.targets[i]!.row)) };
+  process.stdout.write(`${JSON.stringify(line)}\n`);
+};
 const reporter = setInterval(() => {
-  for (const [service, w] of window) {
-    const n = w.ok + w.fail;
-    process.stdout.write(`${JSON.stringify({ service, rps: n, success: n ? w.ok / n : 1, p50: Math.round(q(w.lat, 0.5) * 100) / 100, p99: Math.round(q(w.lat, 0.99) * 100) / 100 })}\n`);
-  }
-  window.clear();
+  print('second');
+  for (const r of rows) r.second = new Row();
 }, 1000);
 setTimeout(() => {
-  clearInterval(sender);
+  for (const s of senders) clearInterval(s);
+  clearInterval(reporter);
+  // Requests still under way finish (or time out: 2 s) before the totals.
   setTimeout(() => {
-    clearInterval(reporter);
+    print('total');
     process.exit(0);
-  }, 1100);
+  }, 2100);
 }, cfg.seconds * 1000);

@@ -13,10 +13,10 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { stringify } from 'yaml';
 import { readAgents } from '../config/agents.ts';
-import type { MeshObject } from '../config/objects.ts';
 import { MeshStore } from '../config/store.ts';
 import { cgroup2Root, ensureBpffs, inCgroup } from '../datapath/index.ts';
 import { down } from './down.ts';
+import { RATINGS_LIMIT_PER_SECOND, demoRules } from './rules.ts';
 import { packageScript } from '../paths.ts';
 import { type DemoState, readState, writeState } from './state.ts';
 import { freePort } from '../ports.ts';
@@ -37,8 +37,6 @@ function startIn(cgroup: string, cmd: string, args: string[], log: string): Chil
   child.unref();
   return child;
 }
-
-const obj = (kind: MeshObject['kind'], name: string, namespace: string, spec: Record<string, unknown>): MeshObject => ({ apiVersion: 'kernmesh.io/v1', kind, metadata: { name, namespace }, spec });
 
 export async function up(dir: string, say: (line: string) => void = () => {}): Promise<DemoState> {
   if (readState(dir)) {
@@ -108,19 +106,12 @@ export async function up(dir: string, say: (line: string) => void = () => {}): P
   // The user's rules, as `kernmesh apply` would write them.
   const store = new MeshStore(new Redis({ path: state.redisSocket }));
   try {
-  await store.write(
-    [
-      obj('ClusterPolicy', 'reviews', 'shop', { service: 'reviews', subsets: [{ name: 'v1', labels: { version: 'v1' } }, { name: 'v2', labels: { version: 'v2' } }], loadBalancer: { type: 'least_request' }, outlierDetection: { consecutive5xx: 5 } }),
-      obj('Route', 'reviews', 'shop', { service: 'reviews', rules: [{ name: 'canary', action: { split: [{ subset: 'v1', weight: 90 }, { subset: 'v2', weight: 10 }] }, retries: { attempts: 2, retryOn: ['5xx', 'connect-failure'] }, timeout: '2s' }] }),
-      obj('RateLimit', 'ratings', 'shop', { service: 'ratings', maxTokens: 40, tokensPerFill: 40, fillInterval: '1s' }),
-      obj('AuthorizationPolicy', 'no-deletes', 'shop', { service: 'reviews', action: 'DENY', rules: [{ to: { methods: ['DELETE'] } }] }),
-    ].map((object) => ({ op: 'put' as const, object })),
-  );
-  await waitFor(async () => (await store.exists({ kind: 'Endpoints', key: 'shop/ratings' })) && (await store.exists({ kind: 'Endpoints', key: 'shop/reviews' })), `the controller (see ${join(dir, 'controller.log')})`, 20_000);
+    await store.write(demoRules().map((object) => ({ op: 'put' as const, object })));
+    await waitFor(async () => (await store.exists({ kind: 'Endpoints', key: 'shop/ratings' })) && (await store.exists({ kind: 'Endpoints', key: 'shop/reviews' })), `the controller (see ${join(dir, 'controller.log')})`, 20_000);
   } finally {
     store.redis.disconnect();
   }
-  say('mesh         2 services from the controller (local registry); canary 90/10 with retries, a rate limit on ratings, DELETE denied on reviews');
+  say(`mesh         2 services from the controller (local registry); canary 90/10 with retries, ratings limited to ${RATINGS_LIMIT_PER_SECOND} requests/s, DELETE denied on reviews`);
 
   // The agent, in eBPF mode, capturing the shop pod.
   const agentConfig = {

@@ -9,6 +9,7 @@ import { cgroup2Root } from '../../src/datapath/index.ts';
 import { Redis } from 'ioredis';
 import { MeshStore } from '../../src/config/store.ts';
 import { DEFAULT_DEMO_DIR, readState } from '../../src/demo/state.ts';
+import type { TrafficLine } from '../../src/demo/traffic.ts';
 import type { StatusReport } from '../../src/status/collect.ts';
 import { kernelTest } from './helpers/kernel-test.ts';
 
@@ -23,10 +24,27 @@ kernelTest('demo up, traffic and status show the mesh at work; down leaves nothi
   const dir = DEFAULT_DEMO_DIR;
   try {
     await run(['demo', 'up']);
-    await run(['demo', 'up']); // twice: the second replaces the first
+    const again = await run(['demo', 'up']); // twice: the second replaces the first
+    // The next steps, as the README runs commands.
+    t.regex(again.stdout, /Next:\n {2}npx kernmesh demo traffic --seconds 10\n {2}npx kernmesh status\n {2}npx kernmesh demo down\n$/);
     const { stdout } = await run(['demo', 'traffic', '--seconds', '3', '--json']);
-    const summary = JSON.parse(stdout) as { services: Array<{ service: string; rps: number; success: number }> };
-    t.true(summary.services.some((s) => s.service === 'reviews' && s.rps > 10 && s.success === 1), stdout);
+    const summary = JSON.parse(stdout) as { seconds: number; services: TrafficLine[] };
+    t.is(summary.seconds, 3);
+    const row = (name: string) => summary.services.find((s) => s.service === name)!;
+    t.true(row('reviews').rps > 10 && row('reviews').expected === 1, stdout);
+    // The rules at work, each visible: the 90/10 canary, the rate limit (ratings is sent twice its limit), the deny.
+    const versions = row('reviews').versions;
+    t.true((versions.v1 ?? 0) > 4 * (versions.v2 ?? 0) && (versions.v2 ?? 0) > 0, `canary: ${JSON.stringify(versions)}`);
+    t.true((row('ratings').statuses['429'] ?? 0) > 0 && (row('ratings').statuses['200'] ?? 0) > 0, `ratings: ${JSON.stringify(row('ratings').statuses)}`);
+    t.is(row('ratings').expected, 1);
+    t.deepEqual(Object.keys(row('reviews DELETE').statuses), ['403']);
+    t.is(row('reviews DELETE').expected, 1, 'denied, as expected');
+
+    // Into a pipe: one block per second, no screen codes; the summary says the denied row was denied.
+    const live = (await run(['demo', 'traffic', '--seconds', '2'])).stdout;
+    t.false(live.includes('\x1b'), 'no escape codes off a terminal');
+    t.regex(live, /^second 1:\nSERVICE +RPS +EXPECTED +RESPONSES +VERSIONS +P50 +P99$/m);
+    t.regex(live, /over 2 s:\n[\s\S]*^reviews DELETE +[\d.]+ +100\.0% +403 100\.0% +- /m);
 
     const status = JSON.parse((await run(['status', '-o', 'json'])).stdout) as StatusReport;
     t.true(status.ok);
@@ -69,4 +87,5 @@ kernelTest('demo up, traffic and status show the mesh at work; down leaves nothi
   t.deepEqual(readdirSync('/run/netns').filter((n) => n.startsWith('kmdemo-')), []);
   t.false(existsSync(join(cgroup2Root(), 'kmdemo')));
   t.false(existsSync('/sys/fs/bpf/kernmesh-demo'));
+  t.false(existsSync('/run/kernmesh/kernmesh-demo.lock'), "the agent's lock file");
 });
