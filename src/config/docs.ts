@@ -31,6 +31,7 @@ export function jsonSchemaOf(kind: Kind): Record<string, unknown> {
         additionalProperties: false,
       },
       spec: z.toJSONSchema(KINDS[kind].spec, { io: 'input', unrepresentable: 'any' }),
+      version: { type: 'integer', minimum: 1, description: 'as kernmesh get prints it: apply writes only if the object is still at this version' },
     },
     additionalProperties: false,
     examples: [exampleObject(kind)],

@@ -2,7 +2,7 @@
 /** A mesh object as written by users and stored in Redis: a Kubernetes-style envelope. */
 import { z } from 'zod';
 import { dnsLabel, dnsName, labels } from './model/common.ts';
-import { KIND_NAMES, KINDS, type Kind, type Ref } from './model/kinds.ts';
+import { KIND_NAMES, KINDS, type Kind, type Ref, type SubsetUse } from './model/kinds.ts';
 
 export const API_VERSION = 'kernmesh.io/v1';
 
@@ -18,8 +18,13 @@ export const Envelope = z
       })
       .strict(),
     spec: z.unknown().optional(),
+    // What `kernmesh get` prints, so its output applies back: a precondition, as resourceVersion is to kubectl (see apply.ts).
+    version: z.number().int().min(1).optional(),
   })
   .strict();
+
+/** Several objects in one document, as `kernmesh get KIND -o yaml|json` prints them (kubectl's List). */
+export const LIST_KIND = 'List';
 
 export interface MeshObject<S = Record<string, unknown>> {
   apiVersion: typeof API_VERSION;
@@ -49,6 +54,39 @@ export function refString(r: Ref): string {
 /** The objects this one needs to exist. */
 export function referencesOf(o: MeshObject): Ref[] {
   return KINDS[o.kind].references(o.spec as never, namespaceOf(o), o.metadata.name);
+}
+
+/**
+ * "Route/default/web does not exist", and when objects of that kind and name
+ * are in other namespaces (a forgotten -n), where.
+ */
+export function notFoundMessage(ref: Ref, all: Array<Pick<MeshObject, 'kind' | 'metadata'>>): string {
+  const name = ref.key.slice(ref.key.indexOf('/') + 1);
+  const elsewhere = KINDS[ref.kind].namespaced ? [...new Set(all.filter((o) => o.kind === ref.kind && o.metadata.name === name && keyOf(o) !== ref.key).map((o) => namespaceOf(o)))].sort() : [];
+  if (elsewhere.length === 0) return `${refString(ref)} does not exist`;
+  return `${refString(ref)} does not exist (found in namespace${elsewhere.length > 1 ? 's' : ''} ${elsewhere.join(', ')}: use -n ${elsewhere.length > 1 ? 'NAMESPACE' : elsewhere[0]})`;
+}
+
+/** The subsets this one sends traffic to. */
+export function subsetUsesOf(o: MeshObject): SubsetUse[] {
+  return KINDS[o.kind].subsetUses?.(o.spec as never, namespaceOf(o)) ?? [];
+}
+
+/**
+ * Which subsets each Service has once these objects hold: "namespace/name" ->
+ * subset -> the ClusterPolicies that define it. Several ClusterPolicies of one
+ * service add up (the routing table merges their subsets the same way).
+ */
+export function subsetsByService(objects: Iterable<MeshObject>): Map<string, Map<string, string[]>> {
+  const out = new Map<string, Map<string, string[]>>();
+  for (const o of objects) {
+    const d = KINDS[o.kind].subsetsDefined?.(o.spec as never, namespaceOf(o));
+    if (!d) continue;
+    let subsets = out.get(d.service);
+    if (!subsets) out.set(d.service, (subsets = new Map()));
+    for (const name of d.subsets) subsets.set(name, [...(subsets.get(name) ?? []), refString(refOf(o))]);
+  }
+  return out;
 }
 
 /**

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { exampleObject } from '../../src/config/docs.ts';
 import { MeshStore } from '../../src/config/store.ts';
+import { probeFeatures } from '../../src/datapath/index.ts';
 import { RedisServer } from './helpers/redis-server.ts';
 
 const cli = new URL('../../src/cli/main.ts', import.meta.url).pathname;
@@ -27,26 +28,30 @@ test('apply, get, dry run, delete: output and exit codes', async (t) => {
   const store = new MeshStore(server.client());
   const dir = mkdtempSync(join(tmpdir(), 'kernmesh-cli-'));
   writeFileSync(join(dir, '1-service.yaml'), stringify(exampleObject('Service')));
-  writeFileSync(join(dir, '2-route.yaml'), stringify(exampleObject('Route')));
+  writeFileSync(join(dir, '2-policy.yaml'), stringify(exampleObject('ClusterPolicy')));
+  writeFileSync(join(dir, '3-route.yaml'), stringify(exampleObject('Route')));
   writeFileSync(join(dir, 'README.txt'), 'not config');
 
   const applied = await kernmesh(server.url, ['apply', '-f', dir]);
   t.is(applied.code, 0, applied.stderr);
-  t.regex(applied.stdout, /Service\/shop\/reviews created \(version 1\)\nRoute\/shop\/reviews-canary created \(version 2\)/);
+  t.regex(applied.stdout, /Service\/shop\/reviews created \(version 1\)\nClusterPolicy\/shop\/reviews created \(version 2\)\nRoute\/shop\/reviews-canary created \(version 3\)/);
 
   const again = await kernmesh(server.url, ['apply', '-f', dir]);
-  t.regex(again.stdout, /unchanged.*\n.*unchanged/);
-  t.is(await store.version(), 2, 'an unchanged apply writes nothing');
+  t.regex(again.stdout, /unchanged.*\n.*unchanged.*\n.*unchanged/);
+  t.is(await store.version(), 3, 'an unchanged apply writes nothing');
 
   const changed = stringify(exampleObject('Service')).replace('port: 80', 'port: 8080');
   const dry = await kernmesh(server.url, ['apply', '-f', '-', '--dry-run'], changed);
   t.is(dry.code, 0);
   t.regex(dry.stdout, /configured \(dry run\)[\s\S]*-    - port: 80\n\+    - port: 8080/);
-  t.is(await store.version(), 2, 'a dry run writes nothing');
+  t.is(await store.version(), 3, 'a dry run writes nothing');
 
+  // A listing is a List (kubectl's shape) however many objects it has; one object by name is itself.
   const got = await kernmesh(server.url, ['get', 'routes', '-o', 'json']);
   t.is(got.code, 0);
-  t.is((JSON.parse(got.stdout) as { metadata: { name: string } }).metadata.name, 'reviews-canary');
+  t.like(JSON.parse(got.stdout), { apiVersion: 'kernmesh.io/v1', kind: 'List', items: [{ metadata: { name: 'reviews-canary' }, version: 3 }] });
+  const one = await kernmesh(server.url, ['get', 'route', 'reviews-canary', '-n', 'shop', '-o', 'json']);
+  t.like(JSON.parse(one.stdout), { kind: 'Route', metadata: { name: 'reviews-canary' }, version: 3 });
   const table = await kernmesh(server.url, ['get', 'svc']);
   t.regex(table.stdout, /^KIND +NAMESPACE +NAME +VERSION +SUMMARY\nService +shop +reviews +1 +ports 80\/http vip 10\.96\.0\.20$/m);
 
@@ -55,8 +60,44 @@ test('apply, get, dry run, delete: output and exit codes', async (t) => {
   const missing = await kernmesh(server.url, ['delete', 'route', 'reviews-canary', '-n', 'shop']);
   t.is(missing.code, 4);
   t.regex(missing.stderr, /does not exist; nothing was deleted/);
-  t.is((await kernmesh(server.url, ['get', 'frobs'])).code, 3);
   t.is((await kernmesh(server.url, ['frobnicate'])).code, 2);
+});
+
+test('usage mistakes exit 2, listing what is valid: an unknown kind or output format', async (t) => {
+  const server = await new RedisServer().start();
+  t.teardown(() => server.stop());
+  // They used to exit 3, "invalid configuration", which scripts read as a refused apply.
+  const kinds = 'one of MeshSettings, Service, Endpoints, Workload, Route, ClusterPolicy, AuthorizationPolicy, RateLimit';
+  for (const args of [['get', 'bogus'], ['delete', 'frobs', 'x'], ['schema', 'Bogus'], ['schema', 'Bogus', '--example']]) {
+    const r = await kernmesh(server.url, args);
+    t.is(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    t.true(r.stderr.includes(`unknown kind "${args[1]}": ${kinds}`), r.stderr);
+  }
+  const xml = await kernmesh(server.url, ['get', 'route', '-o', 'xml']);
+  t.is(xml.code, 2, xml.stderr);
+  t.regex(xml.stderr, /argument 'xml' is invalid\. Allowed choices are table, wide, json, yaml/);
+});
+
+test('messages: a YAML error shows the line it is on; an object missing from the namespace asked is found in the others', async (t) => {
+  const server = await new RedisServer().start();
+  t.teardown(() => server.stop());
+  // It used to end in "at line 4, column 3:" with nothing after the colon.
+  const bad = await kernmesh(server.url, ['apply', '-f', '-'], 'kind: Service\nmetadata:\n  name: web\n  namespace shop\nspec: {ports: [{port: 80}]}\n');
+  t.is(bad.code, 3);
+  t.true(bad.stderr.includes('<stdin>: document 1: not valid YAML/JSON: Implicit map keys need to be followed by map values at line 4, column 3: "  namespace shop"'), bad.stderr);
+  const open = await kernmesh(server.url, ['apply', '-f', '-'], 'kind: Service\nmetadata: {name: web}\nspec: {ports: [\n');
+  t.regex(open.stderr, /must be sufficiently indented and end with a \] at line 4, column 1 \(the end of the input\)\n/);
+  t.notRegex(bad.stderr + open.stderr, /column \d+:\s*(\n|\[)/, 'no colon with nothing after it');
+
+  const objects = ['shop', 'books'].map((ns) => `kind: Service\nmetadata: {name: web, namespace: ${ns}}\nspec: {ports: [{port: 80}]}\n`);
+  t.is((await kernmesh(server.url, ['apply', '-f', '-'], objects[0])).code, 0);
+  const missing = await kernmesh(server.url, ['get', 'svc', 'web']);
+  t.is(missing.code, 4);
+  t.is(missing.stderr, 'kernmesh: Service/default/web does not exist (found in namespace shop: use -n shop) [KM_ERR_NOT_FOUND]\n');
+  t.is((await kernmesh(server.url, ['apply', '-f', '-'], objects[1])).code, 0);
+  t.regex((await kernmesh(server.url, ['get', 'svc', 'web', '-n', 'default'])).stderr, /\(found in namespaces books, shop: use -n NAMESPACE\)/);
+  t.regex((await kernmesh(server.url, ['delete', 'svc', 'web'])).stderr, /Service\/default\/web does not exist \(found in namespaces books, shop: use -n NAMESPACE\); nothing was deleted/);
+  t.regex((await kernmesh(server.url, ['get', 'svc', 'nope', '-n', 'shop'])).stderr, /Service\/shop\/nope does not exist \[/, 'no hint when there is none');
 });
 
 test('invalid documents are rejected with every problem named, and nothing is written', async (t) => {
@@ -77,7 +118,7 @@ test('Redis unreachable: a clear message and exit code 5', async (t) => {
   t.regex(r.stderr, /cannot reach Redis at unix:\/\/\/nonexistent\/kernmesh\.sock/);
 });
 
-test('kernmesh check includes Redis: reachable, or a clear failure and exit code 1', async (t) => {
+test('kernmesh check includes Redis: reachable, or a clear failure and exit code 5 (6 when the host fails too)', async (t) => {
   const server = await new RedisServer().start();
   t.teardown(() => server.stop());
   const good = await kernmesh(server.url, ['check', '--json']);
@@ -85,7 +126,7 @@ test('kernmesh check includes Redis: reachable, or a clear failure and exit code
   t.like(report.checks.find((c) => c.name === 'redis'), { ok: true });
   t.regex(report.checks.find((c) => c.name === 'redis')!.detail, /mesh version 0/);
   const bad = await kernmesh('unix:///nonexistent/kernmesh.sock', ['check', '--json']);
-  t.is(bad.code, 1);
+  t.is(bad.code, probeFeatures().every((f) => f.ok) ? 5 : 6, 'Redis unreachable; a host problem outranks it');
   t.like((JSON.parse(bad.stdout) as { checks: Array<{ name: string; ok: boolean }> }).checks.find((c) => c.name === 'redis'), { ok: false });
 });
 

@@ -71,6 +71,27 @@ test('references resolve within the batch or the mesh, across namespaces', async
   t.deepEqual(issues.map((i) => i.message), ['refers to Service/shop/shadow, which does not exist']);
 });
 
+test('a List (what get prints) and a JSON array hold several objects; problems are named by item, and a version: is kept as a precondition', (t) => {
+  const svc = (name: string, port: number | string, version?: number) => ({ kind: 'Service', metadata: { name, namespace: 'shop' }, spec: { ports: [{ port }] }, ...(version ? { version } : {}) });
+  const list = JSON.stringify({ apiVersion: 'kernmesh.io/v1', kind: 'List', items: [svc('a', 80, 7), svc('b', 'x')] });
+  const array = JSON.stringify([svc('c', 80), svc('d', 'x'), svc('c', 81)]);
+  const { objects, issues } = parseSource([list, array].join('\n---\n'), 'get.json');
+  t.deepEqual(
+    objects.map((o) => [o.object.metadata.name, o.document, o.at, o.expectedVersion]),
+    [
+      ['a', 1, 'items.0', 7],
+      ['c', 2, '[0]', undefined],
+    ],
+  );
+  t.deepEqual(
+    issues.map((i) => `${i.document} ${i.path}`),
+    ['1 items.1.spec.ports.0.port', '2 [1].spec.ports.0.port', '2 [2].metadata.name'],
+  );
+  t.regex(issues[2]!.message, /also defined in get\.json document 2 \[0\]$/);
+  t.deepEqual(parseSource('kind: List\nitems: {}', 'l.yaml').issues.map((i) => i.path), ['items']);
+  t.deepEqual(parseSource('kind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 1}]}\nversion: 0', 'v.yaml').issues.map((i) => i.path), ['version']);
+});
+
 test('kinds are found by plural, case and short name', (t) => {
   t.is(kindFromUser('routes'), 'Route');
   t.is(kindFromUser('clusterpolicies'), 'ClusterPolicy');

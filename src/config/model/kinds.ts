@@ -27,6 +27,17 @@ export interface KindInfo {
   namespaced: boolean;
   example: { metadata: { name: string; namespace?: string }; spec: unknown };
   references(spec: never, namespace: string, name: string): Ref[];
+  /** The subsets it sends traffic to, each with where it names one (checked at apply time, as references are). */
+  subsetUses?(spec: never, namespace: string): SubsetUse[];
+  /** The subsets it defines, and whose. */
+  subsetsDefined?(spec: never, namespace: string): { service: string; subsets: string[] };
+}
+
+/** A subset named by an object: of which Service ("namespace/name"), and where in the object ("spec.rules.0.action.split.1.subset"). */
+export interface SubsetUse {
+  service: string;
+  subset: string;
+  path: string;
 }
 
 const svc = (ref: string, ns: string): Ref => ({ kind: 'Service', key: resolveServiceRef(ref, ns) });
@@ -64,7 +75,8 @@ export const KINDS: Record<Kind, KindInfo> = {
     spec: WorkloadSpec,
     namespaced: true,
     description: 'A process or VM outside Kubernetes that registers itself, optionally as an endpoint of a service.',
-    example: { metadata: { name: 'billing-vm-1', namespace: 'shop' }, spec: { address: '192.0.2.10', ports: [8080], labels: { app: 'billing' }, service: 'billing' } },
+    // Of the Service the other examples use, so that `kernmesh schema --example` applies as it is.
+    example: { metadata: { name: 'reviews-vm-1', namespace: 'shop' }, spec: { address: '192.0.2.10', ports: [9080], labels: { app: 'reviews', version: 'v2' }, service: 'reviews' } },
     references: (spec: { service?: string }, ns) => (spec.service ? [svc(spec.service, ns)] : []),
   },
   Route: {
@@ -85,6 +97,11 @@ export const KINDS: Record<Kind, KindInfo> = {
       svc(spec.service, ns),
       ...spec.rules.flatMap((r) => [...(r.action.split ?? []).flatMap((d) => (d.service ? [svc(d.service, ns)] : [])), ...(r.mirror ? [svc(r.mirror.service, ns)] : [])]),
     ],
+    // Only a split destination names a subset (a mirror takes the whole service).
+    subsetUses: (spec: { service: string; rules: Array<{ action: { split?: Array<{ service?: string; subset?: string }> } }> }, ns) =>
+      spec.rules.flatMap((r, i) =>
+        (r.action.split ?? []).flatMap((d, j) => (d.subset ? [{ service: resolveServiceRef(d.service ?? spec.service, ns), subset: d.subset, path: `spec.rules.${i}.action.split.${j}.subset` }] : [])),
+      ),
   },
   ClusterPolicy: {
     spec: ClusterPolicySpec,
@@ -104,6 +121,7 @@ export const KINDS: Record<Kind, KindInfo> = {
       },
     },
     references: (spec: { service: string }, ns) => [svc(spec.service, ns)],
+    subsetsDefined: (spec: { service: string; subsets?: Array<{ name: string }> }, ns) => ({ service: resolveServiceRef(spec.service, ns), subsets: (spec.subsets ?? []).map((s) => s.name) }),
   },
   AuthorizationPolicy: {
     spec: AuthorizationPolicySpec,
