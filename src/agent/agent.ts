@@ -22,13 +22,13 @@ import { ProxyWorkers, type WorkerSettings, type WorkerStats } from '../proxy/wo
 import { availableParallelism, networkInterfaces } from 'node:os';
 import { AccessLog } from '../proxy/telemetry/access-log.ts';
 import { loadKubeConfig } from '../kube/client.ts';
-import { findOwnCgroup } from '../kube/discover.ts';
 import { type NotCaptured, PodWatch } from '../kube/pod-watch.ts';
 import { captureSettings } from '../kube/pods.ts';
 import { cgroup2Root } from '../datapath/index.ts';
-import { KmError } from '../errors.ts';
 import { durationMs } from '../config/model/common.ts';
 import type { AgentConfig } from './config.ts';
+import type { DatapathState } from '../config/agents.ts';
+import { type EbpfPlacement, checkAgentHost } from './preflight.ts';
 
 type Spec = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- validated by the config layer
 /** A captured workload: from the file, or a pod from the Kubernetes API (with its uid). */
@@ -64,8 +64,15 @@ export class Agent {
   private loggedConflicts = new Set<string>();
   private readonly log: Logger;
 
-  constructor(config: AgentConfig, logger: Logger = childLogger('agent', { node: config.node })) {
+  /** Where the datapath attaches (ebpf mode), as checkAgentHost found it at start. */
+  private placement: EbpfPlacement | null = null;
+  /** The configuration's name in messages: the file the agent was started with. */
+  private readonly configSource: string;
+
+  /** source: where the configuration came from (its file), named in messages about it. */
+  constructor(config: AgentConfig, logger: Logger = childLogger('agent', { node: config.node }), source = 'the agent configuration') {
     this.config = config;
+    this.configSource = source;
     this.log = logger;
     this.proxy = new ProxyServer(this.core, { idleTimeoutMs: durationMs(config.proxyIdleTimeout) });
     if (config.zone) this.core.balancer.zone = config.zone;
@@ -86,7 +93,22 @@ export class Agent {
   private readonly onChangeListener = (view: { version: number; objects: ReadonlyMap<string, { version: number; object: { kind: string; spec: Spec } }> }) => this.onChange(view);
 
   private async startParts(): Promise<void> {
-    // Config first: the proxy must know the mesh before it takes a connection.
+    // The host first: a cgroup or pin directory the configuration names wrongly stops the agent
+    // before it has synced, reported to Redis or written its cache.
+    if (this.config.kubernetes.enabled) {
+      const k = this.config.kubernetes;
+      this.podWatch = new PodWatch({
+        kc: loadKubeConfig(k.kubeconfig ? { kubeconfig: k.kubeconfig } : {}),
+        node: this.config.node,
+        cgroupRoot: k.cgroupRoot ?? cgroup2Root(),
+        procRoot: k.procRoot,
+        ...(k.kubepodsCgroup ? { kubepodsCgroup: k.kubepodsCgroup } : {}),
+        log: this.log.child({ part: 'kube' }),
+      });
+    }
+    this.placement = checkAgentHost(this.config, this.configSource);
+
+    // Config next: the proxy must know the mesh before it takes a connection.
     this.sync.on('change', this.onChangeListener);
     await this.sync.start();
     this.onChange(this.sync.current() as never);
@@ -100,17 +122,6 @@ export class Agent {
       await this.workers.configure(this.workerSettings());
       const view = this.sync.current() as { version: number; objects: ReadonlyMap<string, unknown> };
       await this.workers.setObjects(view.version, [...view.objects.values()] as never);
-    }
-    if (this.config.kubernetes.enabled) {
-      const k = this.config.kubernetes;
-      this.podWatch = new PodWatch({
-        kc: loadKubeConfig(k.kubeconfig ? { kubeconfig: k.kubeconfig } : {}),
-        node: this.config.node,
-        cgroupRoot: k.cgroupRoot ?? cgroup2Root(),
-        procRoot: k.procRoot,
-        ...(k.kubepodsCgroup ? { kubepodsCgroup: k.kubepodsCgroup } : {}),
-        log: this.log.child({ part: 'kube' }),
-      });
     }
     if (this.config.mode !== 'off') {
       // Opening reuses pinned maps and links: a restarted agent attaches nothing twice.
@@ -288,10 +299,14 @@ export class Agent {
   /**
    * Stops steering new connections to this node's proxy and removes the
    * programs and pins (the DaemonSet's preStop): connections already in the
-   * proxy finish; new ones go straight to their destination.
+   * proxy finish; new ones go straight to their destination. Nothing undoes
+   * it in this process: only a restarted agent attaches again. The report
+   * says "drained" from here on, so status shows the node as not intercepting.
    */
   async drain(): Promise<void> {
     this.drained = true;
+    // Drained from here on, even if closing fails half-way: nothing in this process steers connections again.
+    this.drainedAt ??= Date.now();
     await this.reconciling;
     this.podWatch?.stop();
     const dp = this.datapath;
@@ -304,21 +319,21 @@ export class Agent {
         /* already closed */
       }
     }
-    await dp?.close({ detach: true });
-    this.log.info('drained: interception removed, programs detached and pins removed');
+    try {
+      await dp?.close({ detach: true });
+    } finally {
+      // Said at once: kernmesh status must not show this node intercepting until the next periodic report.
+      await this.sync.report();
+    }
+    this.log.info('drained: interception removed, programs detached and pins removed; only a restarted agent intercepts again');
   }
 
+  /** When drain() ran (ms): from then on this agent intercepts nothing until it is restarted. */
+  private drainedAt: number | null = null;
+
   private async openEbpf(): Promise<EbpfDatapath> {
-    // On Kubernetes the programs attach to kubepods, which holds every pod (this agent's too).
-    const attachCgroup = this.config.attachCgroup ?? this.podWatch?.kubepods();
-    if (!attachCgroup) {
-      throw new KmError(
-        'KM_ERR_CGROUP_NOT_FOUND',
-        this.podWatch ? `no kubepods cgroup under ${this.config.kubernetes.cgroupRoot ?? cgroup2Root()}: set kubernetes.kubepodsCgroup (or attachCgroup) in the agent configuration` : 'ebpf mode needs attachCgroup (the cgroup whose pods are intercepted)',
-      );
-    }
-    // In a container /proc/self/cgroup reads "0::/": find this process in the node's tree instead.
-    const proxyCgroup = this.config.proxyCgroup ?? (this.podWatch ? findOwnCgroup(attachCgroup) : undefined);
+    // Where to attach was settled by checkAgentHost: the configured cgroup, or kubepods on Kubernetes.
+    const { attachCgroup, proxyCgroup } = this.placement ?? checkAgentHost(this.config, this.configSource)!;
     return EbpfDatapath.open({
       pinDir: this.config.pinDir,
       attachCgroup,
@@ -390,14 +405,30 @@ export class Agent {
 
   private mapOccupancy: Record<string, unknown> = {};
 
+  /**
+   * Whether this node's connections are intercepted now, for status:
+   * intercepting; starting (programs attached, the proxy not yet declared
+   * alive: captured pods' connects fail open or closed as the mesh says);
+   * drained (detached by `kernmesh drain`, until the agent restarts); off
+   * (mode off); stopping (the agent is shutting down).
+   */
+  private datapathState(): DatapathState {
+    if (this.drainedAt !== null) return 'drained';
+    if (this.config.mode === 'off') return 'off';
+    if (this.datapath instanceof EbpfDatapath && !this.heartbeatStarted) return 'starting';
+    return this.datapath ? 'intercepting' : 'stopping';
+  }
+
   /** The datapath as status shows it: counters read now (a cheap syscall), occupancy from the last refresh. */
   private datapathStatus(): Record<string, unknown> {
     const dp = this.datapath;
-    if (!(dp instanceof EbpfDatapath)) return { mode: this.config.mode };
+    const state = { state: this.datapathState(), ...(this.drainedAt !== null ? { drainedAt: this.drainedAt } : {}) };
+    if (!(dp instanceof EbpfDatapath)) return { mode: this.config.mode, ...state };
     try {
       const { error, ...maps } = this.mapOccupancy as { error?: string };
       return {
         mode: 'ebpf',
+        ...state,
         attachCgroup: dp.attachCgroup,
         programs: dp.programIds(),
         failMode: dp.currentSettings().failMode,
@@ -406,7 +437,7 @@ export class Agent {
         ...(error ? { error } : {}),
       };
     } catch (err) {
-      return { mode: 'ebpf', error: (err as Error).message };
+      return { mode: 'ebpf', ...state, error: (err as Error).message };
     }
   }
 
@@ -430,6 +461,8 @@ export class Agent {
       successRate: x.requests ? Math.round(((x.requests - x.errors) / x.requests) * 1000) / 1000 : 1,
     }));
     return {
+      // Status says how to restart the agent after a drain: on Kubernetes or not.
+      kubernetes: this.config.kubernetes.enabled,
       datapath: this.datapathStatus(),
       proxy: {
         activeConnections: this.proxy.activeConnections + this.workerStats.reduce((a, w) => a + w.active, 0),
@@ -440,7 +473,7 @@ export class Agent {
         workers: this.workers?.pids.length ?? 0,
       },
       workloads: [
-        ...this.workloads.map((w) => ({ name: w.name, namespace: w.namespace, ...(this.config.mode === 'off' ? { ok: false, reason: 'the agent runs with mode off' } : this.enrolment.get(keyOf(w))) })),
+        ...this.workloads.map((w) => ({ name: w.name, namespace: w.namespace, ...(this.config.mode === 'off' ? { ok: false, reason: 'the agent runs with mode off' } : this.drainedAt !== null ? { ok: false, reason: 'its node was drained: connections are no longer intercepted' } : this.enrolment.get(keyOf(w))) })),
         ...this.notCaptured.map((n) => ({ name: n.name, namespace: n.namespace, ok: false, reason: n.reason })),
       ],
       traffic,

@@ -7,14 +7,18 @@ import type { Command } from 'commander';
 import { Agent } from '../agent/agent.ts';
 import { readAgentConfig } from '../agent/config.ts';
 
+/** What undoes a drain (`kernmesh status` names the command for the node). */
+const UNDRAIN = 'to intercept again, restart the agent: on Kubernetes delete its pod (the DaemonSet starts a new one), else stop its `kernmesh agent` process and start it again';
+
 export function registerAgent(program: Command): void {
   program
     .command('agent')
     .description('run the node agent: mesh sync from Redis, the Kubernetes watch, the datapath, and the proxy')
     .requiredOption('-c, --config <file>', 'agent configuration (YAML)')
     .action(async (opts: { config: string }) => {
+      // Every problem of the file is named before anything starts (exit 3); the host's are checked first thing in start (exit 6).
       const config = readAgentConfig(opts.config);
-      const agent = new Agent(config);
+      const agent = new Agent(config, undefined, opts.config);
       await agent.start();
       await new Promise<void>((resolve) => {
         // Without detachOnStop, stop leaves the pins for a restarted agent (kernmesh datapath cleanup removes them);
@@ -39,5 +43,7 @@ export function registerAgent(program: Command): void {
       const text = await res.text();
       if (!res.ok) throw new Error(`the agent refused to drain (${res.status}): ${text.trim()}`);
       process.stdout.write(text);
+      // Nothing in a running agent attaches again after a drain: only a new agent process does.
+      process.stdout.write(`${UNDRAIN}\n`);
     });
 }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /** `kernmesh status [-o table|wide|json|yaml] [--watch]`. */
 import type { Command } from 'commander';
+import type { DatapathState } from '../config/agents.ts';
 import { stringify } from 'yaml';
 import { loadKubeConfig } from '../kube/client.ts';
 import { type StatusReport, collectStatus } from '../status/collect.ts';
@@ -9,6 +10,15 @@ import { EXIT } from './exit-codes.ts';
 import { addRedisFlags, type RedisFlags, redisConfig, withStore } from './mesh-client.ts';
 import { FAIL, OK, WARN } from './output.ts';
 import { formatTable } from './tables.ts';
+
+/** What each datapath state means, on the DATAPATH line. */
+const STATE_TEXT: Record<DatapathState, string> = {
+  intercepting: `${OK} intercepting`,
+  starting: `${WARN} starting: attached, the proxy not yet declared alive`,
+  drained: `${FAIL} drained: NOT intercepting (programs detached, pins removed) until the agent restarts`,
+  off: '(not intercepting)',
+  stopping: `${WARN} stopping`,
+};
 
 const ms = (v: number | null) => (v !== null && Number.isFinite(v) ? `${v} ms` : '> 1 h');
 const ago = (v: number) => (v < 60_000 ? `${Math.round(v / 1000)}s` : `${Math.round(v / 60_000)}m`);
@@ -23,15 +33,15 @@ export function renderStatus(r: StatusReport, wide: boolean): string {
   out.push('', 'AGENTS');
   out.push(
     formatTable(
-      ['NODE', 'MODE', 'STATE', 'VERSION', 'HEARTBEAT', 'UPTIME', 'CONNECTIONS'],
-      r.agents.map((a) => [a.node, a.mode, a.health, `${a.appliedVersion}/${a.meshVersion}`, ago(a.heartbeatAgeMs), ago(a.uptimeMs), String(a.proxy.activeConnections ?? '-')]),
+      ['NODE', 'MODE', 'STATE', 'DATAPATH', 'VERSION', 'HEARTBEAT', 'UPTIME', 'CONNECTIONS'],
+      r.agents.map((a) => [a.node, a.mode, a.health, a.datapathState ?? '-', `${a.appliedVersion}/${a.meshVersion}`, ago(a.heartbeatAgeMs), ago(a.uptimeMs), String(a.proxy.activeConnections ?? '-')]),
     ).replace(/^/gm, '  '),
   );
   out.push('', 'DATAPATH');
   for (const a of r.agents) {
     const d = a.datapath as { mode?: string; attachCgroup?: string; programs?: Record<string, number>; maps?: Record<string, { entries: number; capacity: number }>; counters?: Record<string, number> };
     const c = d.counters ?? {};
-    out.push(`  ${a.node}: ${d.mode ?? a.mode}${d.attachCgroup ? ` attached to ${d.attachCgroup}` : ''}${d.programs ? ` (${Object.keys(d.programs).length} programs)` : ''}`);
+    out.push(`  ${a.node}: ${d.mode ?? a.mode}${a.datapathState ? ` ${STATE_TEXT[a.datapathState]}` : ''}${d.attachCgroup ? ` attached to ${d.attachCgroup}` : ''}${d.programs ? ` (${Object.keys(d.programs).length} programs)` : ''}`);
     if (d.maps) out.push(`    maps        ${Object.entries(d.maps).map(([k, m]) => `${k} ${m.entries}/${m.capacity}`).join(', ')}`);
     if (d.counters) out.push(`    redirected  ${(c.connect4_redirected ?? 0) + (c.connect6_redirected ?? 0)} connects, ${c.msg_redirected ?? 0} messages (${c.bytes_redirected ?? 0} B), ${c.msg_miss ?? 0} misses, fail-open ${c.fail_open ?? 0}, fail-closed ${c.fail_closed ?? 0}`);
     if (wide && d.counters) out.push(`    counters    ${Object.entries(c).map(([k, v]) => `${k}=${v}`).join(' ')}`);

@@ -6,6 +6,16 @@ import { redisError } from './store.ts';
 
 export type AgentHealth = 'SYNCED' | 'STALE' | 'NOT CONNECTED';
 
+/**
+ * Whether the node's connections are intercepted, as the agent reports it
+ * (report.datapath.state): intercepting; starting (attached, the proxy not
+ * yet declared alive, so captured pods' connects fail open or closed);
+ * drained (`kernmesh drain` detached it; only a restarted agent intercepts
+ * again); off (mode off); stopping (the agent is shutting down).
+ */
+export const DATAPATH_STATES = ['intercepting', 'starting', 'drained', 'off', 'stopping'] as const;
+export type DatapathState = (typeof DATAPATH_STATES)[number];
+
 export interface AgentStatus {
   node: string;
   mode: string;
@@ -16,6 +26,8 @@ export interface AgentStatus {
   uptimeMs: number;
   lastError: string | null;
   counters: Record<string, number>;
+  /** Whether it intercepts (see DatapathState); null from an agent too old to say, or a report that says something else. */
+  datapathState: DatapathState | null;
   /** The agent's whole last report (datapath, proxy, workloads, traffic). */
   report: Record<string, unknown>;
 }
@@ -71,10 +83,16 @@ export async function readAgentReports(redis: Redis, keys: Keys): Promise<{ agen
       uptimeMs: now - r.startedAt,
       lastError: r.lastError,
       counters: r.counters,
+      datapathState: datapathStateOf(r),
       report: r,
     });
   });
   return { agents, unreadable };
+}
+
+function datapathStateOf(r: Report): DatapathState | null {
+  const state = (r.datapath as { state?: unknown } | undefined)?.state;
+  return (DATAPATH_STATES as readonly unknown[]).includes(state) ? (state as DatapathState) : null;
 }
 
 /** The report, or why it cannot be used. */

@@ -131,3 +131,32 @@ kernelTest('with proxy workers, a pod’s connections are served by the workers 
     for (const pid of pids) t.throws(() => process.kill(pid, 0), undefined, `worker ${pid} stopped`);
   });
 });
+
+kernelTest('after `kernmesh drain` the node is reported drained at once: status fails (exit 1), its pod is not captured, and the fix is a restart', async (t) => {
+  await withAgentScratch(t, 'agentd', async ({ redis, scratch, app, use }) => {
+    const adminPort = await freePort();
+    const agent = new Agent(
+      scratchAgentConfig(scratch, redis, { adminPort, workloads: [{ name: 'productpage', namespace: 'shop', netnsPath: scratch.netnsPath, cgroupPath: app, labels: { app: 'productpage' } }] }),
+      silentLogger,
+    );
+    use(agent);
+    await agent.start();
+    const first = await scratch.run('app', 'curl', ['-sS', '--max-time', '5', `http://${VIP4}/reviews/1`]);
+    t.is(first.code, 0, first.stderr);
+    const cli = new URL('../../src/cli/main.ts', import.meta.url).pathname;
+    const status = () => promisify(execFile)(process.execPath, [cli, 'status', '-o', 'json', '--redis', redis.url]).then((ok) => ({ ...ok, code: 0 }), (e: { stdout: string; code: number }) => e);
+    await agent.sync.report();
+    const before = JSON.parse((await status()).stdout) as StatusReport;
+    t.like(before.agents[0], { node: 'node-a', datapathState: 'intercepting' });
+    t.deepEqual(before.namespaces, [{ namespace: 'shop', captured: 1, total: 1 }]);
+
+    const drained = await promisify(execFile)(process.execPath, [cli, 'drain', '--admin', `127.0.0.1:${adminPort}`]);
+    t.regex(drained.stdout, /^drained: .*\nto intercept again, restart the agent/);
+    const after = await status();
+    t.is(after.code, 1, 'a drained node is a problem');
+    const report = JSON.parse(after.stdout) as StatusReport;
+    t.like(report.agents[0], { node: 'node-a', health: 'SYNCED', datapathState: 'drained' });
+    t.deepEqual(report.namespaces, [{ namespace: 'shop', captured: 0, total: 1 }]);
+    t.deepEqual(report.problems.filter((p) => p.level === 'error').map((p) => p.fix), ['only restarting the agent on node-a undoes a drain: stop its `kernmesh agent` process (SIGTERM) and start it again']);
+  });
+});

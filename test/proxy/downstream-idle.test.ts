@@ -109,8 +109,9 @@ test('proxyIdleTimeout closes idle HTTP/1.1, h2c and silent clients after it; th
 });
 
 test('proxyIdleTimeout is a duration more than 0, 300s by default', (t) => {
-  t.is(parseAgentConfig({ node: 'n1' }).proxyIdleTimeout, '300s');
-  t.is(parseAgentConfig({ node: 'n1', proxyIdleTimeout: '2m' }).proxyIdleTimeout, '2m');
+  // mode off: ebpf (the default) also needs attachCgroup.
+  t.is(parseAgentConfig({ node: 'n1', mode: 'off' }).proxyIdleTimeout, '300s');
+  t.is(parseAgentConfig({ node: 'n1', mode: 'off', proxyIdleTimeout: '2m' }).proxyIdleTimeout, '2m');
   t.throws(() => parseAgentConfig({ node: 'n1', proxyIdleTimeout: '0s' }), { message: /proxyIdleTimeout: must be more than 0/ });
   t.throws(() => parseAgentConfig({ node: 'n1', proxyIdleTimeout: 300 }), { message: /proxyIdleTimeout/ });
   t.throws(() => parseAgentConfig({ node: 'n1', proxyIdleTimeout: '900h' }), { message: /proxyIdleTimeout: must be at most 596h/ });
