@@ -10,7 +10,7 @@
  * Pure: objects in, one warning per object and missing thing out.
  */
 import { resolveServiceRef } from '../config/model/common.ts';
-import { type MeshObject, keyOf, referencesOf } from '../config/objects.ts';
+import { type MeshObject, keyOf, referencesOf, subsetUsesOf, subsetsByService } from '../config/objects.ts';
 import type { Problem } from './collect.ts';
 
 type Spec = Record<string, unknown>;
@@ -64,8 +64,8 @@ export function configProblems(given: readonly MeshObject[]): Problem[] {
     .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
     .map((x) => x.o);
   const services = new Set(objects.filter((o) => o.kind === 'Service').map(keyOf));
-  // Subsets by service: every ClusterPolicy for a service adds its own (the routing table merges them).
-  const subsets = new Map<string, Set<string>>();
+  // Subsets by service, as apply reckons them (every ClusterPolicy for a service adds its own); one too damaged to read defines none.
+  const subsets = subsetsByService(objects.filter((o) => o.kind !== 'ClusterPolicy' || readable(() => subsetsByService([o]))));
   // Rule names by service, for route-scoped rate limits (they only see their own service's rules).
   const ruleNames = new Map<string, Set<string>>();
   for (const o of objects) {
@@ -73,7 +73,6 @@ export function configProblems(given: readonly MeshObject[]): Problem[] {
     const spec = asSpec(o.spec);
     const svc = str(spec.service) && resolveServiceRef(str(spec.service)!, ns);
     if (!svc) continue;
-    if (o.kind === 'ClusterPolicy') for (const s of asArray(spec.subsets)) if (str(asSpec(s).name)) (subsets.get(svc) ?? subsets.set(svc, new Set()).get(svc)!).add(str(asSpec(s).name)!);
     if (o.kind === 'Route') for (const r of asArray(spec.rules)) if (str(asSpec(r).name)) (ruleNames.get(svc) ?? ruleNames.set(svc, new Set()).get(svc)!).add(str(asSpec(r).name)!);
   }
 
@@ -112,24 +111,18 @@ export function configProblems(given: readonly MeshObject[]): Problem[] {
 }
 
 /** A Route's destinations whose subset their service's ClusterPolicies do not define. */
-function subsetProblems(o: MeshObject, what: string, services: Set<string>, subsets: Map<string, Set<string>>): Problem[] {
-  const ns = o.metadata.namespace ?? 'default';
-  const spec = asSpec(o.spec);
-  const own = str(spec.service) && resolveServiceRef(str(spec.service)!, ns);
+function subsetProblems(o: MeshObject, what: string, services: Set<string>, subsets: Map<string, Map<string, string[]>>): Problem[] {
   const missing = new Map<string, { service: string; subset: string; paths: string[] }>();
-  asArray(spec.rules).forEach((r, i) => {
-    asArray(asSpec(asSpec(r).action).split).forEach((d, j) => {
-      const dest = asSpec(d);
-      const subset = str(dest.subset);
-      const service = str(dest.service) ? resolveServiceRef(str(dest.service)!, ns) : own;
-      // A missing service is said once, above; its subsets are moot.
-      if (!subset || !service || !services.has(service) || subsets.get(service)?.has(subset)) return;
-      const id = `${service} ${subset}`;
-      const m = missing.get(id) ?? { service, subset, paths: [] };
-      m.paths.push(`spec.rules.${i}.action.split.${j}.subset`);
-      missing.set(id, m);
-    });
-  });
+  let uses: ReturnType<typeof subsetUsesOf> = [];
+  readable(() => (uses = subsetUsesOf(o)));
+  for (const { service, subset, path } of uses) {
+    // A missing service is said once, above; its subsets are moot.
+    if (!services.has(service) || subsets.get(service)?.has(subset)) continue;
+    const id = `${service} ${subset}`;
+    const m = missing.get(id) ?? { service, subset, paths: [] };
+    m.paths.push(path);
+    missing.set(id, m);
+  }
   return [...missing.values()].map((m) => ({
     level: 'warn' as const,
     text: `${what} sends requests to subset ${m.subset} of Service ${m.service} (${m.paths.join(', ')}), which no ClusterPolicy for ${m.service} defines: every request sent there gets 503 (UH)`,
@@ -138,6 +131,16 @@ function subsetProblems(o: MeshObject, what: string, services: Set<string>, subs
 }
 
 /** The model's references of an object; none for one too malformed to read (an older version's). */
+/** Whether read() gets through an object (one too malformed to read, an older version's, throws). */
+function readable(read: () => unknown): boolean {
+  try {
+    read();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function safeReferences(o: MeshObject) {
   try {
     return referencesOf(o);
