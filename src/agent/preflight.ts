@@ -12,7 +12,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { KmError } from '../errors.ts';
-import { cgroup2Root, defaultLockPath, mounts, nativeAddon, ownCgroup } from '../datapath/index.ts';
+import { cgroup2Root, defaultLockPath, isUnder, mountTypeOf, mounts, nativeAddon, ownCgroup } from '../datapath/index.ts';
 import { lockHeld } from '../datapath/lock.ts';
 import { findKubepods, findOwnCgroup } from '../kube/discover.ts';
 import type { AgentConfig } from './config.ts';
@@ -23,7 +23,6 @@ export interface EbpfPlacement {
   proxyCgroup?: string;
 }
 
-const isUnder = (child: string, dir: string) => child === dir || child.startsWith(dir.endsWith('/') ? dir : `${dir}/`);
 const isDir = (path: string) => {
   try {
     return statSync(path).isDirectory();
@@ -74,10 +73,7 @@ export function checkAgentHost(config: AgentConfig, source = 'the agent configur
 
   // Pins live on bpffs: an existing bpf mount above pinDir, or /sys/fs/bpf, which the datapath mounts when it is not.
   const pinDir = resolve(config.pinDir);
-  const owner = mounts()
-    .filter((m) => isUnder(pinDir, m.target))
-    .sort((a, b) => b.target.length - a.target.length)[0];
-  if (owner?.fstype !== 'bpf' && !(isUnder(pinDir, '/sys/fs/bpf') && !mounts().some((m) => m.target === '/sys/fs/bpf'))) {
+  if (mountTypeOf(pinDir) !== 'bpf' && !(isUnder(pinDir, '/sys/fs/bpf') && !mounts().some((m) => m.target === '/sys/fs/bpf'))) {
     throw new KmError('KM_ERR_BPFFS', `pinDir ${pinDir} is not on a bpf filesystem: pins must live under a bpffs mount such as /sys/fs/bpf (fix pinDir in ${source})`);
   }
   nativeAddon();

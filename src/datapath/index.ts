@@ -3,7 +3,7 @@
 export * from './codec.ts';
 export * from './desired.ts';
 export { EbpfDatapath, type EbpfOptions } from './ebpf.ts';
-export { cleanupPins, programsStillLoaded } from './pins.ts';
+export { cleanupPins, isUnder, mountTypeOf, programsStillLoaded } from './pins.ts';
 export { defaultLockPath, takeLock } from './lock.ts';
 export * from './host.ts';
 export * from './interceptor.ts';

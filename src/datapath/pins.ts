@@ -29,12 +29,16 @@ export function checkAttachCgroup(path: string): void {
   }
 }
 
+/** The filesystem type of the deepest mount holding path (undefined: no mount above it). */
+export function mountTypeOf(path: string): string | undefined {
+  return mounts()
+    .filter((m) => isUnder(path, m.target))
+    .sort((a, b) => b.target.length - a.target.length)[0]?.fstype;
+}
+
 export function checkPinDir(pinDir: string): void {
   ensureBpffs();
-  const owner = mounts()
-    .filter((m) => isUnder(pinDir, m.target))
-    .sort((a, b) => b.target.length - a.target.length)[0];
-  if (!owner || owner.fstype !== 'bpf') {
+  if (mountTypeOf(pinDir) !== 'bpf') {
     throw new KmError('KM_ERR_BPFFS', `${pinDir} is not on a bpf filesystem: pins must live under a bpffs mount such as /sys/fs/bpf`);
   }
 }
